@@ -1,0 +1,28 @@
+//! hello: prints what the kernel found at boot, then exits 0.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+use kernel::app::{AppResult, Args};
+use kernel::println;
+
+fn main(args: &Args<'_>) -> AppResult {
+    let f = args.facts();
+    println!(
+        "hello from chameleon: boot={} ram={}MiB free={}MiB cpu=\"{}\" hypervisor={} tsc={}kHz nx={} exit={}",
+        f.protocol,
+        f.ram_bytes >> 20,
+        f.free_bytes >> 20,
+        f.cpu_brand,
+        f.hypervisor,
+        f.tsc_khz,
+        f.nx,
+        f.exit_method
+    );
+    for (i, arg) in args.args().enumerate() {
+        println!("hello: argument {i}: {arg}");
+    }
+    Ok(())
+}
+
+kernel::app!(main);

@@ -1,0 +1,329 @@
+//! The few ACPI facts the kernel needs to power off (S5).
+//!
+//! Written here rather than with the `acpi` crate: that crate's `Handler` trait asks for
+//! some twenty hooks (AML, PCI, sleeping, mutexes) and its table walk needs the heap,
+//! while power-off needs three values that must be read at boot, before the allocator
+//! may reuse the RAM the tables sit in.
+
+use crate::{PhysMemory, Unreadable};
+
+/// How to enter S5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerOff {
+    /// Fixed hardware: write `SLP_TYPx << 10 | SLP_EN` to PM1a (and PM1b) control ports.
+    Pm1 { pm1a_cnt: u16, pm1b_cnt: Option<u16>, slp_typ_a: u8, slp_typ_b: u8 },
+    /// Hardware-reduced ACPI (e.g. QEMU microvm): write `SLP_TYP << 2 | SLP_EN` to the
+    /// FADT's sleep control register.
+    SleepControl { reg: GenericAddress, slp_typ: u8 },
+}
+
+/// An ACPI generic address (only system I/O and memory spaces are used here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenericAddress {
+    Io(u16),
+    Memory(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcpiError {
+    Unreadable(Unreadable),
+    BadRsdp,
+    BadChecksum([u8; 4]),
+    NoFadt,
+    NoPm1Control,
+    UnsupportedSleepRegister,
+}
+
+impl From<Unreadable> for AcpiError {
+    fn from(e: Unreadable) -> Self {
+        Self::Unreadable(e)
+    }
+}
+
+impl core::fmt::Display for AcpiError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unreadable(e) => write!(f, "ACPI table unreadable: {e}"),
+            Self::BadRsdp => write!(f, "no valid RSDP"),
+            Self::BadChecksum(sig) => {
+                write!(f, "ACPI table {} has a bad checksum", sig.escape_ascii())
+            }
+            Self::NoFadt => write!(f, "no FADT"),
+            Self::NoPm1Control => write!(f, "FADT names no PM1a control block"),
+            Self::UnsupportedSleepRegister => write!(f, "sleep control register is not I/O or memory"),
+        }
+    }
+}
+
+const HEADER_LEN: u64 = 36;
+/// A table larger than this is not believed (real DSDTs are tens of KiB).
+const TABLE_MAX: u32 = 1 << 20;
+
+fn checksum_ok(mem: &impl PhysMemory, addr: u64, len: u32) -> Result<bool, Unreadable> {
+    let mut sum = 0u8;
+    let mut chunk = [0u8; 64];
+    let mut done = 0u64;
+    while done < u64::from(len) {
+        let n = (u64::from(len) - done).min(64) as usize;
+        mem.read(addr + done, &mut chunk[..n])?;
+        sum = chunk[..n].iter().fold(sum, |s, b| s.wrapping_add(*b));
+        done += n as u64;
+    }
+    Ok(sum == 0)
+}
+
+/// Reads a table header at `addr`: signature and length, after checking the checksum.
+fn table(mem: &impl PhysMemory, addr: u64) -> Result<([u8; 4], u32), AcpiError> {
+    let mut sig = [0; 4];
+    mem.read(addr, &mut sig)?;
+    let len = mem.read_u32(addr + 4)?;
+    if !(HEADER_LEN as u32..=TABLE_MAX).contains(&len) || !checksum_ok(mem, addr, len)? {
+        return Err(AcpiError::BadChecksum(sig));
+    }
+    Ok((sig, len))
+}
+
+/// Finds the table with signature `want` through the RSDT or XSDT of the RSDP at `rsdp`.
+pub fn find_table(mem: &impl PhysMemory, rsdp: u64, want: &[u8; 4]) -> Result<Option<(u64, u32)>, AcpiError> {
+    let mut sig = [0; 8];
+    mem.read(rsdp, &mut sig)?;
+    if &sig != b"RSD PTR " || !checksum_ok(mem, rsdp, 20)? {
+        return Err(AcpiError::BadRsdp);
+    }
+    let revision = mem.read_u8(rsdp + 15)?;
+    let (root, entry_size) = if revision >= 2 && mem.read_u64(rsdp + 24)? != 0 {
+        (mem.read_u64(rsdp + 24)?, 8)
+    } else {
+        (u64::from(mem.read_u32(rsdp + 16)?), 4)
+    };
+    let (_, root_len) = table(mem, root)?;
+    let entries = (u64::from(root_len) - HEADER_LEN) / entry_size;
+    for i in 0..entries {
+        let at = root + HEADER_LEN + i * entry_size;
+        let addr = if entry_size == 8 { mem.read_u64(at)? } else { u64::from(mem.read_u32(at)?) };
+        let mut sig = [0; 4];
+        mem.read(addr, &mut sig)?;
+        if &sig == want {
+            let (_, len) = table(mem, addr)?;
+            return Ok(Some((addr, len)));
+        }
+    }
+    Ok(None)
+}
+
+const FADT_DSDT: u64 = 40;
+const FADT_PM1A_CNT: u64 = 64;
+const FADT_PM1B_CNT: u64 = 68;
+const FADT_FLAGS: u64 = 112;
+const FADT_X_DSDT: u64 = 140;
+const FADT_SLEEP_CONTROL: u64 = 244;
+const HW_REDUCED_ACPI: u32 = 1 << 20;
+/// What QEMU's hardware-reduced platforms (microvm's GED) take for S5 when the DSDT
+/// has no `_S5` object.
+const HW_REDUCED_DEFAULT_S5: u8 = 5;
+
+/// Works out how to power off from the ACPI tables under the RSDP at `rsdp`.
+pub fn find_power_off(mem: &impl PhysMemory, rsdp: u64) -> Result<PowerOff, AcpiError> {
+    let (fadt, fadt_len) = find_table(mem, rsdp, b"FACP")?.ok_or(AcpiError::NoFadt)?;
+    let field_present = |off: u64, size: u64| u64::from(fadt_len) >= off + size;
+    let mut dsdt = u64::from(mem.read_u32(fadt + FADT_DSDT)?);
+    if field_present(FADT_X_DSDT, 8) {
+        let x_dsdt = mem.read_u64(fadt + FADT_X_DSDT)?;
+        if x_dsdt != 0 {
+            dsdt = x_dsdt;
+        }
+    }
+    let s5 = match table(mem, dsdt) {
+        Ok((_, len)) => find_s5(mem, dsdt + HEADER_LEN, len - HEADER_LEN as u32)?,
+        Err(_) => None,
+    };
+    let flags = if field_present(FADT_FLAGS, 4) { mem.read_u32(fadt + FADT_FLAGS)? } else { 0 };
+    if flags & HW_REDUCED_ACPI != 0 && field_present(FADT_SLEEP_CONTROL, 12) {
+        let space = mem.read_u8(fadt + FADT_SLEEP_CONTROL)?;
+        let addr = mem.read_u64(fadt + FADT_SLEEP_CONTROL + 4)?;
+        let reg = match space {
+            0 => GenericAddress::Memory(addr),
+            1 => GenericAddress::Io(addr as u16),
+            _ => return Err(AcpiError::UnsupportedSleepRegister),
+        };
+        let slp_typ = s5.map_or(HW_REDUCED_DEFAULT_S5, |(a, _)| a);
+        return Ok(PowerOff::SleepControl { reg, slp_typ });
+    }
+    let pm1a = mem.read_u32(fadt + FADT_PM1A_CNT)?;
+    let pm1b = mem.read_u32(fadt + FADT_PM1B_CNT)?;
+    if pm1a == 0 || pm1a > 0xffff {
+        return Err(AcpiError::NoPm1Control);
+    }
+    // Without `_S5` in the DSDT, SLP_TYP 0 is what PIIX4 and ICH9 (QEMU pc, q35) use.
+    let (slp_typ_a, slp_typ_b) = s5.unwrap_or((0, 0));
+    Ok(PowerOff::Pm1 {
+        pm1a_cnt: pm1a as u16,
+        pm1b_cnt: (pm1b != 0 && pm1b <= 0xffff).then_some(pm1b as u16),
+        slp_typ_a,
+        slp_typ_b,
+    })
+}
+
+/// Scans AML for `Name(_S5, Package(){a, b, ...})` and returns `(a, b)`.
+///
+/// A byte scan, not an AML interpreter: `_S5` is a plain named package in every DSDT
+/// this kernel targets.
+fn find_s5(mem: &impl PhysMemory, aml: u64, len: u32) -> Result<Option<(u8, u8)>, Unreadable> {
+    const NAME_OP: u8 = 0x08;
+    const PACKAGE_OP: u8 = 0x12;
+    let len = u64::from(len);
+    let mut window = [0u8; 4];
+    for i in 0..len.saturating_sub(4) {
+        if i == 0 {
+            mem.read(aml, &mut window)?;
+        } else {
+            window.rotate_left(1);
+            window[3] = mem.read_u8(aml + i + 3)?;
+        }
+        if &window != b"_S5_" || i == 0 {
+            continue;
+        }
+        let before = mem.read_u8(aml + i - 1)?;
+        let named = before == NAME_OP || (before == b'\\' && i >= 2 && mem.read_u8(aml + i - 2)? == NAME_OP);
+        if !named || i + 5 >= len || mem.read_u8(aml + i + 4)? != PACKAGE_OP {
+            continue;
+        }
+        // PkgLength: bits 7..6 of the lead byte count the bytes that follow it.
+        let lead = mem.read_u8(aml + i + 5)?;
+        let mut at = aml + i + 5 + 1 + u64::from(lead >> 6);
+        at += 1; // NumElements
+        let mut values = [0u8; 2];
+        for v in &mut values {
+            let op = mem.read_u8(at)?;
+            (*v, at) = match op {
+                0x00 => (0, at + 1),                                   // ZeroOp
+                0x01 => (1, at + 1),                                   // OneOp
+                0x0a => (mem.read_u8(at + 1)?, at + 2),               // BytePrefix
+                0x0b => (mem.read_u16(at + 1)? as u8, at + 3),        // WordPrefix
+                0x0c => (mem.read_u32(at + 1)? as u8, at + 5),        // DWordPrefix
+                _ => return Ok(None),
+            };
+        }
+        return Ok(Some((values[0], values[1])));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testmem::TestMemory;
+    extern crate std;
+    use std::vec::Vec;
+
+    fn with_checksum(mut t: Vec<u8>, at: usize) -> Vec<u8> {
+        t[at] = 0;
+        let sum = t.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        t[at] = 0u8.wrapping_sub(sum);
+        t
+    }
+
+    fn sdt(sig: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut t = Vec::new();
+        t.extend_from_slice(sig);
+        t.extend_from_slice(&((36 + body.len()) as u32).to_le_bytes());
+        t.extend_from_slice(&[1, 0]);
+        t.extend_from_slice(b"CHMLN CHAMELEON");
+        t.resize(36, 0);
+        t.extend_from_slice(body);
+        with_checksum(t, 9)
+    }
+
+    fn rsdp_v0(rsdt: u32) -> Vec<u8> {
+        let mut r = Vec::new();
+        r.extend_from_slice(b"RSD PTR ");
+        r.push(0);
+        r.extend_from_slice(b"CHMLN ");
+        r.push(0);
+        r.extend_from_slice(&rsdt.to_le_bytes());
+        with_checksum(r, 8)
+    }
+
+    fn fadt(dsdt: u32, pm1a: u32, flags: u32, sleep_ctl: Option<(u8, u64)>) -> Vec<u8> {
+        let mut body = std::vec![0u8; 276 - 36];
+        body[(FADT_DSDT - 36) as usize..][..4].copy_from_slice(&dsdt.to_le_bytes());
+        body[(FADT_PM1A_CNT - 36) as usize..][..4].copy_from_slice(&pm1a.to_le_bytes());
+        body[(FADT_FLAGS - 36) as usize..][..4].copy_from_slice(&flags.to_le_bytes());
+        if let Some((space, addr)) = sleep_ctl {
+            let at = (FADT_SLEEP_CONTROL - 36) as usize;
+            body[at] = space;
+            body[at + 1] = 8;
+            body[at + 4..at + 12].copy_from_slice(&addr.to_le_bytes());
+        }
+        sdt(b"FACP", &body)
+    }
+
+    fn platform(dsdt_body: &[u8], pm1a: u32, flags: u32, sleep_ctl: Option<(u8, u64)>) -> TestMemory {
+        let mut mem = TestMemory::new();
+        mem.put(0xf5a00, &rsdp_v0(0x10000));
+        let mut rsdt_body = Vec::new();
+        rsdt_body.extend_from_slice(&0x11000u32.to_le_bytes()); // some other table
+        rsdt_body.extend_from_slice(&0x12000u32.to_le_bytes()); // FADT
+        mem.put(0x10000, &sdt(b"RSDT", &rsdt_body));
+        mem.put(0x11000, &sdt(b"APIC", &[0; 8]));
+        mem.put(0x12000, &fadt(0x13000, pm1a, flags, sleep_ctl));
+        mem.put(0x13000, &sdt(b"DSDT", dsdt_body));
+        mem
+    }
+
+    /// `Name (\_S5, Package (0x04) { 0x05, Zero, Zero, Zero })` with junk around it.
+    const S5_AML: &[u8] = &[0x10, 0x20, b'_', b'S', b'5', b'_', 0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x00, 0x00, 0x00, 0xa4];
+
+    #[test]
+    fn pm1_power_off_with_s5() {
+        let mem = platform(S5_AML, 0x604, 0, None);
+        assert_eq!(
+            find_power_off(&mem, 0xf5a00),
+            Ok(PowerOff::Pm1 { pm1a_cnt: 0x604, pm1b_cnt: None, slp_typ_a: 5, slp_typ_b: 0 })
+        );
+    }
+
+    #[test]
+    fn pm1_without_s5_uses_zero() {
+        let mem = platform(&[0xa4, 0x00], 0xb004, 0, None);
+        assert_eq!(
+            find_power_off(&mem, 0xf5a00),
+            Ok(PowerOff::Pm1 { pm1a_cnt: 0xb004, pm1b_cnt: None, slp_typ_a: 0, slp_typ_b: 0 })
+        );
+    }
+
+    #[test]
+    fn hardware_reduced_uses_sleep_control() {
+        let mem = platform(&[], 0, HW_REDUCED_ACPI, Some((0, 0xfeb0_0204)));
+        assert_eq!(
+            find_power_off(&mem, 0xf5a00),
+            Ok(PowerOff::SleepControl { reg: GenericAddress::Memory(0xfeb0_0204), slp_typ: 5 })
+        );
+    }
+
+    #[test]
+    fn bad_rsdp_and_bad_checksums_are_refused() {
+        let mut mem = platform(S5_AML, 0x604, 0, None);
+        assert_eq!(find_power_off(&mem, 0x12000), Err(AcpiError::BadRsdp));
+        let mut broken = fadt(0x13000, 0x604, 0, None);
+        broken[50] ^= 0xff;
+        mem.0.retain(|(a, _)| *a != 0x12000);
+        mem.put(0x12000, &broken);
+        assert_eq!(find_power_off(&mem, 0xf5a00), Err(AcpiError::BadChecksum(*b"FACP")));
+    }
+
+    #[test]
+    fn no_fadt() {
+        let mut mem = TestMemory::new();
+        mem.put(0xf5a00, &rsdp_v0(0x10000));
+        mem.put(0x10000, &sdt(b"RSDT", &[]));
+        assert_eq!(find_power_off(&mem, 0xf5a00), Err(AcpiError::NoFadt));
+    }
+
+    #[test]
+    fn unreadable_root_table() {
+        let mut mem = TestMemory::new();
+        mem.put(0xf5a00, &rsdp_v0(0xdead_0000));
+        assert!(matches!(find_power_off(&mem, 0xf5a00), Err(AcpiError::Unreadable(_))));
+    }
+}

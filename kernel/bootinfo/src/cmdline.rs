@@ -1,0 +1,176 @@
+//! The kernel command line: `key=value` settings for the kernel, then ` -- ` and the
+//! app's own arguments.
+//!
+//! A bad setting never stops the boot: it is reported through the `warn` callback and
+//! the default is kept.
+
+/// How much the kernel logs (`log=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// Typed kernel settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings<'a> {
+    pub log: LogLevel,
+    /// `selftest=NAME`: run a built-in kernel check instead of the app.
+    pub selftest: Option<&'a str>,
+    /// Everything after the first ` -- `, for the app.
+    pub app_args: &'a str,
+}
+
+impl Default for Settings<'_> {
+    fn default() -> Self {
+        Settings { log: LogLevel::Info, selftest: None, app_args: "" }
+    }
+}
+
+/// A setting that was ignored, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning<'a> {
+    UnknownKey(&'a str),
+    BadValue { key: &'a str, value: &'a str, expected: &'static str },
+    MissingValue(&'a str),
+}
+
+impl core::fmt::Display for Warning<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Warning::UnknownKey(k) => write!(f, "unknown setting `{k}` ignored"),
+            Warning::BadValue { key, value, expected } => {
+                write!(f, "`{key}={value}` ignored: expected {expected}")
+            }
+            Warning::MissingValue(k) => write!(f, "`{k}` ignored: expected `{k}=value`"),
+        }
+    }
+}
+
+/// Splits the command line at the first `--` word: kernel part, app part.
+fn split_app_args(cmdline: &str) -> (&str, &str) {
+    let mut offset = 0;
+    for word in cmdline.split(' ') {
+        if word == "--" {
+            let rest = &cmdline[offset + word.len()..];
+            return (&cmdline[..offset], rest.trim_start());
+        }
+        offset += word.len() + 1;
+    }
+    (cmdline, "")
+}
+
+/// Parses the command line into [`Settings`], reporting every ignored word to `warn`.
+pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Settings<'a> {
+    let (kernel, app_args) = split_app_args(cmdline);
+    let mut settings = Settings { app_args, ..Settings::default() };
+    for word in kernel.split_ascii_whitespace() {
+        let Some((key, value)) = word.split_once('=') else {
+            match word {
+                "log" | "selftest" => warn(Warning::MissingValue(word)),
+                _ => warn(Warning::UnknownKey(word)),
+            }
+            continue;
+        };
+        match key {
+            "log" => match parse_level(value) {
+                Some(level) => settings.log = level,
+                None => warn(Warning::BadValue {
+                    key,
+                    value,
+                    expected: "error, warn, info, debug or trace",
+                }),
+            },
+            "selftest" if !value.is_empty() => settings.selftest = Some(value),
+            "selftest" => warn(Warning::MissingValue(key)),
+            _ => warn(Warning::UnknownKey(key)),
+        }
+    }
+    settings
+}
+
+fn parse_level(value: &str) -> Option<LogLevel> {
+    Some(match value {
+        "error" => LogLevel::Error,
+        "warn" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" => LogLevel::Debug,
+        "trace" => LogLevel::Trace,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    fn parse_all(s: &str) -> (Settings<'_>, Vec<Warning<'_>>) {
+        let mut warnings = Vec::new();
+        let settings = parse(s, |w| warnings.push(w));
+        (settings, warnings)
+    }
+
+    #[test]
+    fn empty_gives_defaults() {
+        assert_eq!(parse_all(""), (Settings::default(), Vec::new()));
+    }
+
+    #[test]
+    fn log_levels() {
+        for (s, level) in [("log=debug", LogLevel::Debug), ("log=warn", LogLevel::Warn), ("log=info", LogLevel::Info), ("log=trace", LogLevel::Trace), ("log=error", LogLevel::Error)] {
+            assert_eq!(parse_all(s).0.log, level);
+        }
+    }
+
+    #[test]
+    fn last_setting_wins() {
+        assert_eq!(parse_all("log=debug log=warn").0.log, LogLevel::Warn);
+    }
+
+    #[test]
+    fn bad_words_warn_and_keep_defaults() {
+        let (settings, warnings) = parse_all("log=loud bogus=1 flag log selftest= =x");
+        assert_eq!(settings, Settings::default());
+        assert_eq!(
+            warnings,
+            [
+                Warning::BadValue { key: "log", value: "loud", expected: "error, warn, info, debug or trace" },
+                Warning::UnknownKey("bogus"),
+                Warning::UnknownKey("flag"),
+                Warning::MissingValue("log"),
+                Warning::MissingValue("selftest"),
+                Warning::UnknownKey(""),
+            ]
+        );
+    }
+
+    #[test]
+    fn app_args_follow_double_dash() {
+        let (s, w) = parse_all("log=debug -- --port 80 log=x");
+        assert_eq!(s.log, LogLevel::Debug);
+        assert_eq!(s.app_args, "--port 80 log=x");
+        assert!(w.is_empty());
+        assert_eq!(parse_all("-- a").0.app_args, "a");
+        assert_eq!(parse_all("log=info --").0.app_args, "");
+        // `--x` is not the separator.
+        assert_eq!(parse_all("--x").1, [Warning::UnknownKey("--x")]);
+    }
+
+    #[test]
+    fn extra_spaces_are_fine() {
+        let (s, w) = parse_all("  log=warn   selftest=heap  ");
+        assert_eq!(s.log, LogLevel::Warn);
+        assert_eq!(s.selftest, Some("heap"));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn selftest_value() {
+        assert_eq!(parse_all("selftest=panic").0.selftest, Some("panic"));
+    }
+}

@@ -1,0 +1,102 @@
+//! The app interface: what the kernel hands an app, and how an app names its entry.
+
+use alloc::string::String;
+use core::fmt;
+
+/// Facts about this boot, for apps to report or act on.
+#[derive(Debug, Clone)]
+pub struct BootFacts {
+    /// How the kernel was entered ("pvh").
+    pub protocol: &'static str,
+    pub start_info_version: u32,
+    /// RAM the memory map reports.
+    pub ram_bytes: u64,
+    /// RAM left for the heap and drivers once the kernel was loaded.
+    pub free_bytes: u64,
+    pub cpu_brand: String,
+    /// The hypervisor's CPUID signature name ("kvm", "tcg", ...), or "none".
+    pub hypervisor: &'static str,
+    pub tsc_khz: u64,
+    pub tsc_source: crate::time::TscSource,
+    /// Whether pages can be made non-executable (W^X holds fully only then).
+    pub nx: bool,
+    /// How the kernel will leave: "isa-debug-exit", "acpi-s5" or "halt".
+    pub exit_method: &'static str,
+}
+
+/// What an app gets at start.
+#[derive(Debug)]
+pub struct Args<'a> {
+    pub(crate) cmdline: &'a str,
+    pub(crate) app_args: &'a str,
+    pub(crate) facts: &'a BootFacts,
+}
+
+impl<'a> Args<'a> {
+    /// The whole kernel command line.
+    pub fn cmdline(&self) -> &'a str {
+        self.cmdline
+    }
+
+    /// The app's arguments: the words after ` -- ` on the command line.
+    pub fn args(&self) -> impl Iterator<Item = &'a str> {
+        self.app_args.split_ascii_whitespace()
+    }
+
+    pub fn facts(&self) -> &'a BootFacts {
+        self.facts
+    }
+}
+
+/// Why an app failed; printed by the kernel before it exits non-zero.
+#[derive(Debug)]
+pub struct AppError(String);
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for AppError {
+    fn from(s: &str) -> Self {
+        AppError(s.into())
+    }
+}
+
+impl From<String> for AppError {
+    fn from(s: String) -> Self {
+        AppError(s)
+    }
+}
+
+impl From<fmt::Error> for AppError {
+    fn from(_: fmt::Error) -> Self {
+        AppError("formatting failed".into())
+    }
+}
+
+pub type AppResult = Result<(), AppError>;
+
+unsafe extern "Rust" {
+    /// Defined by the app through [`app!`](crate::app!).
+    fn __chameleon_app_main(args: &Args<'_>) -> AppResult;
+}
+
+pub(crate) fn run(args: &Args<'_>) -> AppResult {
+    // SAFETY: every app binary defines this symbol through `app!`, with exactly this
+    // signature; an app without it does not link.
+    unsafe { __chameleon_app_main(args) }
+}
+
+/// Names the app's entry function: `fn(&kernel::app::Args) -> kernel::app::AppResult`.
+#[macro_export]
+macro_rules! app {
+    ($main:path) => {
+        #[allow(unsafe_code)] // `no_mangle` is how the kernel finds the entry.
+        #[unsafe(no_mangle)]
+        fn __chameleon_app_main(args: &$crate::app::Args<'_>) -> $crate::app::AppResult {
+            $main(args)
+        }
+    };
+}

@@ -1,0 +1,156 @@
+//! The boot sequence, from the PVH entry stub to the app.
+
+use alloc::string::String;
+
+use bootinfo::cmdline::{self, Settings};
+use bootinfo::pvh::{self, CMDLINE_MAX, StartInfo};
+use bootinfo::{PhysMemory, Unreadable};
+use spin::Once;
+
+use crate::app::{self, BootFacts};
+use crate::arch::{cpu, entry, gdt, idt, paging};
+use crate::exit::{ExitCode, exit};
+use crate::{console, logger, memory, selftest, time};
+
+/// Reads guest-physical memory through the boot page tables, which identity-map the
+/// first 4 GiB.
+struct BootMemory;
+
+const BOOT_MAPPED: u64 = 4 << 30;
+
+impl PhysMemory for BootMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Unreadable> {
+        let unreadable = Unreadable { addr, len: buf.len() };
+        let end = addr.checked_add(buf.len() as u64).ok_or(unreadable)?;
+        if end > BOOT_MAPPED {
+            return Err(unreadable);
+        }
+        // SAFETY: the range lies in the identity-mapped first 4 GiB; reads of RAM or
+        // firmware tables have no side effects, and only addresses the loader handed
+        // over are read.
+        unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+}
+
+/// The command line, copied out of loader memory before that memory is reused.
+static CMDLINE: Once<([u8; CMDLINE_MAX], usize)> = Once::new();
+
+fn fail(what: &str, why: impl core::fmt::Display) -> ! {
+    crate::println!("chameleon: boot failed: {what}: {why}");
+    exit(ExitCode::BootFailed)
+}
+
+/// Called by the entry stub on the boot stack, with interrupts off.
+pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
+    console::init_serial();
+    let tsc_source = time::init();
+    gdt::init();
+    idt::init();
+
+    let info = match StartInfo::parse(&BootMemory, start_info_addr) {
+        Ok(info) => info,
+        Err(e) => fail("PVH start info", e),
+    };
+    let cmdline = match info.cmdline_addr {
+        None => "",
+        Some(addr) => {
+            let (buf, len) = CMDLINE.call_once(|| {
+                let mut buf = [0; CMDLINE_MAX];
+                let len = match pvh::read_cmdline(&BootMemory, addr, &mut buf) {
+                    Ok(s) => s.len(),
+                    Err(e) => fail("command line", e),
+                };
+                (buf, len)
+            });
+            // Checked to be UTF-8 by `read_cmdline`.
+            core::str::from_utf8(&buf[..*len]).unwrap_or_default()
+        }
+    };
+    let mut warnings = 0;
+    let settings: Settings<'_> = cmdline::parse(cmdline, |w| {
+        crate::println!("chameleon: warning: command line: {w}");
+        warnings += 1;
+    });
+    logger::init(settings.log);
+    log::info!("chameleon: booting via PVH (start info v{}), command line: {cmdline:?}", info.version);
+
+    // Power-off facts must be read before the allocator can reuse the RAM the ACPI
+    // tables sit in.
+    if let Some(rsdp) = info.rsdp_addr {
+        match bootinfo::acpi::find_power_off(&BootMemory, rsdp) {
+            Ok(how) => crate::exit::set_power_off(how),
+            Err(e) => log::warn!("ACPI: {e}; power-off unavailable"),
+        }
+    }
+
+    let image = paging::image_layout();
+    let mut reserved = [
+        (0, 1 << 20), // page 0, real-mode and firmware areas
+        (image.start, image.end),
+        (info.addr, info.addr + info.struct_len()),
+        (info.memmap_addr, info.memmap_addr + info.memmap_len()),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+    ];
+    for (slot, m) in reserved[4..].iter_mut().zip(info.modules()) {
+        *slot = (m.start, m.start.saturating_add(m.len));
+    }
+    let free = match memory::init_frames(&info.memmap, &reserved) {
+        Ok(free) => free,
+        Err(e) => fail("memory", e),
+    };
+    log::debug!("memory: {} KiB free in {} ranges", free / 1024, memory::FRAMES.lock().ranges().len());
+    let nx = cpu::enable_nx();
+    let guards = entry::stacks().map(|s| s.guard);
+    if let Err(e) = memory::init_paging(&info.memmap, &image, &guards, nx) {
+        fail("memory", e);
+    }
+
+    log::debug!("paging: kernel page tables live, NX {}", if nx { "on" } else { "unavailable" });
+    let mut brand = [0; 48];
+    let facts = BootFacts {
+        protocol: "pvh",
+        start_info_version: info.version,
+        ram_bytes: info.memmap.ram_bytes(),
+        free_bytes: free,
+        cpu_brand: String::from(cpu::brand(&mut brand)),
+        hypervisor: pv::detect::hypervisor(&cpu::NativeCpuid).map_or("none", |h| h.vendor.name()),
+        tsc_khz: time::tsc_khz(),
+        tsc_source,
+        nx,
+        exit_method: crate::exit::method(),
+    };
+    log::info!(
+        "chameleon: {} MiB RAM, {} MiB free, cpu {:?}, hypervisor {}, TSC {} kHz ({:?}), NX {}, exit via {}",
+        facts.ram_bytes >> 20,
+        facts.free_bytes >> 20,
+        facts.cpu_brand,
+        facts.hypervisor,
+        facts.tsc_khz,
+        facts.tsc_source,
+        if nx { "on" } else { "off" },
+        facts.exit_method
+    );
+    if warnings > 0 {
+        log::warn!("{warnings} command-line setting(s) ignored");
+    }
+
+    if let Some(name) = settings.selftest {
+        exit(selftest::run(name));
+    }
+    let args = app::Args { cmdline, app_args: settings.app_args, facts: &facts };
+    match app::run(&args) {
+        Ok(()) => exit(ExitCode::Success),
+        Err(e) => {
+            crate::println!("chameleon: app failed: {e}");
+            exit(ExitCode::AppFailed)
+        }
+    }
+}

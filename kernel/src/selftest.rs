@@ -1,0 +1,126 @@
+//! Built-in checks, chosen with `selftest=NAME` on the command line of the same image
+//! users boot. Most end the run on purpose through the kernel's fatal paths, which is
+//! what the integration tests look at.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::hint::black_box;
+
+use crate::exit::ExitCode;
+
+/// An address nothing maps (canonical, far above any RAM).
+const UNMAPPED: u64 = 0x0000_7fff_dead_0000;
+
+pub(crate) const NAMES: &[&str] = &["panic", "page-fault", "stack-overflow", "write-text", "exec-data", "heap"];
+
+pub(crate) fn run(name: &str) -> ExitCode {
+    log::info!("selftest: {name}");
+    match name {
+        "panic" => panic!("selftest: deliberate panic"),
+        "page-fault" => {
+            // SAFETY: none; this read faults on purpose, and the fault ends the run.
+            let v = unsafe { (UNMAPPED as *const u64).read_volatile() };
+            log::error!("read {v} from an unmapped address");
+            ExitCode::AppFailed
+        }
+        "stack-overflow" => {
+            let depth = recurse(black_box(0));
+            log::error!("recursed {depth} frames without hitting the guard page");
+            ExitCode::AppFailed
+        }
+        "write-text" => {
+            let text = run as *const () as *mut u8;
+            // SAFETY: none; text is mapped read-only and this write faults on purpose.
+            unsafe { text.write_volatile(0xcc) };
+            log::error!("wrote to kernel text at {text:p}");
+            ExitCode::AppFailed
+        }
+        "exec-data" => {
+            static RET: [u8; 1] = [0xc3]; // `ret`, in rodata
+            // SAFETY: none; rodata is mapped no-execute and this call faults on purpose.
+            let f: extern "C" fn() = unsafe { core::mem::transmute(RET.as_ptr()) };
+            f();
+            log::error!("executed rodata at {:p}", RET.as_ptr());
+            ExitCode::AppFailed
+        }
+        "heap" => heap_stress(),
+        _ => {
+            log::error!("unknown selftest `{name}`; known: {}", NAMES.join(", "));
+            ExitCode::BootFailed
+        }
+    }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)] // overflowing the stack is the point
+fn recurse(depth: u64) -> u64 {
+    let mut pad = [0u8; 512];
+    black_box(&mut pad);
+    black_box(recurse(depth + 1)) + u64::from(pad[0])
+}
+
+/// Fills most of memory with allocations of mixed sizes, checks their contents, frees
+/// them all, and does it again: the heap must return to its idle figure and the second
+/// round must get as much memory as the first.
+fn heap_stress() -> ExitCode {
+    let idle = crate::heap_stats();
+    let mut rounds = [0usize; 3];
+    for (round, got) in rounds.iter_mut().enumerate() {
+        let mut blocks: Vec<Box<[u8]>> = Vec::new();
+        if blocks.try_reserve(1 << 16).is_err() {
+            log::error!("heap: cannot allocate the block list");
+            return ExitCode::AppFailed;
+        }
+        let sizes = [24usize, 4096, 100, 65536, 1 << 20, 7, 300_000];
+        let mut i = 0;
+        'fill: loop {
+            let size = sizes[i % sizes.len()];
+            // Once a size fails, smaller ones may still fit: try them before stopping.
+            let mut size_try = size;
+            let block = loop {
+                let mut v: Vec<u8> = Vec::new();
+                if v.try_reserve_exact(size_try).is_ok() {
+                    v.resize(size_try, (i % 251) as u8);
+                    break v.into_boxed_slice();
+                }
+                if size_try <= 64 {
+                    break 'fill;
+                }
+                size_try /= 4;
+            };
+            *got += block.len();
+            if blocks.len() == blocks.capacity() {
+                break;
+            }
+            blocks.push(block);
+            i += 1;
+        }
+        for (j, b) in blocks.iter().enumerate() {
+            if b.iter().any(|&x| x != (j % 251) as u8) {
+                log::error!("heap: block {j} was corrupted");
+                return ExitCode::AppFailed;
+            }
+        }
+        let full = crate::heap_stats();
+        drop(blocks);
+        let after = crate::heap_stats();
+        crate::println!(
+            "selftest heap: round {} allocated {} KiB in {} blocks (heap claimed {} KiB); after free: {} bytes in {} allocations",
+            round + 1, *got / 1024, full.allocations, full.claimed / 1024, after.allocated, after.allocations
+        );
+        if after.allocated != idle.allocated || after.allocations != idle.allocations {
+            log::error!("heap: {} bytes leaked", after.allocated as i64 - idle.allocated as i64);
+            return ExitCode::AppFailed;
+        }
+    }
+    if rounds[1] < rounds[0] * 95 / 100 || rounds[2] < rounds[0] * 95 / 100 {
+        log::error!("heap: later rounds got less memory ({rounds:?}): fragmentation");
+        return ExitCode::AppFailed;
+    }
+    let stats = crate::heap_stats();
+    crate::println!(
+        "selftest heap: ok, {} KiB per round, heap claimed {} KiB, frames free {} KiB",
+        rounds[0] / 1024, stats.claimed / 1024, stats.frames_free / 1024
+    );
+    ExitCode::Success
+}

@@ -1,0 +1,86 @@
+//! What the kernel does with CPU exceptions: report them in full and stop.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::arch::backtrace;
+use crate::arch::cpu;
+use crate::arch::entry::stacks;
+use crate::arch::idt::TrapFrame;
+use crate::exit::{ExitCode, exit};
+
+const NAMES: [&str; 32] = [
+    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range exceeded",
+    "invalid opcode", "device not available", "double fault", "coprocessor segment overrun",
+    "invalid TSS", "segment not present", "stack-segment fault", "general protection fault",
+    "page fault", "reserved (15)", "x87 floating-point error", "alignment check", "machine check",
+    "SIMD floating-point error", "virtualization exception", "control protection",
+    "reserved (22)", "reserved (23)", "reserved (24)", "reserved (25)", "reserved (26)",
+    "reserved (27)", "hypervisor injection", "VMM communication", "security exception",
+    "reserved (31)",
+];
+
+const PAGE_FAULT: u64 = 14;
+const DOUBLE_FAULT: u64 = 8;
+
+static IN_FATAL: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn handle(frame: &mut TrapFrame) {
+    fatal(frame)
+}
+
+fn page_fault_cause(error: u64) -> (&'static str, &'static str) {
+    let access = if error & 0x10 != 0 {
+        "instruction fetch"
+    } else if error & 0x2 != 0 {
+        "write"
+    } else {
+        "read"
+    };
+    let why = if error & 0x8 != 0 {
+        "reserved bit set in a page-table entry"
+    } else if error & 0x1 != 0 {
+        "protection violation"
+    } else {
+        "page not mapped"
+    };
+    (access, why)
+}
+
+fn fatal(frame: &TrapFrame) -> ! {
+    cpu::disable_interrupts();
+    if IN_FATAL.swap(true, Ordering::SeqCst) {
+        // A fault while reporting a fault: say the least possible and leave.
+        crate::console::seize_for_crash();
+        crate::println!("fatal: nested CPU exception {} at {:#x}", frame.vector, frame.rip);
+        crate::exit::exit_with(ExitCode::CpuException as u32);
+    }
+    crate::console::seize_for_crash();
+    let name = NAMES.get(frame.vector as usize).copied().unwrap_or("interrupt");
+    crate::println!(
+        "fatal: CPU exception: {name} (vector {}), error code {:#x}, at rip {:#018x}",
+        frame.vector, frame.error_code, frame.rip
+    );
+    if frame.vector == PAGE_FAULT || frame.vector == DOUBLE_FAULT {
+        let cr2 = cpu::read_cr2();
+        if frame.vector == PAGE_FAULT {
+            let (access, why) = page_fault_cause(frame.error_code);
+            crate::println!("page fault: {access} at address {cr2:#018x}: {why}");
+        }
+        if let Some(s) = stacks().iter().find(|s| (s.guard..s.guard + 4096).contains(&cr2)) {
+            crate::println!("stack overflow: the {} stack ran into its guard page at {cr2:#x}", s.name);
+        }
+    }
+    crate::println!(
+        "rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}\n\
+         rsi {:#018x} rdi {:#018x} rbp {:#018x} rsp {:#018x}\n\
+         r8  {:#018x} r9  {:#018x} r10 {:#018x} r11 {:#018x}\n\
+         r12 {:#018x} r13 {:#018x} r14 {:#018x} r15 {:#018x}\n\
+         rflags {:#x} cs {:#x} ss {:#x} cr3 {:#x}",
+        frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi, frame.rbp, frame.rsp,
+        frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15,
+        frame.rflags, frame.cs, frame.ss, cpu::read_cr3()
+    );
+    crate::println!("  #0  {:#018x} (faulting instruction)", frame.rip);
+    backtrace::print_from(frame.rbp);
+    exit(ExitCode::CpuException)
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Chameleon's front door.
+#
+#   ./run.sh [APP] [-- QEMU_ARGS...]   build APP (default: hello) and boot it in QEMU
+#   ./run.sh build [APP]               build APP and print the image path
+#   ./run.sh test                      run every test: host unit tests, then QEMU boots
+#   ./run.sh bench boot [--runs N]     QEMU start -> exit of hello vs a bare PVH stub
+#
+# Environment: ACCEL=kvm|tcg (default: kvm when /dev/kvm is usable and the CPU has
+# hardware virtualisation, else tcg), MEM (MiB, default 64), MACHINE (default pc),
+# CMDLINE (kernel command line; app arguments go after ` -- `).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+TARGET=x86_64-unknown-none
+die() { echo "run.sh: $*" >&2; exit 2; }
+
+# Makes the pinned toolchain (rust-toolchain.toml) and the kernel target available,
+# and QEMU when we may install it.
+setup() {
+    command -v rustup >/dev/null || die "rustup not found: install Rust with rustup"
+    local pinned
+    pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+    if ! rustup toolchain list | grep -q "^$pinned"; then
+        # The machine's stable toolchain may be this very version under another name.
+        local stable_version
+        stable_version=$(rustc +stable --version 2>/dev/null | awk '{print $2}')
+        [ "$stable_version" = "$pinned" ] || die "Rust $pinned is not installed (rustup toolchain install $pinned)"
+        rustup toolchain link "$pinned" "$(rustc +stable --print sysroot)"
+    fi
+    if [ ! -d "$(rustc --print sysroot)/lib/rustlib/$TARGET" ]; then
+        echo "run.sh: adding the $TARGET target" >&2
+        # A linked toolchain cannot take components; its stable twin shares the sysroot.
+        rustup target add "$TARGET" >&2 || rustup +stable target add "$TARGET" >&2 ||
+            die "could not add the $TARGET target (rustup target add $TARGET)"
+    fi
+    if ! command -v qemu-system-x86_64 >/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "run.sh: installing QEMU (apt-get install qemu-system-x86)" >&2
+            apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 >&2
+        fi
+        command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
+    fi
+}
+
+build() {
+    local app=$1
+    [ -d "apps/$app" ] || die "no app '$app' (apps: $(ls apps | tr '\n' ' '))"
+    setup
+    cargo build --release --target "$TARGET" -p "$app" >&2
+    echo "target/$TARGET/release/$app"
+}
+
+# KVM only helps where the CPU really virtualises: an emulated /dev/kvm (no vmx/svm
+# flag, as in some sandboxes) is far slower than TCG.
+default_accel() {
+    if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
+        echo kvm
+    else
+        echo tcg
+    fi
+}
+
+boot() {
+    local app=$1; shift
+    local image accel cpu
+    image=$(build "$app")
+    accel=${ACCEL:-$(default_accel)}
+    # QEMU 7.2's `-cpu host` aborts under KVM on MSR 0x10a unless arch-capabilities is off.
+    case $accel in
+        kvm) cpu="host,-arch-capabilities" ;;
+        *) cpu="max" ;;
+    esac
+    local cmd=(qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -M "${MACHINE:-pc}" -m "${MEM:-64}"
+        -display none -nodefaults -no-reboot -serial stdio
+        -device isa-debug-exit,iobase=0x501,iosize=2
+        -kernel "$image")
+    [ -n "${CMDLINE:-}" ] && cmd+=(-append "$CMDLINE")
+    cmd+=("$@")
+    echo "\$ ${cmd[*]}" >&2
+    local status=0
+    "${cmd[@]}" || status=$?
+    # isa-debug-exit makes QEMU exit with (code << 1) | 1: hand the app's code back.
+    if [ $((status % 2)) -eq 1 ]; then
+        exit $(((status - 1) / 2))
+    fi
+    exit "$status"
+}
+
+case "${1:-}" in
+    build)
+        build "${2:-hello}"
+        ;;
+    test)
+        setup
+        cargo test --workspace --exclude kernel --exclude hello
+        ;;
+    bench)
+        shift
+        setup
+        cargo run --release -q -p tests --bin bench -- "$@"
+        ;;
+    -h|--help|help)
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        ;;
+    *)
+        app=hello
+        if [ $# -gt 0 ] && [ "$1" != "--" ]; then app=$1; shift; fi
+        [ "${1:-}" = "--" ] && shift
+        boot "$app" "$@"
+        ;;
+esac
