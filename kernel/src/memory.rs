@@ -144,7 +144,7 @@ pub struct HeapStats {
 }
 
 pub(crate) fn heap_stats() -> HeapStats {
-    let counters = HEAP.lock().counters().clone();
+    let counters = *HEAP.lock().counters();
     HeapStats {
         allocated: counters.allocated_bytes,
         allocations: counters.allocation_count,

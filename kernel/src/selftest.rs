@@ -54,7 +54,7 @@ pub(crate) fn run(name: &str) -> ExitCode {
 #[inline(never)]
 #[allow(unconditional_recursion)] // overflowing the stack is the point
 fn recurse(depth: u64) -> u64 {
-    let mut pad = [0u8; 512];
+    let mut pad = [depth as u8; 512];
     black_box(&mut pad);
     black_box(recurse(depth + 1)) + u64::from(pad[0])
 }

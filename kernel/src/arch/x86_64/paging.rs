@@ -62,16 +62,20 @@ pub struct PageTables {
     nx: u64,
 }
 
-fn table(frame: u64) -> &'static mut [u64; 512] {
-    // SAFETY: `frame` is a page-table frame allocated by `PageTables` and reachable only
-    // through it; all RAM is identity-mapped both by the boot tables and by ours, and
-    // callers hold `&mut PageTables`, so no other reference to the table is live.
+/// # Safety
+/// `frame` must be a page-table frame owned by the `PageTables` the caller holds
+/// `&mut` to (or one just allocated for it), so no other reference to it is live. All
+/// RAM is identity-mapped, by the boot tables and by ours, so the frame is reachable
+/// at its physical address.
+unsafe fn table<'a>(frame: u64) -> &'a mut [u64; 512] {
+    // SAFETY: as the caller guarantees.
     unsafe { &mut *(frame as *mut [u64; 512]) }
 }
 
 fn new_table(frames: &mut FrameAllocator) -> Result<u64, NoFrames> {
     let frame = frames.alloc(1, PAGE_SIZE).ok_or(NoFrames)?;
-    table(frame).fill(0);
+    // SAFETY: the frame was just allocated for a new table; nothing else refers to it.
+    unsafe { table(frame) }.fill(0);
     Ok(frame)
 }
 
@@ -99,11 +103,14 @@ impl PageTables {
         let mut t = self.pml4;
         for level in (depth + 1..=3).rev() {
             let index = ((virt >> (12 + 9 * level)) & 511) as usize;
-            let entry = table(t)[index];
+            // SAFETY: `t` is the root or was read from one of our own entries, and we
+            // hold `&mut self`.
+            let entries = unsafe { table(t) };
+            let entry = entries[index];
             if entry & PRESENT == 0 {
                 let next = new_table(frames)?;
                 // Intermediate entries allow everything; the leaf decides.
-                table(t)[index] = next | PRESENT | WRITABLE;
+                entries[index] = next | PRESENT | WRITABLE;
                 t = next;
             } else if entry & HUGE != 0 {
                 return Ok(None);
@@ -116,14 +123,17 @@ impl PageTables {
 
     pub fn map_4k(&mut self, frames: &mut FrameAllocator, addr: u64, access: Access) -> Result<(), NoFrames> {
         if let Some(pt) = self.walk(frames, addr, 0)? {
-            table(pt)[((addr >> 12) & 511) as usize] = addr | self.leaf_flags(access);
+            // SAFETY: `walk` returned one of our tables; we hold `&mut self`.
+            let entries = unsafe { table(pt) };
+            entries[((addr >> 12) & 511) as usize] = addr | self.leaf_flags(access);
         }
         Ok(())
     }
 
     fn map_2m(&mut self, frames: &mut FrameAllocator, addr: u64, access: Access) -> Result<(), NoFrames> {
         if let Some(pd) = self.walk(frames, addr, 1)? {
-            let entry = &mut table(pd)[((addr >> 21) & 511) as usize];
+            // SAFETY: `walk` returned one of our tables; we hold `&mut self`.
+            let entry = &mut unsafe { table(pd) }[((addr >> 21) & 511) as usize];
             if *entry & PRESENT == 0 {
                 *entry = addr | HUGE | self.leaf_flags(access);
             }
@@ -147,7 +157,7 @@ impl PageTables {
             let mut addr = align_up(region.start, PAGE_SIZE);
             let end = align_down(region.end(), PAGE_SIZE);
             while addr < end {
-                let huge_ok = addr % HUGE_SIZE == 0
+                let huge_ok = addr.is_multiple_of(HUGE_SIZE)
                     && addr >= HUGE_SIZE // keeps page 0 out
                     && end - addr >= HUGE_SIZE
                     && (addr + HUGE_SIZE <= image.start || addr >= image.end);

@@ -1,0 +1,245 @@
+//! Boots the real hello image in QEMU (TCG) and checks what it prints and how it exits.
+
+use std::time::Duration;
+
+use tests::{Outcome, Vm, run_to_exit};
+
+fn hello() -> Vm {
+    Vm::app("hello")
+}
+
+fn boot(vm: Vm) -> Outcome {
+    run_to_exit(vm)
+}
+
+fn with_cmdline(cmdline: &str) -> Vm {
+    let mut vm = hello();
+    vm.cmdline = cmdline.into();
+    vm
+}
+
+/// The number right before `unit` in the first line containing `marker`.
+fn number_before(out: &Outcome, marker: &str, unit: &str) -> u64 {
+    let line = out
+        .lines
+        .iter()
+        .find(|l| l.text.contains(marker))
+        .unwrap_or_else(|| panic!("no line with {marker:?} in:\n{}", out.output()));
+    let before = &line.text[..line.text.find(unit).expect("unit")];
+    let digits: String = before.chars().rev().take_while(char::is_ascii_digit).collect();
+    digits.chars().rev().collect::<String>().parse().expect("number")
+}
+
+fn assert_line(out: &Outcome, needle: &str) {
+    assert!(out.has_line(needle), "expected a line containing {needle:?} in:\n{}", out.output());
+}
+
+#[test]
+fn hello_boots_and_exits_zero() {
+    let out = boot(with_cmdline("-- first second"));
+    assert_eq!(out.guest_code(), Some(0), "{}", out.output());
+    assert_line(&out, "hello from chameleon: boot=pvh");
+    assert_line(&out, "hypervisor=tcg");
+    assert_line(&out, "nx=true exit=isa-debug-exit");
+    assert_line(&out, "hello: argument 0: first");
+    assert_line(&out, "hello: argument 1: second");
+    assert_line(&out, "chameleon: exit code 0");
+}
+
+#[test]
+fn panic_exits_nonzero_with_message_and_backtrace() {
+    let out = boot(with_cmdline("selftest=panic"));
+    assert_eq!(out.guest_code(), Some(101));
+    assert_line(&out, "panic at kernel/src/selftest.rs:");
+    assert_line(&out, "selftest: deliberate panic");
+    assert_line(&out, "backtrace (return addresses");
+    assert_line(&out, "  #0  0x");
+}
+
+#[test]
+fn page_fault_reports_cr2_error_and_rip() {
+    let out = boot(with_cmdline("selftest=page-fault"));
+    assert_eq!(out.guest_code(), Some(102));
+    assert_line(&out, "fatal: CPU exception: page fault (vector 14), error code 0x0, at rip 0x");
+    assert_line(&out, "page fault: read at address 0x00007fffdead0000: page not mapped");
+    assert_line(&out, "(faulting instruction)");
+}
+
+#[test]
+fn stack_overflow_hits_the_guard_page() {
+    let out = boot(with_cmdline("selftest=stack-overflow"));
+    assert_eq!(out.guest_code(), Some(102));
+    assert_line(&out, "double fault (vector 8)");
+    assert_line(&out, "stack overflow: the boot stack ran into its guard page");
+}
+
+#[test]
+fn text_is_not_writable() {
+    let out = boot(with_cmdline("selftest=write-text"));
+    assert_eq!(out.guest_code(), Some(102));
+    assert_line(&out, "page fault: write at address");
+    assert_line(&out, "protection violation");
+}
+
+#[test]
+fn rodata_is_not_executable() {
+    let out = boot(with_cmdline("selftest=exec-data"));
+    assert_eq!(out.guest_code(), Some(102));
+    assert_line(&out, "page fault: instruction fetch at address");
+    assert_line(&out, "protection violation");
+}
+
+#[test]
+fn heap_stress_uses_most_of_memory_without_leaking() {
+    let mut vm = with_cmdline("selftest=heap");
+    vm.memory_mib = 64;
+    vm.timeout = Duration::from_secs(120);
+    let out = boot(vm);
+    assert_eq!(out.guest_code(), Some(0), "{}", out.output());
+    assert_line(&out, "selftest heap: ok");
+    let ram_mib = number_before(&out, "MiB RAM", " MiB RAM");
+    for round in 1..=3 {
+        let kib = number_before(&out, &format!("round {round} allocated"), " KiB in");
+        assert!(kib * 100 >= ram_mib * 1024 * 85, "round {round}: {kib} KiB of {ram_mib} MiB RAM");
+    }
+}
+
+fn boots_with(machine: &str, memory_mib: u32) -> Outcome {
+    let mut vm = hello();
+    vm.machine = machine.into();
+    vm.memory_mib = memory_mib;
+    let out = boot(vm);
+    assert_eq!(out.guest_code(), Some(0), "{machine} -m {memory_mib}:\n{}", out.output());
+    out
+}
+
+#[test]
+fn boots_with_8_mib() {
+    let out = boots_with("pc", 8);
+    assert!(number_before(&out, "hello from", "MiB free") >= 5);
+}
+
+#[test]
+fn boots_with_4_gib() {
+    let out = boots_with("pc", 4096);
+    // QEMU's pc machine splits 4 GiB around the PCI hole; all of it must be found.
+    assert!(number_before(&out, "hello from", "MiB free") >= 4000, "{}", out.output());
+}
+
+#[test]
+fn boots_on_q35() {
+    boots_with("q35", 64);
+}
+
+#[test]
+fn boots_on_microvm() {
+    boots_with("microvm", 64);
+}
+
+#[test]
+fn too_little_memory_is_a_clear_error() {
+    let mut vm = hello();
+    vm.memory_mib = 2;
+    let out = boot(vm);
+    assert_eq!(out.guest_code(), Some(2));
+    assert_line(&out, "chameleon: boot failed: memory: not enough memory:");
+}
+
+/// Without isa-debug-exit the kernel powers off through ACPI S5, which QEMU answers by
+/// exiting with status 0 (a kill would give no status).
+fn powers_off_via_acpi(machine: &str) {
+    let mut vm = hello();
+    vm.machine = machine.into();
+    vm.debug_exit = false;
+    let out = boot(vm);
+    assert_eq!(out.status, Some(0), "{machine}: {}", out.output());
+    assert_line(&out, "exit=acpi-s5");
+    assert_line(&out, "chameleon: exit code 0");
+}
+
+#[test]
+fn acpi_power_off_on_pc() {
+    powers_off_via_acpi("pc");
+}
+
+#[test]
+fn acpi_power_off_on_q35() {
+    powers_off_via_acpi("q35");
+}
+
+#[test]
+fn acpi_power_off_on_microvm() {
+    powers_off_via_acpi("microvm");
+}
+
+#[test]
+fn invalid_utf8_command_line_is_refused() {
+    let mut vm = hello();
+    vm.cmdline_bytes = Some(b"log=info \xff\xfe".to_vec());
+    let out = boot(vm);
+    assert_eq!(out.guest_code(), Some(2));
+    assert_line(&out, "chameleon: boot failed: command line: command line is not UTF-8 (invalid byte at offset 9)");
+}
+
+#[test]
+fn overlong_command_line_is_refused() {
+    let out = boot(with_cmdline(&format!("log=info {}", "x".repeat(4100))));
+    assert_eq!(out.guest_code(), Some(2));
+    assert_line(&out, "chameleon: boot failed: command line: command line is longer than 4096 bytes");
+}
+
+/// QEMU 7.2's PVH option ROM copies an 8 KiB command line over the start info it
+/// built: a real boot with a corrupt `hvm_start_info`.
+#[test]
+fn corrupt_start_info_is_refused() {
+    let out = boot(with_cmdline(&"x".repeat(8192)));
+    assert_eq!(out.guest_code(), Some(2));
+    assert_line(&out, "chameleon: boot failed: PVH start info: start info magic is 0x78787878, expected 0x336ec578");
+}
+
+#[test]
+fn bad_settings_warn_and_boot_continues() {
+    let out = boot(with_cmdline("log=loud mystery=1 flag -- x"));
+    assert_eq!(out.guest_code(), Some(0));
+    assert_line(&out, "chameleon: warning: command line: `log=loud` ignored: expected error, warn, info, debug or trace");
+    assert_line(&out, "chameleon: warning: command line: unknown setting `mystery` ignored");
+    assert_line(&out, "chameleon: warning: command line: unknown setting `flag` ignored");
+    assert_line(&out, "3 command-line setting(s) ignored");
+    assert_line(&out, "hello: argument 0: x");
+}
+
+#[test]
+fn log_level_and_timestamps() {
+    let out = boot(with_cmdline("log=debug"));
+    assert_eq!(out.guest_code(), Some(0));
+    let debug = out.lines.iter().find(|l| l.text.contains("DEBUG kernel::boot: memory:")).expect("a debug line");
+    // `[   0.012345] DEBUG ...`: seconds, a dot, six digits of microseconds.
+    let stamp = &debug.text[1..debug.text.find(']').unwrap()];
+    let (secs, micros) = stamp.trim().split_once('.').unwrap();
+    assert!(secs.parse::<u64>().is_ok() && micros.len() == 6 && micros.parse::<u64>().is_ok(), "{stamp}");
+
+    let quiet = boot(with_cmdline("log=warn"));
+    assert_eq!(quiet.guest_code(), Some(0));
+    assert!(!quiet.output().contains(" INFO "), "{}", quiet.output());
+    assert!(!quiet.output().contains(" DEBUG "));
+}
+
+#[test]
+fn timestamps_are_monotonic() {
+    let out = boot(with_cmdline("log=trace"));
+    let stamps: Vec<f64> = out
+        .lines
+        .iter()
+        .filter(|l| l.text.starts_with('['))
+        .map(|l| l.text[1..l.text.find(']').unwrap()].trim().parse().unwrap())
+        .collect();
+    assert!(stamps.len() >= 3, "{}", out.output());
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+}
+
+#[test]
+fn unknown_selftest_is_an_error() {
+    let out = boot(with_cmdline("selftest=nonsense"));
+    assert_eq!(out.guest_code(), Some(2));
+    assert_line(&out, "unknown selftest `nonsense`");
+}
