@@ -2,8 +2,8 @@
 //! else ACPI S5 power-off, else halt with interrupts off.
 
 use bootinfo::acpi::{GenericAddress, PowerOff};
-use drivers::debug_exit::DebugExit;
 use drivers::acpi_pm;
+use drivers::debug_exit::DebugExit;
 use spin::Once;
 
 use crate::arch::cpu;

@@ -10,10 +10,10 @@ use core::ptr::NonNull;
 use bootinfo::memmap::MemoryMap;
 use mm::{FrameAllocator, PAGE_SIZE};
 use spin::Mutex;
+use talc::TalcLock;
 use talc::base::Talc;
 use talc::base::binning::Binning;
 use talc::source::Source;
-use talc::TalcLock;
 
 use crate::arch::paging::{ImageLayout, NoFrames, PageTables};
 
@@ -28,7 +28,9 @@ pub(crate) const MIN_FREE_BYTES: u64 = 1 << 20;
 pub(crate) enum MemoryError {
     /// The free list overflowed while recording the memory map.
     MapTooFragmented,
-    TooLittle { free: u64 },
+    TooLittle {
+        free: u64,
+    },
     NoFramesForPageTables,
 }
 
@@ -70,7 +72,12 @@ pub(crate) fn init_frames(memmap: &MemoryMap, reserved: &[(u64, u64)]) -> Result
 }
 
 /// Builds the kernel's page tables and switches to them.
-pub(crate) fn init_paging(memmap: &MemoryMap, image: &ImageLayout, holes: &[u64], nx: bool) -> Result<(), MemoryError> {
+pub(crate) fn init_paging(
+    memmap: &MemoryMap,
+    image: &ImageLayout,
+    holes: &[u64],
+    nx: bool,
+) -> Result<(), MemoryError> {
     let mut frames = FRAMES.lock();
     let tables = PageTables::build(&mut frames, memmap, image, holes, nx)?;
     // SAFETY: the new tables identity-map all RAM, which holds the image, the stacks and

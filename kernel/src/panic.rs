@@ -17,7 +17,9 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         exit_with(ExitCode::Panic as u32);
     }
     match info.location() {
-        Some(loc) => crate::println!("panic at {}:{}:{}: {}", loc.file(), loc.line(), loc.column(), info.message()),
+        Some(loc) => {
+            crate::println!("panic at {}:{}:{}: {}", loc.file(), loc.line(), loc.column(), info.message())
+        }
         None => crate::println!("panic: {}", info.message()),
     }
     backtrace::print_from(cpu::frame_pointer());

@@ -11,7 +11,8 @@ use crate::exit::ExitCode;
 /// An address nothing maps (canonical, far above any RAM).
 const UNMAPPED: u64 = 0x0000_7fff_dead_0000;
 
-pub(crate) const NAMES: &[&str] = &["panic", "page-fault", "stack-overflow", "write-text", "exec-data", "heap"];
+pub(crate) const NAMES: &[&str] =
+    &["panic", "page-fault", "stack-overflow", "write-text", "exec-data", "heap"];
 
 pub(crate) fn run(name: &str) -> ExitCode {
     log::info!("selftest: {name}");
@@ -106,7 +107,12 @@ fn heap_stress() -> ExitCode {
         let after = crate::heap_stats();
         crate::println!(
             "selftest heap: round {} allocated {} KiB in {} blocks (heap claimed {} KiB); after free: {} bytes in {} allocations",
-            round + 1, *got / 1024, full.allocations, full.claimed / 1024, after.allocated, after.allocations
+            round + 1,
+            *got / 1024,
+            full.allocations,
+            full.claimed / 1024,
+            after.allocated,
+            after.allocations
         );
         if after.allocated != idle.allocated || after.allocations != idle.allocations {
             log::error!("heap: {} bytes leaked", after.allocated as i64 - idle.allocated as i64);
@@ -120,7 +126,9 @@ fn heap_stress() -> ExitCode {
     let stats = crate::heap_stats();
     crate::println!(
         "selftest heap: ok, {} KiB per round, heap claimed {} KiB, frames free {} KiB",
-        rounds[0] / 1024, stats.claimed / 1024, stats.frames_free / 1024
+        rounds[0] / 1024,
+        stats.claimed / 1024,
+        stats.frames_free / 1024
     );
     ExitCode::Success
 }

@@ -31,7 +31,10 @@ fn from_cpuid() -> Option<(u64, TscSource)> {
     if max >= 0x15 {
         let r = cpuid(0x15, 0);
         if r.eax != 0 && r.ebx != 0 && r.ecx != 0 {
-            return Some((u64::from(r.ecx) * u64::from(r.ebx) / u64::from(r.eax) / 1000, TscSource::CpuidCrystal));
+            return Some((
+                u64::from(r.ecx) * u64::from(r.ebx) / u64::from(r.eax) / 1000,
+                TscSource::CpuidCrystal,
+            ));
         }
     }
     if max >= 0x16 {

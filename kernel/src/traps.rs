@@ -9,13 +9,37 @@ use crate::arch::idt::TrapFrame;
 use crate::exit::{ExitCode, exit};
 
 const NAMES: [&str; 32] = [
-    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range exceeded",
-    "invalid opcode", "device not available", "double fault", "coprocessor segment overrun",
-    "invalid TSS", "segment not present", "stack-segment fault", "general protection fault",
-    "page fault", "reserved (15)", "x87 floating-point error", "alignment check", "machine check",
-    "SIMD floating-point error", "virtualization exception", "control protection",
-    "reserved (22)", "reserved (23)", "reserved (24)", "reserved (25)", "reserved (26)",
-    "reserved (27)", "hypervisor injection", "VMM communication", "security exception",
+    "divide error",
+    "debug",
+    "NMI",
+    "breakpoint",
+    "overflow",
+    "bound range exceeded",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor segment overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack-segment fault",
+    "general protection fault",
+    "page fault",
+    "reserved (15)",
+    "x87 floating-point error",
+    "alignment check",
+    "machine check",
+    "SIMD floating-point error",
+    "virtualization exception",
+    "control protection",
+    "reserved (22)",
+    "reserved (23)",
+    "reserved (24)",
+    "reserved (25)",
+    "reserved (26)",
+    "reserved (27)",
+    "hypervisor injection",
+    "VMM communication",
+    "security exception",
     "reserved (31)",
 ];
 
@@ -58,7 +82,9 @@ fn fatal(frame: &TrapFrame) -> ! {
     let name = NAMES.get(frame.vector as usize).copied().unwrap_or("interrupt");
     crate::println!(
         "fatal: CPU exception: {name} (vector {}), error code {:#x}, at rip {:#018x}",
-        frame.vector, frame.error_code, frame.rip
+        frame.vector,
+        frame.error_code,
+        frame.rip
     );
     if frame.vector == PAGE_FAULT || frame.vector == DOUBLE_FAULT {
         let cr2 = cpu::read_cr2();
@@ -76,9 +102,26 @@ fn fatal(frame: &TrapFrame) -> ! {
          r8  {:#018x} r9  {:#018x} r10 {:#018x} r11 {:#018x}\n\
          r12 {:#018x} r13 {:#018x} r14 {:#018x} r15 {:#018x}\n\
          rflags {:#x} cs {:#x} ss {:#x} cr3 {:#x}",
-        frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi, frame.rbp, frame.rsp,
-        frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15,
-        frame.rflags, frame.cs, frame.ss, cpu::read_cr3()
+        frame.rax,
+        frame.rbx,
+        frame.rcx,
+        frame.rdx,
+        frame.rsi,
+        frame.rdi,
+        frame.rbp,
+        frame.rsp,
+        frame.r8,
+        frame.r9,
+        frame.r10,
+        frame.r11,
+        frame.r12,
+        frame.r13,
+        frame.r14,
+        frame.r15,
+        frame.rflags,
+        frame.cs,
+        frame.ss,
+        cpu::read_cr3()
     );
     crate::println!("  #0  {:#018x} (faulting instruction)", frame.rip);
     backtrace::print_from(frame.rbp);

@@ -1,0 +1,705 @@
+//! Host-side harness for booting Chameleon images under QEMU.
+//!
+//! Integration tests describe a VM with [`Vm`], start it with [`Vm::spawn`],
+//! and then assert on the guest's serial output ([`Running::wait_for`]) and on
+//! its exit code as reported through QEMU's `isa-debug-exit` device
+//! ([`Outcome::guest_code`]). Everything is std-only so the crate builds fast
+//! and has no supply chain.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Target triple the kernel images are built for.
+pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
+
+/// Source of the floor stub, embedded so the bench binary works from anywhere.
+const FLOOR_ASM: &str = include_str!("../floor/pvh-floor.S");
+/// Linker script of the floor stub (links it at 1 MiB with a PT_NOTE segment).
+const FLOOR_LD: &str = include_str!("../floor/pvh-floor.ld");
+
+/// The cargo workspace root: this crate lives at `<root>/tests`.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate must live inside the workspace root")
+        .to_path_buf()
+}
+
+/// Cargo's target directory, honouring `CARGO_TARGET_DIR` like cargo does.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir), // join keeps absolute paths as-is
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Path of an app's release kernel image (whether or not it exists yet).
+pub fn app_image_path(app: &str) -> PathBuf {
+    target_dir().join(KERNEL_TARGET).join("release").join(app)
+}
+
+/// Builds the kernel image of workspace package `app` and returns its path.
+///
+/// Each app is built at most once per test process: tests run concurrently
+/// and all want the same image, and cargo would serialise on its lock anyway.
+/// Set `CHAMELEON_NO_BUILD=1` to use prebuilt images (e.g. in CI after a
+/// separate build step).
+pub fn build_app(app: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    // Holding the lock across the build makes concurrent callers wait for the
+    // first build instead of racing. A panicking build poisons the lock; take
+    // it anyway so later callers retry and report their own clear failure.
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(app) {
+        return path.clone();
+    }
+    let path = app_image_path(app);
+    if std::env::var("CHAMELEON_NO_BUILD").is_ok_and(|v| v == "1") {
+        assert!(path.exists(), "CHAMELEON_NO_BUILD=1 but kernel image {} does not exist", path.display());
+    } else {
+        // `CARGO` is set when running under cargo; it pins the same toolchain.
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let root = workspace_root();
+        eprintln!("$ cargo build --release --target {KERNEL_TARGET} -p {app}  (in {})", root.display());
+        let status = Command::new(&cargo)
+            .current_dir(&root)
+            .args(["build", "--release", "--target", KERNEL_TARGET, "-p", app])
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit()) // so compile errors show in the test log
+            .status()
+            .unwrap_or_else(|e| panic!("failed to run {cargo:?}: {e}"));
+        assert!(status.success(), "building app `{app}` failed ({status}); see cargo output above");
+        assert!(path.exists(), "cargo built `{app}` but {} is missing", path.display());
+    }
+    built.insert(app.to_owned(), path.clone());
+    path
+}
+
+/// Assembles and links the PVH floor stub into `out_dir`; returns its path.
+///
+/// The stub is the cheapest possible PVH guest (see `floor/pvh-floor.S`): it
+/// echoes a non-empty `-append` command line to COM1, then exits through
+/// isa-debug-exit with value 0 (QEMU status 1). Needs `gcc` and `ld` (binutils).
+pub fn build_floor_stub(out_dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(out_dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", out_dir.display()));
+    let asm = out_dir.join("pvh-floor.S");
+    let ld_script = out_dir.join("pvh-floor.ld");
+    let obj = out_dir.join("pvh-floor.o");
+    let image = out_dir.join("pvh-floor");
+    std::fs::write(&asm, FLOOR_ASM).expect("write floor asm");
+    std::fs::write(&ld_script, FLOOR_LD).expect("write floor linker script");
+    run_tool(Command::new("gcc").arg("-m32").arg("-c").arg(&asm).arg("-o").arg(&obj));
+    run_tool(
+        Command::new("ld")
+            .args(["-m", "elf_i386", "--build-id=none", "-z", "noexecstack", "-T"])
+            .arg(&ld_script)
+            .arg("-o")
+            .arg(&image)
+            .arg(&obj),
+    );
+    image
+}
+
+/// Runs a build tool, panicking with its command line if it fails.
+fn run_tool(cmd: &mut Command) {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    assert!(status.success(), "{shown} failed: {status}");
+}
+
+/// The QEMU binary: `QEMU` env var, else `qemu-system-x86_64` from PATH.
+pub fn qemu_binary() -> String {
+    std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".to_owned())
+}
+
+/// Panics with an actionable message if QEMU is not installed, so a missing
+/// package is not mistaken for a kernel bug.
+pub fn require_qemu() {
+    let qemu = qemu_binary();
+    match Command::new(&qemu)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            panic!("{qemu} not found: apt-get install qemu-system-x86")
+        }
+        Err(e) => panic!("cannot run {qemu}: {e}"),
+    }
+}
+
+/// Quotes an argument for display so the printed command can be pasted into a shell.
+fn shell_quote(arg: &str) -> String {
+    let plain =
+        !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=,:+@%".contains(&b));
+    if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
+}
+
+/// Description of a QEMU run. Fields are public so tests can tweak them with
+/// struct-update style or plain assignment.
+#[derive(Clone, Debug)]
+pub struct Vm {
+    /// Kernel image passed with `-kernel` (a PVH ELF).
+    pub image: PathBuf,
+    /// Kernel command line; passed with `-append` only when non-empty. Raw bytes are
+    /// allowed, so tests can hand the kernel a command line that is not UTF-8.
+    pub cmdline: OsString,
+    /// Guest RAM in MiB (`-m`).
+    pub memory_mib: u32,
+    /// QEMU machine type (`-M`).
+    pub machine: String,
+    /// Accelerator (`-accel`): env `ACCEL`, else `tcg` (works everywhere).
+    pub accel: String,
+    /// Add the isa-debug-exit device at port 0x501 so the guest can report an exit code.
+    pub debug_exit: bool,
+    /// Extra QEMU arguments appended last.
+    pub extra_args: Vec<String>,
+    /// Overall deadline for the run, counted from spawn.
+    pub timeout: Duration,
+    /// Echo the command line and guest serial lines to stderr (the bench turns this off).
+    pub verbose: bool,
+}
+
+impl Vm {
+    /// A VM booting `image` with the default settings.
+    pub fn new(image: impl Into<PathBuf>) -> Vm {
+        Vm {
+            image: image.into(),
+            cmdline: OsString::new(),
+            memory_mib: 64,
+            machine: "pc".to_owned(),
+            accel: std::env::var("ACCEL").unwrap_or_else(|_| "tcg".to_owned()),
+            debug_exit: true,
+            extra_args: Vec::new(),
+            timeout: Duration::from_secs(60),
+            verbose: true,
+        }
+    }
+
+    /// A VM booting workspace app `name` (built on first use, see [`build_app`]).
+    pub fn app(name: &str) -> Vm {
+        Vm::new(build_app(name))
+    }
+
+    /// Sets the kernel command line.
+    pub fn cmdline(mut self, cmdline: impl Into<OsString>) -> Vm {
+        self.cmdline = cmdline.into();
+        self
+    }
+
+    /// Sets guest RAM in MiB.
+    pub fn memory_mib(mut self, mib: u32) -> Vm {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Sets the QEMU machine type.
+    pub fn machine(mut self, machine: impl Into<String>) -> Vm {
+        self.machine = machine.into();
+        self
+    }
+
+    /// Sets the accelerator.
+    pub fn accel(mut self, accel: impl Into<String>) -> Vm {
+        self.accel = accel.into();
+        self
+    }
+
+    /// Enables or disables the isa-debug-exit device.
+    pub fn debug_exit(mut self, on: bool) -> Vm {
+        self.debug_exit = on;
+        self
+    }
+
+    /// Appends one extra QEMU argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Vm {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    /// Sets the overall deadline.
+    pub fn timeout(mut self, timeout: Duration) -> Vm {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Turns command/serial echo on or off.
+    pub fn verbose(mut self, on: bool) -> Vm {
+        self.verbose = on;
+        self
+    }
+
+    /// The QEMU argument vector (without the binary name).
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = [
+            "-accel",
+            &self.accel,
+            "-M",
+            &self.machine,
+            "-m",
+            &self.memory_mib.to_string(),
+            "-display",
+            "none",
+            "-nodefaults",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        args.push("-kernel".into());
+        args.push(self.image.clone().into_os_string());
+        if !self.cmdline.is_empty() {
+            args.push("-append".into());
+            args.push(self.cmdline.clone());
+        }
+        if self.debug_exit {
+            args.push("-device".into());
+            args.push("isa-debug-exit,iobase=0x501,iosize=2".into());
+        }
+        args.extend(self.extra_args.iter().map(OsString::from));
+        args
+    }
+
+    /// The full command line, shell-quoted, for logs.
+    pub fn command_line(&self) -> String {
+        std::iter::once(OsString::from(qemu_binary()))
+            .chain(self.args())
+            .map(|a| shell_quote(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Starts QEMU. Serial output is collected by a reader thread so the guest
+    /// can never block on a full pipe, whatever the test is doing.
+    pub fn spawn(self) -> Result<Running, HarnessError> {
+        let qemu = qemu_binary();
+        if self.verbose {
+            eprintln!("$ {}", self.command_line());
+        }
+        let started = Instant::now();
+        let mut child = Command::new(&qemu)
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|error| HarnessError::Spawn { program: qemu.clone(), error })?;
+
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        let verbose = self.verbose;
+        let stdout_thread = thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break, // EOF: QEMU exited (or closed the pipe)
+                    Ok(_) => {}
+                }
+                let at = Instant::now();
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                }
+                let mut text = String::from_utf8_lossy(&buf).into_owned();
+                text.retain(|c| c != '\r');
+                if verbose {
+                    let t = at.duration_since(started).as_secs_f64();
+                    eprintln!("[guest +{t:.3}s] {text}");
+                }
+                if tx.send(Line { at, text }).is_err() {
+                    break; // Running was dropped; nobody is listening
+                }
+            }
+        });
+
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let qemu_stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&qemu_stderr);
+        let stderr_thread = thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Append chunk by chunk so a timeout report can show partial stderr.
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                bytes.extend_from_slice(&chunk[..n]);
+                *sink.lock().unwrap_or_else(|e| e.into_inner()) =
+                    String::from_utf8_lossy(&bytes).into_owned();
+            }
+        });
+
+        Ok(Running {
+            started,
+            deadline: started + self.timeout,
+            lines: Vec::new(),
+            cursor: 0,
+            child,
+            status: None,
+            rx,
+            stdout_done: false,
+            qemu_stderr,
+            threads: vec![stdout_thread, stderr_thread],
+        })
+    }
+}
+
+/// One line of guest serial output with the host time it arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// Host time at which the line was read from QEMU's stdout.
+    pub at: Instant,
+    /// The line without its `\n` and with `\r` removed (lossy UTF-8).
+    pub text: String,
+}
+
+/// A running QEMU. Dropping it kills and reaps QEMU, so a failing test never
+/// leaves a VM behind.
+#[allow(missing_debug_implementations)] // holds a child process and threads
+pub struct Running {
+    /// When QEMU was spawned (just before `Command::spawn`).
+    pub started: Instant,
+    /// Spawn time plus the Vm's timeout; every wait stops here.
+    pub deadline: Instant,
+    /// Every serial line received so far, in order.
+    pub lines: Vec<Line>,
+    /// Index into `lines` of the first line not consumed by `wait_for`.
+    cursor: usize,
+    child: Child,
+    status: Option<ExitStatus>,
+    rx: Receiver<Line>,
+    stdout_done: bool,
+    qemu_stderr: Arc<Mutex<String>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the QEMU process is still alive (reaps it if it has exited).
+    pub fn is_running(&mut self) -> bool {
+        self.poll_exit().is_none()
+    }
+
+    /// QEMU's stderr collected so far.
+    pub fn qemu_stderr(&self) -> String {
+        self.qemu_stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits for a serial line containing `needle`, searching only lines after
+    /// the previous successful match so that a sequence of `wait_for` calls
+    /// checks ordering.
+    pub fn wait_for(&mut self, needle: &str) -> Result<Line, HarnessError> {
+        // Lines before `scan_from` are known not to match this needle; the
+        // cursor itself only moves on success, so a failed wait consumes nothing.
+        let mut scan_from = self.cursor;
+        loop {
+            if let Some(i) = self.lines[scan_from..].iter().position(|l| l.text.contains(needle)) {
+                let idx = scan_from + i;
+                self.cursor = idx + 1;
+                return Ok(self.lines[idx].clone());
+            }
+            scan_from = self.lines.len();
+            if self.stdout_done {
+                // No more output can come; report how QEMU ended.
+                let status = self.wait_reaped();
+                return Err(HarnessError::Exited {
+                    needle: needle.to_owned(),
+                    status: status.and_then(|s| s.code()),
+                    output: self.output(),
+                    qemu_stderr: self.qemu_stderr(),
+                });
+            }
+            if !self.recv_until_deadline() {
+                return Err(self.timeout_error(format!("a line containing {needle:?}")));
+            }
+        }
+    }
+
+    /// Waits for QEMU to exit, collecting all remaining serial output. On the
+    /// deadline QEMU is killed and `HarnessError::Timeout` is returned.
+    pub fn wait_exit(&mut self) -> Result<Outcome, HarnessError> {
+        while !self.stdout_done {
+            if !self.recv_until_deadline() {
+                self.kill();
+                return Err(self.timeout_error("QEMU to exit".to_owned()));
+            }
+        }
+        // Stdout closed means QEMU is exiting; poll briefly for its status but
+        // still respect the deadline in case it hangs on the way out.
+        let status = loop {
+            if let Some(status) = self.poll_exit() {
+                break status;
+            }
+            if Instant::now() >= self.deadline {
+                self.kill();
+                return Err(self.timeout_error("QEMU to exit (stdout closed)".to_owned()));
+            }
+            thread::sleep(Duration::from_micros(200));
+        };
+        let wall = self.started.elapsed();
+        for t in self.threads.drain(..) {
+            let _ = t.join(); // stderr fully collected once its thread ends
+        }
+        Ok(Outcome {
+            status: status.code(),
+            lines: self.lines.clone(),
+            qemu_stderr: self.qemu_stderr(),
+            wall,
+        })
+    }
+
+    /// Kills QEMU (if still running) and reaps it.
+    pub fn kill(&mut self) {
+        if self.poll_exit().is_none() {
+            let _ = self.child.kill();
+            if let Ok(status) = self.child.wait() {
+                self.status = Some(status);
+            }
+        }
+    }
+
+    /// Receives one line, or notes EOF. Returns false if the deadline passed.
+    fn recv_until_deadline(&mut self) -> bool {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // Still take anything already queued so error reports are complete.
+            self.drain_queued();
+            return false;
+        }
+        match self.rx.recv_timeout(left) {
+            Ok(line) => {
+                self.lines.push(line);
+                true
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.stdout_done = true;
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+        }
+    }
+
+    /// Moves already-received lines into `self.lines` without blocking.
+    fn drain_queued(&mut self) {
+        while let Ok(line) = self.rx.try_recv() {
+            self.lines.push(line);
+        }
+    }
+
+    /// Non-blocking reap; caches the status.
+    fn poll_exit(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Reaps QEMU after stdout closed, killing it if it outlives the deadline.
+    fn wait_reaped(&mut self) -> Option<ExitStatus> {
+        while self.poll_exit().is_none() && Instant::now() < self.deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        if self.status.is_none() {
+            self.kill();
+        }
+        self.status
+    }
+
+    fn output(&self) -> String {
+        join_lines(&self.lines)
+    }
+
+    fn timeout_error(&mut self, waiting_for: String) -> HarnessError {
+        self.drain_queued();
+        HarnessError::Timeout {
+            waiting_for,
+            after: self.started.elapsed(),
+            output: self.output(),
+            qemu_stderr: self.qemu_stderr(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+        // Threads end on their own once QEMU's pipes close; don't join here so
+        // a panicking test unwinds promptly.
+    }
+}
+
+fn join_lines(lines: &[Line]) -> String {
+    lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+}
+
+/// How a QEMU run ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// QEMU's exit status; `None` if it was killed by a signal.
+    pub status: Option<i32>,
+    /// All serial lines of the run.
+    pub lines: Vec<Line>,
+    /// Everything QEMU wrote to its own stderr.
+    pub qemu_stderr: String,
+    /// Wall time from spawn to observed exit.
+    pub wall: Duration,
+}
+
+impl Outcome {
+    /// The value the guest wrote to isa-debug-exit. QEMU exits with
+    /// `(v << 1) | 1` for a write of `v`, so only odd statuses carry a guest
+    /// code; even ones (0: power-off, or triple fault with -no-reboot) do not.
+    pub fn guest_code(&self) -> Option<u32> {
+        match self.status {
+            Some(s) if s & 1 == 1 => Some((s as u32 - 1) / 2),
+            _ => None,
+        }
+    }
+
+    /// All serial lines joined with `\n`.
+    pub fn output(&self) -> String {
+        join_lines(&self.lines)
+    }
+
+    /// Whether any serial line contains `needle`.
+    pub fn has_line(&self, needle: &str) -> bool {
+        self.lines.iter().any(|l| l.text.contains(needle))
+    }
+}
+
+/// Harness failures. Messages include the guest output so a failing test's
+/// panic message is enough to debug it.
+#[derive(Debug)]
+pub enum HarnessError {
+    /// QEMU could not be started (not installed, not executable, ...).
+    Spawn { program: String, error: io::Error },
+    /// The deadline passed; QEMU was killed by `wait_exit` (or by drop).
+    Timeout { waiting_for: String, after: Duration, output: String, qemu_stderr: String },
+    /// QEMU exited before the awaited line appeared.
+    Exited { needle: String, status: Option<i32>, output: String, qemu_stderr: String },
+}
+
+impl fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dump = |f: &mut fmt::Formatter<'_>, output: &str, stderr: &str| {
+            writeln!(f, "--- guest serial output ---")?;
+            writeln!(f, "{output}")?;
+            write!(f, "--- qemu stderr ---\n{stderr}")
+        };
+        match self {
+            HarnessError::Spawn { program, error } => {
+                write!(f, "failed to start {program}: {error}")?;
+                if error.kind() == io::ErrorKind::NotFound {
+                    write!(f, " (apt-get install qemu-system-x86)")?;
+                }
+                Ok(())
+            }
+            HarnessError::Timeout { waiting_for, after, output, qemu_stderr } => {
+                writeln!(f, "timed out after {:.1}s waiting for {waiting_for}", after.as_secs_f64())?;
+                dump(f, output, qemu_stderr)
+            }
+            HarnessError::Exited { needle, status, output, qemu_stderr } => {
+                writeln!(f, "QEMU exited (status {status:?}) before a line containing {needle:?}")?;
+                dump(f, output, qemu_stderr)
+            }
+        }
+    }
+}
+
+impl std::error::Error for HarnessError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HarnessError::Spawn { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Spawns `vm` and waits for it to exit, panicking with the guest output on
+/// failure. The common case for "boot, run, check exit code" tests.
+pub fn run_to_exit(vm: Vm) -> Outcome {
+    let mut running = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
+    running.wait_exit().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    fn outcome(status: Option<i32>) -> Outcome {
+        Outcome { status, lines: Vec::new(), qemu_stderr: String::new(), wall: Duration::ZERO }
+    }
+
+    #[test]
+    fn guest_code_decoding() {
+        assert_eq!(outcome(Some(1)).guest_code(), Some(0));
+        assert_eq!(outcome(Some(3)).guest_code(), Some(1));
+        assert_eq!(outcome(Some(0x21)).guest_code(), Some(0x10));
+        assert_eq!(outcome(Some(255)).guest_code(), Some(127));
+        assert_eq!(outcome(Some(0)).guest_code(), None);
+        assert_eq!(outcome(Some(2)).guest_code(), None);
+        assert_eq!(outcome(None).guest_code(), None);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("-m"), "-m");
+        assert_eq!(
+            shell_quote("isa-debug-exit,iobase=0x501,iosize=2"),
+            "isa-debug-exit,iobase=0x501,iosize=2"
+        );
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn args_shape() {
+        let vm = Vm::new("/k").accel("tcg").cmdline("x y").arg("-smp").arg("2");
+        let a = vm.args();
+        let expect: Vec<&str> = vec![
+            "-accel",
+            "tcg",
+            "-M",
+            "pc",
+            "-m",
+            "64",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+            "-kernel",
+            "/k",
+            "-append",
+            "x y",
+            "-device",
+            "isa-debug-exit,iobase=0x501,iosize=2",
+            "-smp",
+            "2",
+        ];
+        assert_eq!(a, expect);
+        let b = Vm::new("/k").debug_exit(false).args();
+        assert!(!b.iter().any(|s| s == "-append" || s == "-device"));
+    }
+}

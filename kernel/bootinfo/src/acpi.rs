@@ -196,11 +196,11 @@ fn find_s5(mem: &impl PhysMemory, aml: u64, len: u32) -> Result<Option<(u8, u8)>
         for v in &mut values {
             let op = mem.read_u8(at)?;
             (*v, at) = match op {
-                0x00 => (0, at + 1),                                   // ZeroOp
-                0x01 => (1, at + 1),                                   // OneOp
-                0x0a => (mem.read_u8(at + 1)?, at + 2),               // BytePrefix
-                0x0b => (mem.read_u16(at + 1)? as u8, at + 3),        // WordPrefix
-                0x0c => (mem.read_u32(at + 1)? as u8, at + 5),        // DWordPrefix
+                0x00 => (0, at + 1),                           // ZeroOp
+                0x01 => (1, at + 1),                           // OneOp
+                0x0a => (mem.read_u8(at + 1)?, at + 2),        // BytePrefix
+                0x0b => (mem.read_u16(at + 1)? as u8, at + 3), // WordPrefix
+                0x0c => (mem.read_u32(at + 1)? as u8, at + 5), // DWordPrefix
                 _ => return Ok(None),
             };
         }
@@ -272,7 +272,10 @@ mod tests {
     }
 
     /// `Name (\_S5, Package (0x04) { 0x05, Zero, Zero, Zero })` with junk around it.
-    const S5_AML: &[u8] = &[0x10, 0x20, b'_', b'S', b'5', b'_', 0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x00, 0x00, 0x00, 0xa4];
+    const S5_AML: &[u8] = &[
+        0x10, 0x20, b'_', b'S', b'5', b'_', 0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a,
+        0x05, 0x00, 0x00, 0x00, 0xa4,
+    ];
 
     #[test]
     fn pm1_power_off_with_s5() {

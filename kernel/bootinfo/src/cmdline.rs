@@ -78,11 +78,7 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
         match key {
             "log" => match parse_level(value) {
                 Some(level) => settings.log = level,
-                None => warn(Warning::BadValue {
-                    key,
-                    value,
-                    expected: "error, warn, info, debug or trace",
-                }),
+                None => warn(Warning::BadValue { key, value, expected: "error, warn, info, debug or trace" }),
             },
             "selftest" if !value.is_empty() => settings.selftest = Some(value),
             "selftest" => warn(Warning::MissingValue(key)),
@@ -122,7 +118,13 @@ mod tests {
 
     #[test]
     fn log_levels() {
-        for (s, level) in [("log=debug", LogLevel::Debug), ("log=warn", LogLevel::Warn), ("log=info", LogLevel::Info), ("log=trace", LogLevel::Trace), ("log=error", LogLevel::Error)] {
+        for (s, level) in [
+            ("log=debug", LogLevel::Debug),
+            ("log=warn", LogLevel::Warn),
+            ("log=info", LogLevel::Info),
+            ("log=trace", LogLevel::Trace),
+            ("log=error", LogLevel::Error),
+        ] {
             assert_eq!(parse_all(s).0.log, level);
         }
     }
@@ -139,7 +141,11 @@ mod tests {
         assert_eq!(
             warnings,
             [
-                Warning::BadValue { key: "log", value: "loud", expected: "error, warn, info, debug or trace" },
+                Warning::BadValue {
+                    key: "log",
+                    value: "loud",
+                    expected: "error, warn, info, debug or trace"
+                },
                 Warning::UnknownKey("bogus"),
                 Warning::UnknownKey("flag"),
                 Warning::MissingValue("log"),

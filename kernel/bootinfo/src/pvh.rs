@@ -41,7 +41,9 @@ pub enum StartInfoError {
     BadMagic(u32),
     /// Version 0 has no memory map, and a v1 map may be empty: either way the kernel
     /// cannot know where RAM is.
-    NoMemoryMap { version: u32 },
+    NoMemoryMap {
+        version: u32,
+    },
     TooManyMemmapEntries(u32),
     TooManyModules(u32),
 }
@@ -62,11 +64,9 @@ impl core::fmt::Display for StartInfoError {
             Self::NoMemoryMap { version } => {
                 write!(f, "start info (version {version}) carries no memory map")
             }
-            Self::TooManyMemmapEntries(n) => write!(
-                f,
-                "memory map has {n} entries, at most {} are supported",
-                MemoryMap::CAPACITY
-            ),
+            Self::TooManyMemmapEntries(n) => {
+                write!(f, "memory map has {n} entries, at most {} are supported", MemoryMap::CAPACITY)
+            }
             Self::TooManyModules(n) => {
                 write!(f, "{n} boot modules, at most {MODULES_MAX} are supported")
             }
@@ -90,11 +90,8 @@ impl StartInfo {
         let modlist_addr = mem.read_u64(addr + 16)?;
         let cmdline_addr = mem.read_u64(addr + 24)?;
         let rsdp_addr = mem.read_u64(addr + 32)?;
-        let (memmap_addr, entries) = if version >= 1 {
-            (mem.read_u64(addr + 40)?, mem.read_u32(addr + 48)?)
-        } else {
-            (0, 0)
-        };
+        let (memmap_addr, entries) =
+            if version >= 1 { (mem.read_u64(addr + 40)?, mem.read_u32(addr + 48)?) } else { (0, 0) };
         if entries == 0 {
             return Err(StartInfoError::NoMemoryMap { version });
         }
@@ -158,7 +155,9 @@ pub enum CmdlineError {
     /// No NUL within [`CMDLINE_MAX`] bytes.
     TooLong,
     /// Not UTF-8; `valid_up_to` bytes were fine.
-    NotUtf8 { valid_up_to: usize },
+    NotUtf8 {
+        valid_up_to: usize,
+    },
 }
 
 impl core::fmt::Display for CmdlineError {
@@ -191,8 +190,7 @@ pub fn read_cmdline<'b>(
         buf[len] = byte;
         len += 1;
     }
-    core::str::from_utf8(&buf[..len])
-        .map_err(|e| CmdlineError::NotUtf8 { valid_up_to: e.valid_up_to() })
+    core::str::from_utf8(&buf[..len]).map_err(|e| CmdlineError::NotUtf8 { valid_up_to: e.valid_up_to() })
 }
 
 #[cfg(test)]
@@ -258,10 +256,7 @@ mod tests {
     fn wrong_magic_is_refused() {
         let mut mem = qemu_like();
         mem.put(0x8000, &[0x78, 0x56, 0x34, 0x12]);
-        assert_eq!(
-            StartInfo::parse(&mem, 0x8000).unwrap_err(),
-            StartInfoError::BadMagic(0x1234_5678)
-        );
+        assert_eq!(StartInfo::parse(&mem, 0x8000).unwrap_err(), StartInfoError::BadMagic(0x1234_5678));
     }
 
     #[test]
@@ -274,20 +269,14 @@ mod tests {
     fn empty_memory_map_is_refused() {
         let mut mem = TestMemory::new();
         mem.put(0x5000, &start_info(1, 0x5100, 0));
-        assert_eq!(
-            StartInfo::parse(&mem, 0x5000).unwrap_err(),
-            StartInfoError::NoMemoryMap { version: 1 }
-        );
+        assert_eq!(StartInfo::parse(&mem, 0x5000).unwrap_err(), StartInfoError::NoMemoryMap { version: 1 });
     }
 
     #[test]
     fn version_zero_has_no_memory_map() {
         let mut mem = TestMemory::new();
         mem.put(0x5000, &start_info(0, 0x5100, 3));
-        assert_eq!(
-            StartInfo::parse(&mem, 0x5000).unwrap_err(),
-            StartInfoError::NoMemoryMap { version: 0 }
-        );
+        assert_eq!(StartInfo::parse(&mem, 0x5000).unwrap_err(), StartInfoError::NoMemoryMap { version: 0 });
     }
 
     #[test]
@@ -316,10 +305,7 @@ mod tests {
         assert_eq!(read_cmdline(&mem, 0x6000, &mut buf), Ok("log=debug -- a b"));
 
         mem.put(0x9000, b"log=\xffdebug\0");
-        assert_eq!(
-            read_cmdline(&mem, 0x9000, &mut buf),
-            Err(CmdlineError::NotUtf8 { valid_up_to: 4 })
-        );
+        assert_eq!(read_cmdline(&mem, 0x9000, &mut buf), Err(CmdlineError::NotUtf8 { valid_up_to: 4 }));
 
         let mut long = std::vec![b'a'; 64 * 1024];
         long.push(0);

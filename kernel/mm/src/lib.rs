@@ -210,10 +210,7 @@ mod tests {
         a.reserve(MIB + 10, 2 * MIB - 10).unwrap(); // kernel image
         a.reserve(0, 0x1000).unwrap(); // page 0
         a.reserve(0x7000, 0x7001).unwrap(); // start info
-        assert_eq!(
-            ranges(&a),
-            [(0x1000, 0x7000), (0x8000, MIB), (2 * MIB, 8 * MIB)]
-        );
+        assert_eq!(ranges(&a), [(0x1000, 0x7000), (0x8000, MIB), (2 * MIB, 8 * MIB)]);
         a.reserve(0x2000, 3 * MIB).unwrap(); // spans several
         assert_eq!(ranges(&a), [(0x1000, 0x2000), (3 * MIB, 8 * MIB)]);
         a.reserve(100 * MIB, 200 * MIB).unwrap(); // nothing there

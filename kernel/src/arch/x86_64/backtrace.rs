@@ -11,7 +11,8 @@ pub fn print_from(mut rbp: u64) {
     crate::println!("backtrace (return addresses; resolve with addr2line -e <image>):");
     let stacks = stacks();
     for depth in 0..MAX_FRAMES {
-        let on_stack = rbp.is_multiple_of(8) && stacks.iter().any(|s| s.contains(rbp) && s.contains(rbp + 15));
+        let on_stack =
+            rbp.is_multiple_of(8) && stacks.iter().any(|s| s.contains(rbp) && s.contains(rbp + 15));
         if !on_stack {
             break;
         }

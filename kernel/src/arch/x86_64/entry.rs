@@ -173,9 +173,21 @@ unsafe extern "C" {
 pub fn stacks() -> [StackArea; 4] {
     let at = |p: *const u8| p as u64;
     [
-        StackArea { name: "boot", guard: at(&raw const __boot_stack_guard), top: at(&raw const __boot_stack_top) },
-        StackArea { name: "double-fault", guard: at(&raw const __ist_double_fault_guard), top: at(&raw const __ist_double_fault_top) },
+        StackArea {
+            name: "boot",
+            guard: at(&raw const __boot_stack_guard),
+            top: at(&raw const __boot_stack_top),
+        },
+        StackArea {
+            name: "double-fault",
+            guard: at(&raw const __ist_double_fault_guard),
+            top: at(&raw const __ist_double_fault_top),
+        },
         StackArea { name: "nmi", guard: at(&raw const __ist_nmi_guard), top: at(&raw const __ist_nmi_top) },
-        StackArea { name: "machine-check", guard: at(&raw const __ist_machine_check_guard), top: at(&raw const __ist_machine_check_top) },
+        StackArea {
+            name: "machine-check",
+            guard: at(&raw const __ist_machine_check_guard),
+            top: at(&raw const __ist_machine_check_top),
+        },
     ]
 }
