@@ -1,6 +1,7 @@
 //! The app interface: what the kernel hands an app, and how an app names its entry.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 /// Facts about this boot, for apps to report or act on.
@@ -22,6 +23,8 @@ pub struct BootFacts {
     pub nx: bool,
     /// How the kernel will leave: "isa-debug-exit", "acpi-s5" or "halt".
     pub exit_method: &'static str,
+    /// The boot modules (e.g. QEMU's `-initrd`), in the loader's order.
+    pub modules: Vec<&'static [u8]>,
 }
 
 /// What an app gets at start.

@@ -41,6 +41,14 @@ fn fail(what: &str, why: impl core::fmt::Display) -> ! {
     exit(ExitCode::BootFailed)
 }
 
+/// A boot module's bytes; the caller checked that the range is RAM.
+fn module_bytes(start: u64, len: u64) -> &'static [u8] {
+    // SAFETY: the module lies in RAM (checked by the caller), which is identity-mapped,
+    // and its range was reserved before the frame allocator started, so no allocation
+    // ever overlaps it; nothing writes to it.
+    unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) }
+}
+
 /// Called by the entry stub on the boot stack, with interrupts off.
 pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     console::init_serial();
@@ -126,6 +134,19 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         tsc_source,
         nx,
         exit_method: crate::exit::method(),
+        modules: info
+            .modules()
+            .iter()
+            .filter(|m| {
+                let in_ram =
+                    info.memmap.ram().any(|r| r.start <= m.start && m.start.saturating_add(m.len) <= r.end());
+                if !in_ram {
+                    log::warn!("boot module at {:#x} ({} bytes) is not in RAM; ignored", m.start, m.len);
+                }
+                in_ram
+            })
+            .map(|m| module_bytes(m.start, m.len))
+            .collect(),
     };
     log::info!(
         "chameleon: {} MiB RAM, {} MiB free, cpu {:?}, hypervisor {}, TSC {} kHz ({:?}), NX {}, exit via {}",
@@ -143,7 +164,7 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     }
 
     if let Some(name) = settings.selftest {
-        exit(selftest::run(name));
+        exit(selftest::run(name, &facts));
     }
     let args = app::Args { cmdline, app_args: settings.app_args, facts: &facts };
     match app::run(&args) {

@@ -6,6 +6,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::hint::black_box;
 
+use crate::app::BootFacts;
 use crate::exit::ExitCode;
 
 /// An address nothing maps (canonical, far above any RAM).
@@ -14,7 +15,7 @@ const UNMAPPED: u64 = 0x0000_7fff_dead_0000;
 pub(crate) const NAMES: &[&str] =
     &["panic", "page-fault", "stack-overflow", "write-text", "exec-data", "heap"];
 
-pub(crate) fn run(name: &str) -> ExitCode {
+pub(crate) fn run(name: &str, facts: &BootFacts) -> ExitCode {
     log::info!("selftest: {name}");
     match name {
         "panic" => panic!("selftest: deliberate panic"),
@@ -44,7 +45,7 @@ pub(crate) fn run(name: &str) -> ExitCode {
             log::error!("executed rodata at {:p}", RET.as_ptr());
             ExitCode::AppFailed
         }
-        "heap" => heap_stress(),
+        "heap" => heap_stress(facts),
         _ => {
             log::error!("unknown selftest `{name}`; known: {}", NAMES.join(", "));
             ExitCode::BootFailed
@@ -60,10 +61,15 @@ fn recurse(depth: u64) -> u64 {
     black_box(recurse(depth + 1)) + u64::from(pad[0])
 }
 
+/// FNV-1a, 64 bit: enough to tell whether a module's bytes survived.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// Fills most of memory with allocations of mixed sizes, checks their contents, frees
-/// them all, and does it again: the heap must return to its idle figure and the second
-/// round must get as much memory as the first.
-fn heap_stress() -> ExitCode {
+/// them all, and does it again: the heap must return to its idle figure, later rounds
+/// must get as much memory as the first, and the boot modules must be intact.
+fn heap_stress(facts: &BootFacts) -> ExitCode {
     let idle = crate::heap_stats();
     let mut rounds = [0usize; 3];
     for (round, got) in rounds.iter_mut().enumerate() {
@@ -122,6 +128,14 @@ fn heap_stress() -> ExitCode {
     if rounds[1] < rounds[0] * 95 / 100 || rounds[2] < rounds[0] * 95 / 100 {
         log::error!("heap: later rounds got less memory ({rounds:?}): fragmentation");
         return ExitCode::AppFailed;
+    }
+    // Boot modules are reserved: filling the heap must not have touched them.
+    for (i, module) in facts.modules.iter().enumerate() {
+        crate::println!(
+            "selftest heap: module {i}: {} bytes, fnv1a64 {:016x}",
+            module.len(),
+            fnv1a64(module)
+        );
     }
     let stats = crate::heap_stats();
     crate::println!(

@@ -52,17 +52,30 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
     fatal(frame)
 }
 
+bitflags::bitflags! {
+    /// The page-fault error code.
+    #[derive(Debug, Clone, Copy)]
+    struct PageFaultError: u64 {
+        const PROTECTION = 1 << 0;
+        const WRITE = 1 << 1;
+        const USER = 1 << 2;
+        const RESERVED_BIT = 1 << 3;
+        const FETCH = 1 << 4;
+    }
+}
+
 fn page_fault_cause(error: u64) -> (&'static str, &'static str) {
-    let access = if error & 0x10 != 0 {
+    let error = PageFaultError::from_bits_truncate(error);
+    let access = if error.contains(PageFaultError::FETCH) {
         "instruction fetch"
-    } else if error & 0x2 != 0 {
+    } else if error.contains(PageFaultError::WRITE) {
         "write"
     } else {
         "read"
     };
-    let why = if error & 0x8 != 0 {
+    let why = if error.contains(PageFaultError::RESERVED_BIT) {
         "reserved bit set in a page-table entry"
-    } else if error & 0x1 != 0 {
+    } else if error.contains(PageFaultError::PROTECTION) {
         "protection violation"
     } else {
         "page not mapped"

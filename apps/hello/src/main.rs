@@ -19,6 +19,9 @@ fn main(args: &Args<'_>) -> AppResult {
         f.nx,
         f.exit_method
     );
+    for (i, module) in f.modules.iter().enumerate() {
+        println!("hello: module {i}: {} bytes", module.len());
+    }
     for (i, arg) in args.args().enumerate() {
         println!("hello: argument {i}: {arg}");
     }

@@ -6,12 +6,19 @@
 use bootinfo::memmap::MemoryMap;
 use mm::{FrameAllocator, PAGE_SIZE, align_down, align_up};
 
-const PRESENT: u64 = 1 << 0;
-const WRITABLE: u64 = 1 << 1;
-const WRITE_THROUGH: u64 = 1 << 3;
-const CACHE_DISABLE: u64 = 1 << 4;
-const HUGE: u64 = 1 << 7;
-const NO_EXECUTE: u64 = 1 << 63;
+bitflags::bitflags! {
+    /// Page-table entry bits (the address bits are kept apart, in `ADDR_MASK`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Pte: u64 {
+        const PRESENT = 1 << 0;
+        const WRITABLE = 1 << 1;
+        const WRITE_THROUGH = 1 << 3;
+        const CACHE_DISABLE = 1 << 4;
+        const HUGE = 1 << 7;
+        const NO_EXECUTE = 1 << 63;
+    }
+}
+
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 const HUGE_SIZE: u64 = 2 << 20;
 
@@ -59,7 +66,8 @@ pub fn image_layout() -> ImageLayout {
 #[derive(Debug)]
 pub struct PageTables {
     pml4: u64,
-    nx: u64,
+    /// `NO_EXECUTE` where the CPU has it, else empty (the bit would be reserved).
+    nx: Pte,
 }
 
 /// # Safety
@@ -81,7 +89,7 @@ fn new_table(frames: &mut FrameAllocator) -> Result<u64, NoFrames> {
 
 impl PageTables {
     pub fn new(frames: &mut FrameAllocator, nx: bool) -> Result<Self, NoFrames> {
-        Ok(PageTables { pml4: new_table(frames)?, nx: if nx { NO_EXECUTE } else { 0 } })
+        Ok(PageTables { pml4: new_table(frames)?, nx: if nx { Pte::NO_EXECUTE } else { Pte::empty() } })
     }
 
     pub fn root(&self) -> u64 {
@@ -89,12 +97,15 @@ impl PageTables {
     }
 
     fn leaf_flags(&self, access: Access) -> u64 {
-        match access {
-            Access::Execute => PRESENT,
-            Access::Read => PRESENT | self.nx,
-            Access::ReadWrite => PRESENT | WRITABLE | self.nx,
-            Access::Device => PRESENT | WRITABLE | CACHE_DISABLE | WRITE_THROUGH | self.nx,
-        }
+        let flags = match access {
+            Access::Execute => Pte::PRESENT,
+            Access::Read => Pte::PRESENT | self.nx,
+            Access::ReadWrite => Pte::PRESENT | Pte::WRITABLE | self.nx,
+            Access::Device => {
+                Pte::PRESENT | Pte::WRITABLE | Pte::CACHE_DISABLE | Pte::WRITE_THROUGH | self.nx
+            }
+        };
+        flags.bits()
     }
 
     /// Walks to the table at `depth` (1 = PD, 0 = PT) for `virt`, creating tables.
@@ -107,12 +118,13 @@ impl PageTables {
             // hold `&mut self`.
             let entries = unsafe { table(t) };
             let entry = entries[index];
-            if entry & PRESENT == 0 {
+            let flags = Pte::from_bits_truncate(entry);
+            if !flags.contains(Pte::PRESENT) {
                 let next = new_table(frames)?;
                 // Intermediate entries allow everything; the leaf decides.
-                entries[index] = next | PRESENT | WRITABLE;
+                entries[index] = next | (Pte::PRESENT | Pte::WRITABLE).bits();
                 t = next;
-            } else if entry & HUGE != 0 {
+            } else if flags.contains(Pte::HUGE) {
                 return Ok(None);
             } else {
                 t = entry & ADDR_MASK;
@@ -134,8 +146,8 @@ impl PageTables {
         if let Some(pd) = self.walk(frames, addr, 1)? {
             // SAFETY: `walk` returned one of our tables; we hold `&mut self`.
             let entry = &mut unsafe { table(pd) }[((addr >> 21) & 511) as usize];
-            if *entry & PRESENT == 0 {
-                *entry = addr | HUGE | self.leaf_flags(access);
+            if !Pte::from_bits_truncate(*entry).contains(Pte::PRESENT) {
+                *entry = addr | Pte::HUGE.bits() | self.leaf_flags(access);
             }
         }
         Ok(())
