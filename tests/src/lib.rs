@@ -147,29 +147,28 @@ fn shell_quote(arg: &str) -> String {
     if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
 }
 
-/// Description of a QEMU run. Fields are public so tests can tweak them with
-/// struct-update style or plain assignment.
+/// Description of a QEMU run, set up through the builder methods.
 #[derive(Clone, Debug)]
 pub struct Vm {
     /// Kernel image passed with `-kernel` (a PVH ELF).
-    pub image: PathBuf,
+    image: PathBuf,
     /// Kernel command line; passed with `-append` only when non-empty. Raw bytes are
     /// allowed, so tests can hand the kernel a command line that is not UTF-8.
-    pub cmdline: OsString,
+    cmdline: OsString,
     /// Guest RAM in MiB (`-m`).
-    pub memory_mib: u32,
+    memory_mib: u32,
     /// QEMU machine type (`-M`).
-    pub machine: String,
+    machine: String,
     /// Accelerator (`-accel`): env `ACCEL`, else `tcg` (works everywhere).
-    pub accel: String,
+    accel: String,
     /// Add the isa-debug-exit device at port 0x501 so the guest can report an exit code.
-    pub debug_exit: bool,
+    debug_exit: bool,
     /// Extra QEMU arguments appended last.
-    pub extra_args: Vec<String>,
+    extra_args: Vec<String>,
     /// Overall deadline for the run, counted from spawn.
-    pub timeout: Duration,
+    timeout: Duration,
     /// Echo the command line and guest serial lines to stderr (the bench turns this off).
-    pub verbose: bool,
+    verbose: bool,
 }
 
 impl Vm {
@@ -186,6 +185,11 @@ impl Vm {
             timeout: Duration::from_secs(60),
             verbose: true,
         }
+    }
+
+    /// The accelerator this VM will use.
+    pub fn accel_name(&self) -> &str {
+        &self.accel
     }
 
     /// A VM booting workspace app `name` (built on first use, see [`build_app`]).

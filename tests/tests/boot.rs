@@ -15,9 +15,7 @@ fn boot(vm: Vm) -> Outcome {
 }
 
 fn with_cmdline(cmdline: &str) -> Vm {
-    let mut vm = hello();
-    vm.cmdline = cmdline.into();
-    vm
+    hello().cmdline(cmdline)
 }
 
 /// The number right before `unit` in the first line containing `marker`.
@@ -100,10 +98,7 @@ fn rodata_is_not_executable() {
 
 #[test]
 fn heap_stress_uses_most_of_memory_without_leaking() {
-    let mut vm = with_cmdline("selftest=heap");
-    vm.memory_mib = 64;
-    vm.timeout = Duration::from_secs(120);
-    let out = boot(vm);
+    let out = boot(with_cmdline("selftest=heap").memory_mib(64).timeout(Duration::from_secs(120)));
     assert_exit(&out, 0);
     assert_line(&out, "selftest heap: ok");
     let ram_mib = number_before(&out, "MiB RAM", " MiB RAM");
@@ -114,10 +109,7 @@ fn heap_stress_uses_most_of_memory_without_leaking() {
 }
 
 fn boots_with(machine: &str, memory_mib: u32) -> Outcome {
-    let mut vm = hello();
-    vm.machine = machine.into();
-    vm.memory_mib = memory_mib;
-    let out = boot(vm);
+    let out = boot(hello().machine(machine).memory_mib(memory_mib));
     assert_exit(&out, 0);
     out
 }
@@ -147,9 +139,7 @@ fn boots_on_microvm() {
 
 #[test]
 fn too_little_memory_is_a_clear_error() {
-    let mut vm = hello();
-    vm.memory_mib = 2;
-    let out = boot(vm);
+    let out = boot(hello().memory_mib(2));
     assert_exit(&out, 2);
     assert_line(&out, "chameleon: boot failed: memory: not enough memory:");
 }
@@ -157,10 +147,7 @@ fn too_little_memory_is_a_clear_error() {
 /// Without isa-debug-exit the kernel powers off through ACPI S5, which QEMU answers by
 /// exiting with status 0 (a kill would give no status).
 fn powers_off_via_acpi(machine: &str) {
-    let mut vm = hello();
-    vm.machine = machine.into();
-    vm.debug_exit = false;
-    let out = boot(vm);
+    let out = boot(hello().machine(machine).debug_exit(false));
     assert_eq!(out.status, Some(0), "{machine}: {}", out.output());
     assert_line(&out, "exit=acpi-s5");
     assert_line(&out, "chameleon: exit code 0");
@@ -183,9 +170,7 @@ fn acpi_power_off_on_microvm() {
 
 #[test]
 fn invalid_utf8_command_line_is_refused() {
-    let mut vm = hello();
-    vm.cmdline = OsString::from_vec(b"log=info \xff\xfe".to_vec());
-    let out = boot(vm);
+    let out = boot(hello().cmdline(OsString::from_vec(b"log=info \xff\xfe".to_vec())));
     assert_exit(&out, 2);
     assert_line(
         &out,
@@ -282,9 +267,7 @@ fn boot_modules_survive_a_full_heap() {
         .collect();
     let path = std::env::temp_dir().join(format!("chameleon-initrd-{}", std::process::id()));
     std::fs::write(&path, &data).unwrap();
-    let mut vm = with_cmdline("selftest=heap");
-    vm.extra_args = vec!["-initrd".into(), path.to_string_lossy().into_owned()];
-    let out = boot(vm);
+    let out = boot(with_cmdline("selftest=heap").arg("-initrd").arg(path.to_string_lossy()));
     let _ = std::fs::remove_file(&path);
     assert_exit(&out, 0);
     assert_line(

@@ -87,18 +87,13 @@ fn boot(runs: usize, image: Option<PathBuf>) -> ExitCode {
     let floor = build_floor_stub(&tmp);
 
     let (hello_name, hello) = match image {
-        Some(p) => {
-            let name = p.file_name().map_or("image".into(), |n| n.to_string_lossy().into_owned());
-            (name, Some(p))
-        }
-        None => ("hello".to_owned(), Some(build_app("hello"))),
+        Some(p) => (p.file_name().map_or("image".into(), |n| n.to_string_lossy().into_owned()), p),
+        None => ("hello".to_owned(), build_app("hello")),
     };
 
     // Warm-up boot of each so page cache / first-exec costs are not measured.
     time_boot(&floor);
-    if let Some(h) = &hello {
-        time_boot(h);
-    }
+    time_boot(&hello);
 
     let (mut floor_ms, mut hello_ms) = (Vec::new(), Vec::new());
     for i in 0..runs {
@@ -108,26 +103,27 @@ fn boot(runs: usize, image: Option<PathBuf>) -> ExitCode {
         for is_floor in order {
             if is_floor {
                 floor_ms.push(time_boot(&floor));
-            } else if let Some(h) = &hello {
-                hello_ms.push(time_boot(h));
+            } else {
+                hello_ms.push(time_boot(&hello));
             }
         }
     }
 
-    println!("boot: spawn -> exit wall time, {runs} interleaved runs, accel {}", Vm::new(&floor).accel);
+    println!(
+        "boot: spawn -> exit wall time, {runs} interleaved runs, accel {}",
+        Vm::new(&floor).accel_name()
+    );
     println!("{:<24} {:>10} {:>10} {:>10}", "image", "median ms", "min ms", "max ms");
     let f = stats(floor_ms);
     println!("{:<24} {:>10.2} {:>10.2} {:>10.2}", "floor (pvh stub)", f.median, f.min, f.max);
-    if let Some(h_img) = &hello {
-        let h = stats(hello_ms);
-        println!("{:<24} {:>10.2} {:>10.2} {:>10.2}", hello_name, h.median, h.min, h.max);
-        println!("ratio median(hello)/median(floor): {:.3}", h.median / f.median);
-        let raw = std::fs::metadata(h_img).map(|m| m.len()).unwrap_or(0);
-        println!("image size unstripped: {raw} bytes ({:.1} KiB)", raw as f64 / 1024.0);
-        match stripped_size(h_img, &tmp) {
-            Some(s) => println!("image size stripped:   {s} bytes ({:.1} KiB)", s as f64 / 1024.0),
-            None => println!("image size stripped:   unavailable (need strip or objcopy)"),
-        }
+    let h = stats(hello_ms);
+    println!("{:<24} {:>10.2} {:>10.2} {:>10.2}", hello_name, h.median, h.min, h.max);
+    println!("ratio median(hello)/median(floor): {:.3}", h.median / f.median);
+    let raw = std::fs::metadata(&hello).map(|m| m.len()).unwrap_or(0);
+    println!("image size unstripped: {raw} bytes ({:.1} KiB)", raw as f64 / 1024.0);
+    match stripped_size(&hello, &tmp) {
+        Some(s) => println!("image size stripped:   {s} bytes ({:.1} KiB)", s as f64 / 1024.0),
+        None => println!("image size stripped:   unavailable (need strip or objcopy)"),
     }
     let _ = std::fs::remove_dir_all(&tmp);
     ExitCode::SUCCESS
