@@ -47,7 +47,7 @@ build() {
     local app=$1
     [ -d "apps/$app" ] || die "no app '$app' (apps: $(ls apps | tr '\n' ' '))"
     setup
-    cargo build --release --target "$TARGET" -p "$app" >&2
+    cargo build --release --target "$TARGET" -p "$app" >&2 || die "building $app failed"
     echo "target/$TARGET/release/$app"
 }
 

@@ -15,10 +15,13 @@ pub struct BootFacts {
     /// RAM left for the heap and drivers once the kernel was loaded.
     pub free_bytes: u64,
     pub cpu_brand: String,
-    /// The hypervisor's CPUID signature name ("kvm", "tcg", ...), or "none".
+    /// The hypervisor as detected ("kvm", "tcg", "vmware", ...), or "none".
     pub hypervisor: &'static str,
+    /// The pv-ops backend in use ("native", "kvm", "vmware").
+    pub pv_backend: &'static str,
     pub tsc_khz: u64,
-    pub tsc_source: crate::time::TscSource,
+    /// Where the clock's rate came from.
+    pub tsc_source: &'static str,
     /// Whether pages can be made non-executable (W^X holds fully only then).
     pub nx: bool,
     /// How the kernel will leave: "isa-debug-exit", "acpi-s5" or "halt".

@@ -10,7 +10,7 @@ use spin::Once;
 use crate::app::{self, BootFacts};
 use crate::arch::{cpu, entry, gdt, idt, paging};
 use crate::exit::{ExitCode, exit};
-use crate::{console, logger, memory, selftest, time};
+use crate::{console, interrupts, logger, memory, selftest, time};
 
 /// Reads guest-physical memory through the boot page tables, which identity-map the
 /// first 4 GiB.
@@ -52,7 +52,6 @@ fn module_bytes(start: u64, len: u64) -> &'static [u8] {
 /// Called by the entry stub on the boot stack, with interrupts off.
 pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     console::init_serial();
-    let tsc_source = time::init();
     gdt::init();
     idt::init();
 
@@ -122,6 +121,35 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     }
 
     log::debug!("paging: kernel page tables live, NX {}", if nx { "on" } else { "unavailable" });
+    // SAFETY: boot: one CPU, interrupts off, nothing else running.
+    let pv = match unsafe { pv::init(settings.pv, settings.pv_patch) } {
+        Ok(report) => report,
+        Err(e) => fail("pv", e),
+    };
+    time::start();
+    if let Some(why) = pv.detection.fallback.or(pv.backend_error) {
+        log::warn!("pv: {why}; using the native backend");
+    }
+    log::info!(
+        "pv: hypervisor={} backend={} patched={}/{} sites",
+        pv.detection.hypervisor,
+        pv.detection.backend.name(),
+        pv.patch.patched,
+        pv.patch.total
+    );
+    let (apic_mode, timer_mode) = interrupts::init();
+    log::info!(
+        "time: clock from {}, TSC {} kHz, APIC {:?}, timer {:?}{}",
+        pv.tsc_source.name(),
+        time::tsc_khz(),
+        apic_mode,
+        timer_mode,
+        match timer_mode {
+            pv::apic::TimerMode::CountDown => alloc::format!(" at {} kHz", pv::apic::countdown_hz() / 1000),
+            pv::apic::TimerMode::TscDeadline => String::new(),
+        }
+    );
+
     let mut brand = [0; 48];
     let facts = BootFacts {
         protocol: "pvh",
@@ -129,9 +157,10 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         ram_bytes: info.memmap.ram_bytes(),
         free_bytes: free,
         cpu_brand: String::from(cpu::brand(&mut brand)),
-        hypervisor: pv::detect::hypervisor(&cpu::NativeCpuid).map_or("none", |h| h.vendor.name()),
+        hypervisor: pv.detection.hypervisor,
+        pv_backend: pv.detection.backend.name(),
         tsc_khz: time::tsc_khz(),
-        tsc_source,
+        tsc_source: pv.tsc_source.name(),
         nx,
         exit_method: crate::exit::method(),
         modules: info
@@ -149,13 +178,10 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
             .collect(),
     };
     log::info!(
-        "chameleon: {} MiB RAM, {} MiB free, cpu {:?}, hypervisor {}, TSC {} kHz ({:?}), NX {}, exit via {}",
+        "chameleon: {} MiB RAM, {} MiB free, cpu {:?}, NX {}, exit via {}",
         facts.ram_bytes >> 20,
         facts.free_bytes >> 20,
         facts.cpu_brand,
-        facts.hypervisor,
-        facts.tsc_khz,
-        facts.tsc_source,
         if nx { "on" } else { "off" },
         facts.exit_method
     );

@@ -13,6 +13,7 @@ mod arch;
 mod boot;
 pub mod console;
 mod exit;
+mod interrupts;
 mod logger;
 mod memory;
 mod panic;

@@ -12,8 +12,17 @@ use crate::exit::ExitCode;
 /// An address nothing maps (canonical, far above any RAM).
 const UNMAPPED: u64 = 0x0000_7fff_dead_0000;
 
-pub(crate) const NAMES: &[&str] =
-    &["panic", "page-fault", "stack-overflow", "write-text", "exec-data", "heap"];
+pub(crate) const NAMES: &[&str] = &[
+    "panic",
+    "page-fault",
+    "stack-overflow",
+    "write-text",
+    "exec-data",
+    "heap",
+    "clock",
+    "sleep",
+    "pvops-bench",
+];
 
 pub(crate) fn run(name: &str, facts: &BootFacts) -> ExitCode {
     log::info!("selftest: {name}");
@@ -46,11 +55,54 @@ pub(crate) fn run(name: &str, facts: &BootFacts) -> ExitCode {
             ExitCode::AppFailed
         }
         "heap" => heap_stress(facts),
+        "clock" => clock_monotonic(),
+        "sleep" => sleep_one_second(),
+        "pvops-bench" => {
+            pv::bench::run(|line| crate::println!("{line}"));
+            crate::println!("pvbench: done (20000 calls x 7 rounds per op, median, TSC ticks)");
+            ExitCode::Success
+        }
         _ => {
             log::error!("unknown selftest `{name}`; known: {}", NAMES.join(", "));
             ExitCode::BootFailed
         }
     }
+}
+
+/// A million clock reads must never go backwards.
+fn clock_monotonic() -> ExitCode {
+    const READS: u32 = 1_000_000;
+    let start = crate::time::since_boot_ns();
+    let mut last = start;
+    let mut max_step = 0;
+    for i in 0..READS {
+        let now = crate::time::since_boot_ns();
+        if now < last {
+            log::error!("clock went backwards at read {i}: {last} -> {now}");
+            return ExitCode::AppFailed;
+        }
+        max_step = max_step.max(now - last);
+        last = now;
+    }
+    crate::println!(
+        "selftest clock: {READS} reads monotonic over {} us, {} ns per read, largest step {} ns, wall clock {} s since the epoch",
+        (last - start) / 1000,
+        (last - start) / u64::from(READS),
+        max_step,
+        crate::time::wall_clock_ns() / 1_000_000_000
+    );
+    ExitCode::Success
+}
+
+/// Prints a line, sleeps one second on the timer, prints another: the host timestamps
+/// both lines and compares.
+fn sleep_one_second() -> ExitCode {
+    let before = crate::time::since_boot_ns();
+    crate::println!("selftest sleep: start");
+    crate::time::sleep(core::time::Duration::from_secs(1));
+    let slept = crate::time::since_boot_ns() - before;
+    crate::println!("selftest sleep: done, {slept} ns by the guest clock");
+    ExitCode::Success
 }
 
 #[inline(never)]

@@ -7,6 +7,7 @@ use crate::arch::cpu;
 use crate::arch::entry::stacks;
 use crate::arch::idt::TrapFrame;
 use crate::exit::{ExitCode, exit};
+use crate::time;
 
 const NAMES: [&str; 32] = [
     "divide error",
@@ -49,7 +50,16 @@ const DOUBLE_FAULT: u64 = 8;
 static IN_FATAL: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn handle(frame: &mut TrapFrame) {
-    fatal(frame)
+    match frame.vector {
+        0..=31 => fatal(frame),
+        v if v == u64::from(time::TIMER_VECTOR) => pv::site::apic_eoi(),
+        // Spurious interrupts need no EOI.
+        v if v == u64::from(time::SPURIOUS_VECTOR) => {}
+        v => {
+            log::warn!("unexpected interrupt on vector {v:#x}");
+            pv::site::apic_eoi();
+        }
+    }
 }
 
 bitflags::bitflags! {

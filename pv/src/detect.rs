@@ -6,7 +6,9 @@
 //! second signature 0x100 leaves further up, so the whole range is scanned in 0x100
 //! steps and the first known signature wins.
 
-use crate::Cpuid;
+#![forbid(unsafe_code)]
+
+use crate::Platform;
 
 const HYPERVISOR_BIT: u32 = 1 << 31;
 const BASE: u32 = 0x4000_0000;
@@ -64,7 +66,7 @@ pub struct Hypervisor {
 }
 
 /// What CPUID says about the hypervisor, if any.
-pub fn hypervisor(cpu: &impl Cpuid) -> Option<Hypervisor> {
+pub fn hypervisor(cpu: &impl Platform) -> Option<Hypervisor> {
     if cpu.cpuid(1, 0)[2] & HYPERVISOR_BIT == 0 {
         return None;
     }
@@ -90,6 +92,157 @@ pub fn hypervisor(cpu: &impl Cpuid) -> Option<Hypervisor> {
     Some(first_unknown.unwrap_or(Hypervisor { vendor: Vendor::Unknown([0; 12]), base: BASE, max_leaf: 0 }))
 }
 
+/// The pv-ops backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Native,
+    Kvm,
+    VMware,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Native => "native",
+            Backend::Kvm => "kvm",
+            Backend::VMware => "vmware",
+        }
+    }
+}
+
+/// The `pv=` setting: detect, or force one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Auto,
+    Force(Backend),
+}
+
+impl Choice {
+    pub fn parse(value: &str) -> Option<Choice> {
+        Some(match value {
+            "auto" => Choice::Auto,
+            "native" => Choice::Force(Backend::Native),
+            "kvm" => Choice::Force(Backend::Kvm),
+            "vmware" => Choice::Force(Backend::VMware),
+            _ => return None,
+        })
+    }
+
+    fn forced(self) -> Option<Backend> {
+        match self {
+            Choice::Auto => None,
+            Choice::Force(b) => Some(b),
+        }
+    }
+}
+
+/// The VMware backdoor's magic ("VMXh") and GETVERSION command.
+pub const VMWARE_MAGIC: u32 = 0x564d_5868;
+pub const VMWARE_CMD_GETVERSION: u32 = 10;
+
+/// What detection found and chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detection {
+    /// The hypervisor as identified ("none" on bare metal).
+    pub hypervisor: &'static str,
+    pub backend: Backend,
+    /// CPUID's hypervisor block, if any.
+    pub cpuid: Option<Hypervisor>,
+    /// The KVM feature bits (leaf base+1 EAX) when the KVM backend is chosen.
+    pub kvm_features: u32,
+    /// Why a backend was passed over, for the log.
+    pub fallback: Option<&'static str>,
+}
+
+/// A forced backend that is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotPresent {
+    pub backend: Backend,
+    pub why: &'static str,
+}
+
+impl core::fmt::Display for NotPresent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "pv={} forced, but {}", self.backend.name(), self.why)
+    }
+}
+
+/// One backend's claim: how strongly it matches (higher wins), or why it does not.
+type Claim = Result<(u32, u32), &'static str>;
+
+fn kvm_claim(hv: Option<Hypervisor>, p: &impl Platform) -> Claim {
+    let hv = hv.filter(|h| h.vendor == Vendor::Kvm).ok_or("no KVM signature in CPUID")?;
+    if hv.max_leaf < hv.base + 1 {
+        return Err("KVM's CPUID range ends before its feature leaf");
+    }
+    Ok((20, p.cpuid(hv.base + 1, 0)[0]))
+}
+
+fn vmware_backdoor(p: &impl Platform) -> bool {
+    let [version, magic, _, _] = p.vmware_backdoor(VMWARE_CMD_GETVERSION);
+    magic == VMWARE_MAGIC && version != u32::MAX
+}
+
+fn vmware_claim(hv: Option<Hypervisor>, p: &impl Platform) -> Claim {
+    match hv {
+        Some(h) if h.vendor == Vendor::VMware => Ok((20, 0)),
+        // VMware can hide its CPUID leaves; then only the backdoor tells. A known
+        // signature (KVM, TCG, ...) wins over the backdoor, which QEMU also emulates.
+        Some(h) if matches!(h.vendor, Vendor::Unknown(_)) && vmware_backdoor(p) => Ok((10, 0)),
+        Some(_) => Err("no VMware signature, and another hypervisor's signature is present"),
+        None => Err("no hypervisor present"),
+    }
+}
+
+/// Detection as a priority table: every backend states its claim, the strongest wins,
+/// and native (which always applies) is the floor.
+pub fn detect(p: &impl Platform, choice: Choice) -> Result<Detection, NotPresent> {
+    let forced = choice.forced();
+    let hv = hypervisor(p);
+    let kvm = kvm_claim(hv, p);
+    let vmware = vmware_claim(hv, p);
+    let hypervisor = match (hv, &vmware) {
+        (None, _) => "none",
+        (Some(_), Ok(_)) => "vmware",
+        (Some(h), _) => h.vendor.name(),
+    };
+    let claims = [(Backend::Kvm, kvm), (Backend::VMware, vmware), (Backend::Native, Ok((0, 0)))];
+    let pick = |backend: Backend, features: u32, fallback| Detection {
+        hypervisor,
+        backend,
+        cpuid: hv,
+        kvm_features: features,
+        fallback,
+    };
+    if let Some(want) = forced {
+        let (_, claim) =
+            claims.iter().find(|(b, _)| *b == want).copied().unwrap_or((want, Err("unknown backend")));
+        // Forcing a backend skips the ranking but not the presence test: a VMware backdoor
+        // behind a TCG signature is enough when asked for.
+        let claim = match (want, claim) {
+            (Backend::VMware, Err(_)) if hv.is_some() && vmware_backdoor(p) => Ok((10, 0)),
+            (Backend::VMware, Err(_)) => Err("the VMware backdoor (I/O port 0x5658) does not answer"),
+            (_, c) => c,
+        };
+        return match claim {
+            Ok((_, features)) => Ok(pick(want, features, None)),
+            Err(why) => Err(NotPresent { backend: want, why }),
+        };
+    }
+    let mut best = (Backend::Native, 0u32, 0u32);
+    let mut fallback = None;
+    for (backend, claim) in claims {
+        match claim {
+            Ok((priority, features)) if priority > best.1 => best = (backend, priority, features),
+            Ok(_) => {}
+            // A hypervisor we know, whose interface is unusable: say why native runs.
+            Err(why) if hv.is_some_and(|h| h.vendor.name() == backend.name()) => fallback = Some(why),
+            Err(_) => {}
+        }
+    }
+    Ok(pick(best.0, best.2, if best.0 == Backend::Native { fallback } else { None }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,13 +250,26 @@ mod tests {
     use std::collections::BTreeMap;
 
     /// Recorded leaves; anything else reads as zeros (as CPUs answer out-of-range
-    /// hypervisor leaves on KVM and TCG).
-    struct Recorded(BTreeMap<u32, [u32; 4]>);
+    /// hypervisor leaves on KVM and TCG). `backdoor` is what port 0x5658 answers.
+    struct Recorded(BTreeMap<u32, [u32; 4]>, [u32; 4]);
 
-    impl Cpuid for Recorded {
+    impl Platform for Recorded {
         fn cpuid(&self, leaf: u32, _subleaf: u32) -> [u32; 4] {
             self.0.get(&leaf).copied().unwrap_or([0; 4])
         }
+        fn vmware_backdoor(&self, _cmd: u32) -> [u32; 4] {
+            self.1
+        }
+    }
+
+    /// QEMU's vmport answer to GETVERSION.
+    const BACKDOOR_ON: [u32; 4] = [6, VMWARE_MAGIC, 2, 0];
+    /// Nothing behind the port: all ones.
+    const BACKDOOR_OFF: [u32; 4] = [u32::MAX; 4];
+
+    fn with_backdoor(mut m: Recorded, answer: [u32; 4]) -> Recorded {
+        m.1 = answer;
+        m
     }
 
     fn sig(s: &[u8; 12]) -> [u32; 3] {
@@ -118,7 +284,7 @@ mod tests {
             let [b, c, d] = sig(s);
             m.insert(*leaf, [*max, b, c, d]);
         }
-        Recorded(m)
+        Recorded(m, BACKDOOR_OFF)
     }
 
     #[test]
@@ -168,5 +334,79 @@ mod tests {
         assert_eq!(hv.vendor, Vendor::Unknown([0; 12]));
         let hv = hypervisor(&machine(true, &[(BASE, 7, b"SomethingNew")])).unwrap();
         assert_eq!(hv.vendor, Vendor::Unknown(*b"SomethingNew"));
+    }
+
+    const KVM: &[u8; 12] = b"KVMKVMKVM\0\0\0";
+
+    #[test]
+    fn tcg_runs_native() {
+        let m = machine(true, &[(BASE, 0x4000_0001, b"TCGTCGTCGTCG")]);
+        let d = detect(&m, Choice::Auto).unwrap();
+        assert_eq!((d.hypervisor, d.backend, d.fallback), ("tcg", Backend::Native, None));
+        // QEMU's pc machine answers the backdoor under TCG too: the TCG signature wins.
+        let d = detect(&with_backdoor(m, BACKDOOR_ON), Choice::Auto).unwrap();
+        assert_eq!((d.hypervisor, d.backend), ("tcg", Backend::Native));
+    }
+
+    #[test]
+    fn kvm_is_chosen_with_its_features() {
+        let mut m = machine(true, &[(BASE, 0x4000_0001, KVM)]);
+        m.0.insert(BASE + 1, [0x0100_7afb, 0, 0, 0]);
+        let d = detect(&with_backdoor(m, BACKDOOR_ON), Choice::Auto).unwrap();
+        assert_eq!((d.hypervisor, d.backend, d.kvm_features), ("kvm", Backend::Kvm, 0x0100_7afb));
+    }
+
+    #[test]
+    fn kvm_with_a_lying_max_leaf_falls_back() {
+        let d = detect(&machine(true, &[(BASE, 0x4000_0000, KVM)]), Choice::Auto).unwrap();
+        assert_eq!(d.backend, Backend::Native);
+        assert_eq!(d.fallback, Some("KVM's CPUID range ends before its feature leaf"));
+    }
+
+    #[test]
+    fn vmware_by_signature_or_hidden_behind_the_backdoor() {
+        let d = detect(&machine(true, &[(BASE, 0x4000_0010, b"VMwareVMware")]), Choice::Auto).unwrap();
+        assert_eq!((d.hypervisor, d.backend), ("vmware", Backend::VMware));
+        // KVM with `kvm=off`: hypervisor bit, no signature, backdoor answers.
+        let d = detect(&with_backdoor(machine(true, &[]), BACKDOOR_ON), Choice::Auto).unwrap();
+        assert_eq!((d.hypervisor, d.backend), ("vmware", Backend::VMware));
+        // The same without the backdoor, or with a wrong magic: native.
+        let d = detect(&machine(true, &[]), Choice::Auto).unwrap();
+        assert_eq!((d.hypervisor, d.backend), ("unknown", Backend::Native));
+        let wrong = detect(&with_backdoor(machine(true, &[]), [6, 0x1234_5678, 2, 0]), Choice::Auto).unwrap();
+        assert_eq!(wrong.backend, Backend::Native);
+        // Bare metal never trusts the port.
+        let d = detect(&with_backdoor(machine(false, &[]), BACKDOOR_ON), Choice::Auto).unwrap();
+        assert_eq!((d.hypervisor, d.backend), ("none", Backend::Native));
+    }
+
+    #[test]
+    fn forcing() {
+        let tcg = || machine(true, &[(BASE, 0x4000_0001, b"TCGTCGTCGTCG")]);
+        assert_eq!(detect(&tcg(), Choice::Force(Backend::Native)).unwrap().backend, Backend::Native);
+        assert_eq!(
+            detect(&tcg(), Choice::Force(Backend::Kvm)),
+            Err(NotPresent { backend: Backend::Kvm, why: "no KVM signature in CPUID" })
+        );
+        // pv=vmware on TCG with vmport=on, and refused with vmport=off.
+        assert_eq!(
+            detect(&with_backdoor(tcg(), BACKDOOR_ON), Choice::Force(Backend::VMware)).unwrap().backend,
+            Backend::VMware
+        );
+        assert_eq!(
+            detect(&tcg(), Choice::Force(Backend::VMware)).unwrap_err().why,
+            "the VMware backdoor (I/O port 0x5658) does not answer"
+        );
+        // Native is always available, even on KVM.
+        let mut kvm = machine(true, &[(BASE, 0x4000_0001, KVM)]);
+        kvm.0.insert(BASE + 1, [0x7afb, 0, 0, 0]);
+        assert_eq!(detect(&kvm, Choice::Force(Backend::Native)).unwrap().backend, Backend::Native);
+    }
+
+    #[test]
+    fn choices_parse() {
+        assert_eq!(Choice::parse("auto"), Some(Choice::Auto));
+        assert_eq!(Choice::parse("kvm"), Some(Choice::Force(Backend::Kvm)));
+        assert_eq!(Choice::parse("xen"), None);
     }
 }

@@ -9,12 +9,13 @@ use kernel::println;
 fn main(args: &Args<'_>) -> AppResult {
     let f = args.facts();
     println!(
-        "hello from chameleon: boot={} ram={}MiB free={}MiB cpu=\"{}\" hypervisor={} tsc={}kHz nx={} exit={}",
+        "hello from chameleon: boot={} ram={}MiB free={}MiB cpu=\"{}\" hypervisor={} pv={} tsc={}kHz nx={} exit={}",
         f.protocol,
         f.ram_bytes >> 20,
         f.free_bytes >> 20,
         f.cpu_brand,
         f.hypervisor,
+        f.pv_backend,
         f.tsc_khz,
         f.nx,
         f.exit_method

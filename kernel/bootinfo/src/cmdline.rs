@@ -20,13 +20,18 @@ pub struct Settings<'a> {
     pub log: LogLevel,
     /// `selftest=NAME`: run a built-in kernel check instead of the app.
     pub selftest: Option<&'a str>,
+    /// `pv=auto|native|kvm|vmware`: detect the hypervisor, or force a backend.
+    pub pv: pv::Choice,
+    /// `pv.patch=on|off`: rewrite the pv-ops call sites at boot (off keeps the indirect
+    /// calls, for comparison).
+    pub pv_patch: bool,
     /// Everything after the first ` -- `, for the app.
     pub app_args: &'a str,
 }
 
 impl Default for Settings<'_> {
     fn default() -> Self {
-        Settings { log: LogLevel::Info, selftest: None, app_args: "" }
+        Settings { log: LogLevel::Info, selftest: None, pv: pv::Choice::Auto, pv_patch: true, app_args: "" }
     }
 }
 
@@ -70,7 +75,7 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
     for word in kernel.split_ascii_whitespace() {
         let Some((key, value)) = word.split_once('=') else {
             match word {
-                "log" | "selftest" => warn(Warning::MissingValue(word)),
+                "log" | "selftest" | "pv" | "pv.patch" => warn(Warning::MissingValue(word)),
                 _ => warn(Warning::UnknownKey(word)),
             }
             continue;
@@ -79,6 +84,15 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
             "log" => match parse_level(value) {
                 Some(level) => settings.log = level,
                 None => warn(Warning::BadValue { key, value, expected: "error, warn, info, debug or trace" }),
+            },
+            "pv" => match pv::Choice::parse(value) {
+                Some(choice) => settings.pv = choice,
+                None => warn(Warning::BadValue { key, value, expected: "auto, native, kvm or vmware" }),
+            },
+            "pv.patch" => match value {
+                "on" => settings.pv_patch = true,
+                "off" => settings.pv_patch = false,
+                _ => warn(Warning::BadValue { key, value, expected: "on or off" }),
             },
             "selftest" if !value.is_empty() => settings.selftest = Some(value),
             "selftest" => warn(Warning::MissingValue(key)),
@@ -173,6 +187,23 @@ mod tests {
         assert_eq!(s.log, LogLevel::Warn);
         assert_eq!(s.selftest, Some("heap"));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn pv_settings() {
+        let (s, w) = parse_all("pv=vmware pv.patch=off");
+        assert_eq!(s.pv, pv::Choice::Force(pv::Backend::VMware));
+        assert!(!s.pv_patch);
+        assert!(w.is_empty());
+        let (s, w) = parse_all("pv=xen pv.patch=maybe");
+        assert_eq!((s.pv, s.pv_patch), (pv::Choice::Auto, true));
+        assert_eq!(
+            w,
+            [
+                Warning::BadValue { key: "pv", value: "xen", expected: "auto, native, kvm or vmware" },
+                Warning::BadValue { key: "pv.patch", value: "maybe", expected: "on or off" },
+            ]
+        );
     }
 
     #[test]

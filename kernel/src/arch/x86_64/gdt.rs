@@ -5,7 +5,6 @@
 use spin::Once;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
-use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 
@@ -46,13 +45,20 @@ pub fn init() {
         let tss = gdt.append(Descriptor::tss_segment(tss));
         (gdt, Selectors { code, data, tss })
     });
-    gdt.load();
-    // SAFETY: the selectors index the GDT just loaded, which lives for the whole run.
+    let entries = gdt.entries();
+    let pointer = pv::ops::DescriptorPointer {
+        limit: (core::mem::size_of_val(entries) - 1) as u16,
+        base: entries.as_ptr() as u64,
+    };
+    let cpu = pv::ops::ops().cpu;
+    // SAFETY: the GDT is a static that lives for the whole run; the selectors index it,
+    // and the TSS descriptor names the static TSS above.
     unsafe {
+        (cpu.load_gdt)(&pointer);
         CS::set_reg(sel.code);
         SS::set_reg(sel.data);
         DS::set_reg(sel.data);
         ES::set_reg(sel.data);
-        load_tss(sel.tss);
+        (cpu.load_tss)(sel.tss.0);
     }
 }

@@ -88,7 +88,20 @@ trap_vectors:
     TRAP 30, 1
     TRAP 31, 0
 
+    /* Vectors 32..=255 (interrupts): 16-byte stubs in a row, vector in the push. */
     .section .text.traps, "ax"
+    .balign 16
+    .global irq_stubs
+irq_stubs:
+    .set vector, 32
+    .rept 224
+    .balign 16
+    push $0
+    push $vector
+    jmp trap_common
+    .set vector, vector + 1
+    .endr
+
 trap_common:
     push %rax
     push %rbx
@@ -132,9 +145,12 @@ trap_common:
 
 unsafe extern "C" {
     static trap_vectors: [u64; EXCEPTIONS];
+    static irq_stubs: u8;
 }
 
 const EXCEPTIONS: usize = 32;
+const VECTORS: usize = 256;
+const IRQ_STUB_SIZE: u64 = 16;
 
 extern "C" fn trap_entry(frame: &mut TrapFrame) {
     crate::traps::handle(frame);
@@ -154,7 +170,7 @@ struct Gate {
 }
 
 #[repr(C, align(16))]
-struct Idt([Gate; EXCEPTIONS]);
+struct Idt([Gate; VECTORS]);
 
 static IDT: Once<Idt> = Once::new();
 
@@ -162,9 +178,14 @@ pub fn init() {
     let selector = gdt::kernel_code_selector();
     let idt = IDT.call_once(|| {
         // SAFETY: `trap_vectors` is the read-only table of stub addresses defined above.
-        let vectors = unsafe { &trap_vectors };
-        let mut gates = [Gate::default(); EXCEPTIONS];
-        for (vector, (gate, &addr)) in gates.iter_mut().zip(vectors).enumerate() {
+        let exceptions = unsafe { &trap_vectors };
+        let irq_base = &raw const irq_stubs as u64;
+        let mut gates = [Gate::default(); VECTORS];
+        for (vector, gate) in gates.iter_mut().enumerate() {
+            let addr = match exceptions.get(vector) {
+                Some(&addr) => addr,
+                None => irq_base + (vector - EXCEPTIONS) as u64 * IRQ_STUB_SIZE,
+            };
             *gate = Gate {
                 offset_low: addr as u16,
                 selector,
@@ -182,11 +203,11 @@ pub fn init() {
         }
         Idt(gates)
     });
-    let pointer = x86_64::structures::DescriptorTablePointer {
+    let pointer = pv::ops::DescriptorPointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
-        base: x86_64::VirtAddr::from_ptr(idt),
+        base: idt as *const Idt as u64,
     };
     // SAFETY: the IDT is a static that lives for the whole run and every gate points at
     // a stub above.
-    unsafe { x86_64::instructions::tables::lidt(&pointer) };
+    unsafe { (pv::ops::ops().cpu.load_idt)(&pointer) };
 }

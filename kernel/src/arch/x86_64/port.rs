@@ -1,6 +1,6 @@
-//! I/O port handles: the only place the kernel executes `in` and `out`.
+//! I/O port handles. The accesses themselves go through the pv-ops table.
 
-use core::arch::asm;
+use pv::ops::ops;
 
 /// A device's window of I/O ports, `[base, base + len)`.
 #[derive(Debug)]
@@ -28,45 +28,21 @@ impl PortRange {
 
 impl drivers::Registers for PortRange {
     fn read8(&self, offset: u16) -> u8 {
-        let v;
-        // SAFETY: the port is inside this handle's range (checked), which `new`'s caller vouched for.
-        unsafe {
-            asm!("in al, dx", in("dx") self.port(offset, 1), out("al") v, options(nomem, nostack, preserves_flags))
-        };
-        v
+        (ops().io.inb)(self.port(offset, 1))
     }
     fn write8(&self, offset: u16, value: u8) {
-        // SAFETY: as in read8.
-        unsafe {
-            asm!("out dx, al", in("dx") self.port(offset, 1), in("al") value, options(nomem, nostack, preserves_flags))
-        };
+        (ops().io.outb)(self.port(offset, 1), value)
     }
     fn read16(&self, offset: u16) -> u16 {
-        let v;
-        // SAFETY: as in read8.
-        unsafe {
-            asm!("in ax, dx", in("dx") self.port(offset, 2), out("ax") v, options(nomem, nostack, preserves_flags))
-        };
-        v
+        (ops().io.inw)(self.port(offset, 2))
     }
     fn write16(&self, offset: u16, value: u16) {
-        // SAFETY: as in read8.
-        unsafe {
-            asm!("out dx, ax", in("dx") self.port(offset, 2), in("ax") value, options(nomem, nostack, preserves_flags))
-        };
+        (ops().io.outw)(self.port(offset, 2), value)
     }
     fn read32(&self, offset: u16) -> u32 {
-        let v;
-        // SAFETY: as in read8.
-        unsafe {
-            asm!("in eax, dx", in("dx") self.port(offset, 4), out("eax") v, options(nomem, nostack, preserves_flags))
-        };
-        v
+        (ops().io.inl)(self.port(offset, 4))
     }
     fn write32(&self, offset: u16, value: u32) {
-        // SAFETY: as in read8.
-        unsafe {
-            asm!("out dx, eax", in("dx") self.port(offset, 4), in("eax") value, options(nomem, nostack, preserves_flags))
-        };
+        (ops().io.outl)(self.port(offset, 4), value)
     }
 }

@@ -1,0 +1,176 @@
+//! The KVM backend: kvmclock (pvclock through `MSR_KVM_SYSTEM_TIME_NEW`) for time and
+//! the TSC rate, the kvmclock wall clock, PV EOI and steal time; native for the rest
+//! (KVM's idle is the native `hlt`, which exits to the host).
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering, fence};
+
+use crate::clock::PvclockRecord;
+use crate::ops::{ApicOps, PvOps, TimeOps, ops};
+use crate::{apic, native, tsc};
+
+const MSR_WALL_CLOCK_NEW: u32 = 0x4b56_4d00;
+const MSR_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
+const MSR_STEAL_TIME: u32 = 0x4b56_4d03;
+const MSR_PV_EOI_EN: u32 = 0x4b56_4d04;
+
+pub const FEATURE_CLOCKSOURCE2: u32 = 1 << 3;
+pub const FEATURE_STEAL_TIME: u32 = 1 << 5;
+pub const FEATURE_PV_EOI: u32 = 1 << 6;
+
+/// Memory the host writes into: the guest only reads it (volatile) and hands the host
+/// its physical address, which is its address (the kernel is identity-mapped).
+#[repr(C, align(64))]
+struct HostShared<const N: usize>(UnsafeCell<[u8; N]>);
+
+// SAFETY: the guest never writes these buffers after registering them (except the PV
+// EOI word, through one atomic instruction); readers use volatile reads.
+unsafe impl<const N: usize> Sync for HostShared<N> {}
+
+impl<const N: usize> HostShared<N> {
+    const fn new() -> Self {
+        HostShared(UnsafeCell::new([0; N]))
+    }
+    fn addr(&self) -> u64 {
+        self.0.get() as u64
+    }
+    fn read_u32(&self, off: usize) -> u32 {
+        assert!(off + 4 <= N);
+        // SAFETY: in bounds (checked), aligned by layout, and read volatile because the
+        // host may change it at any time.
+        unsafe { (self.0.get().cast::<u8>().add(off) as *const u32).read_volatile() }
+    }
+    fn read_u64(&self, off: usize) -> u64 {
+        assert!(off + 8 <= N);
+        // SAFETY: as in `read_u32`.
+        unsafe { (self.0.get().cast::<u8>().add(off) as *const u64).read_volatile() }
+    }
+}
+
+static SYSTEM_TIME: HostShared<32> = HostShared::new();
+static WALL_CLOCK: HostShared<16> = HostShared::new();
+static STEAL: HostShared<64> = HostShared::new();
+static PV_EOI_WORD: HostShared<4> = HostShared::new();
+static STEAL_ON: AtomicBool = AtomicBool::new(false);
+
+/// Copies the pvclock record out under its version counter.
+fn record() -> PvclockRecord {
+    loop {
+        let version = SYSTEM_TIME.read_u32(0);
+        fence(Ordering::Acquire);
+        let mul_shift_flags = SYSTEM_TIME.read_u64(24);
+        let r = PvclockRecord {
+            tsc_timestamp: SYSTEM_TIME.read_u64(8),
+            system_time: SYSTEM_TIME.read_u64(16),
+            tsc_to_system_mul: mul_shift_flags as u32,
+            tsc_shift: (mul_shift_flags >> 32) as u8 as i8,
+            flags: (mul_shift_flags >> 40) as u8,
+        };
+        fence(Ordering::Acquire);
+        if version & 1 == 0 && SYSTEM_TIME.read_u32(0) == version {
+            return r;
+        }
+    }
+}
+
+extern "C" fn monotonic_ns() -> u64 {
+    loop {
+        let version = SYSTEM_TIME.read_u32(0);
+        fence(Ordering::Acquire);
+        let r = PvclockRecord {
+            tsc_timestamp: SYSTEM_TIME.read_u64(8),
+            system_time: SYSTEM_TIME.read_u64(16),
+            tsc_to_system_mul: SYSTEM_TIME.read_u32(24),
+            tsc_shift: (SYSTEM_TIME.read_u32(28) as u8) as i8,
+            flags: 0,
+        };
+        // LFENCE orders RDTSC after the record reads.
+        // SAFETY: LFENCE has no effect but ordering.
+        unsafe { core::arch::x86_64::_mm_lfence() };
+        let ns = r.ns_at(tsc::rdtsc());
+        fence(Ordering::Acquire);
+        if version & 1 == 0 && SYSTEM_TIME.read_u32(0) == version {
+            return ns;
+        }
+    }
+}
+
+extern "C" fn tsc_khz() -> u64 {
+    record().tsc_khz()
+}
+
+static WALL_BASE_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn wall_clock_base_ns() -> u64 {
+    WALL_BASE_NS.load(Ordering::Relaxed)
+}
+
+/// PV EOI: if the host flagged that this interrupt needs no EOI, clear the flag and
+/// skip the APIC write (one `btr`, as the ABI requires); else do the native EOI.
+extern "C" fn pv_eoi() {
+    let was_set: u8;
+    // SAFETY: the word is ours, registered with the host; BTR clears bit 0 in one
+    // instruction so a host update cannot slip in between test and clear.
+    unsafe {
+        core::arch::asm!("btr dword ptr [{}], 0", "setc {}", in(reg) PV_EOI_WORD.addr(), out(reg_byte) was_set, options(nostack))
+    };
+    if was_set == 0 {
+        apic::eoi();
+    }
+}
+
+/// Nanoseconds this vCPU was ready but not running, if the host reports steal time.
+pub fn steal_time_ns() -> Option<u64> {
+    if !STEAL_ON.load(Ordering::Relaxed) {
+        return None;
+    }
+    loop {
+        let version = STEAL.read_u32(8);
+        fence(Ordering::Acquire);
+        let steal = STEAL.read_u64(0);
+        fence(Ordering::Acquire);
+        if version & 1 == 0 && STEAL.read_u32(8) == version {
+            return Some(steal);
+        }
+    }
+}
+
+/// Registers the shared pages with the host and returns the backend's table.
+/// `features` is CPUID leaf base+1 EAX.
+pub fn init(features: u32) -> Result<PvOps, &'static str> {
+    if features & FEATURE_CLOCKSOURCE2 == 0 {
+        return Err("KVM without kvmclock (CLOCKSOURCE2)");
+    }
+    let wrmsr = ops().cpu.wrmsr;
+    // SAFETY: KVM's CPUID says these MSRs exist; each takes the physical address of a
+    // buffer reserved for the host (identity-mapped, so its address) with bit 0 = enable.
+    unsafe {
+        wrmsr(MSR_SYSTEM_TIME_NEW, SYSTEM_TIME.addr() | 1);
+        wrmsr(MSR_WALL_CLOCK_NEW, WALL_CLOCK.addr());
+        if features & FEATURE_STEAL_TIME != 0 {
+            wrmsr(MSR_STEAL_TIME, STEAL.addr() | 1);
+            STEAL_ON.store(true, Ordering::Relaxed);
+        }
+        if features & FEATURE_PV_EOI != 0 {
+            wrmsr(MSR_PV_EOI_EN, PV_EOI_WORD.addr() | 1);
+        }
+    }
+    // Wall time at kvmclock zero, under the same version rule.
+    let wall = loop {
+        let version = WALL_CLOCK.read_u32(0);
+        fence(Ordering::Acquire);
+        let (sec, nsec) = (WALL_CLOCK.read_u32(4), WALL_CLOCK.read_u32(8));
+        fence(Ordering::Acquire);
+        if version & 1 == 0 && WALL_CLOCK.read_u32(0) == version {
+            break u64::from(sec) * 1_000_000_000 + u64::from(nsec);
+        }
+    };
+    WALL_BASE_NS.store(wall, Ordering::Relaxed);
+    tsc::set_khz(record().tsc_khz(), crate::clock::TscSource::Pvclock);
+    let eoi = if features & FEATURE_PV_EOI != 0 { pv_eoi as extern "C" fn() } else { apic::eoi };
+    Ok(PvOps {
+        time: TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns },
+        apic: ApicOps { eoi, ..native::OPS.apic },
+        ..native::OPS
+    })
+}

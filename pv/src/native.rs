@@ -1,0 +1,200 @@
+//! The native backend: the real instructions. It is the table's starting value and what
+//! bare metal, TCG and unknown hypervisors run on; other backends override parts of it.
+
+use core::arch::asm;
+
+use crate::ops::{
+    ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, IoOps, IrqOps, MmuOps, OpId, PvOps, TimeOps,
+};
+use crate::{apic, op, tsc};
+
+extern "C" fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
+}
+
+extern "C" fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reading an MSR has no memory effects; callers read MSRs they know exist.
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+unsafe extern "C" fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller vouches for the MSR and its value (the op's contract).
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags))
+    };
+}
+
+macro_rules! control_register {
+    ($read:ident, $write:ident, $cr:literal) => {
+        extern "C" fn $read() -> u64 {
+            let v;
+            // SAFETY: reading a control register has no side effects.
+            unsafe { asm!(concat!("mov {}, ", $cr), out(reg) v, options(nomem, nostack, preserves_flags)) };
+            v
+        }
+        unsafe extern "C" fn $write(v: u64) {
+            // SAFETY: the caller keeps paging and protection consistent (the op's contract).
+            unsafe { asm!(concat!("mov ", $cr, ", {}"), in(reg) v, options(nostack, preserves_flags)) };
+        }
+    };
+}
+control_register!(read_cr0, write_cr0, "cr0");
+control_register!(read_cr3, write_cr3, "cr3");
+control_register!(read_cr4, write_cr4, "cr4");
+
+extern "C" fn read_cr2() -> u64 {
+    let v;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+unsafe extern "C" fn load_gdt(ptr: &DescriptorPointer) {
+    // SAFETY: the caller keeps the table valid while loaded (the op's contract).
+    unsafe { asm!("lgdt [{}]", in(reg) ptr, options(readonly, nostack, preserves_flags)) };
+}
+
+unsafe extern "C" fn load_idt(ptr: &DescriptorPointer) {
+    // SAFETY: as for `load_gdt`.
+    unsafe { asm!("lidt [{}]", in(reg) ptr, options(readonly, nostack, preserves_flags)) };
+}
+
+unsafe extern "C" fn load_tss(selector: u16) {
+    // SAFETY: the caller names an available TSS descriptor (the op's contract).
+    unsafe { asm!("ltr {:x}", in(reg) selector, options(nostack, preserves_flags)) };
+}
+
+extern "C" fn wbinvd() {
+    // SAFETY: writing back and invalidating caches does not change memory contents.
+    unsafe { asm!("wbinvd", options(nostack, preserves_flags)) };
+}
+
+extern "C" fn save_fl() -> u64 {
+    let flags;
+    // SAFETY: reads RFLAGS through the stack.
+    unsafe { asm!("pushfq", "pop {}", out(reg) flags, options(nomem, preserves_flags)) };
+    flags
+}
+
+extern "C" fn restore_fl(flags: u64) {
+    // SAFETY: only IF matters to callers; they pass a value `save_fl` returned.
+    unsafe { asm!("push {}", "popfq", in(reg) flags, options(nomem)) };
+}
+
+extern "C" fn irq_disable() {
+    // SAFETY: masking interrupts cannot break memory safety.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}
+
+extern "C" fn irq_enable() {
+    // SAFETY: handlers are installed before interrupts are enabled (kernel boot order).
+    unsafe { asm!("sti", options(nomem, nostack)) };
+}
+
+extern "C" fn safe_halt() {
+    // SAFETY: `sti` takes effect after the next instruction, so no interrupt can slip in
+    // between it and `hlt`.
+    unsafe { asm!("sti", "hlt", options(nomem, nostack)) };
+}
+
+extern "C" fn halt() {
+    // SAFETY: halting only waits for the next interrupt.
+    unsafe { asm!("hlt", options(nomem, nostack)) };
+}
+
+unsafe extern "C" fn set_pte(pte: *mut u64, value: u64) {
+    // SAFETY: the caller passes an entry of the live tree (the op's contract).
+    unsafe { pte.write_volatile(value) };
+}
+
+extern "C" fn flush_tlb() {
+    // SAFETY: reloading CR3 with its own value only drops TLB entries.
+    unsafe { write_cr3(read_cr3()) };
+}
+
+extern "C" fn flush_tlb_one(addr: u64) {
+    // SAFETY: dropping a TLB entry only makes the CPU re-read the page tables.
+    unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) };
+}
+
+unsafe extern "C" fn switch_address_space(root: u64) {
+    // SAFETY: the caller guarantees the new tree maps everything in use.
+    unsafe { write_cr3(root) };
+}
+
+extern "C" fn phys_to_dma(phys: u64) -> u64 {
+    phys
+}
+
+macro_rules! port_io {
+    ($in:ident, $out:ident, $t:ty, $reg:tt) => {
+        extern "C" fn $in(port: u16) -> $t {
+            let v: $t;
+            // SAFETY: port accesses reach devices, not memory; callers hold a handle
+            // for the device that owns the port.
+            unsafe { asm!(concat!("in ", $reg, ", dx"), in("dx") port, out($reg) v, options(nomem, nostack, preserves_flags)) };
+            v
+        }
+        extern "C" fn $out(port: u16, value: $t) {
+            // SAFETY: as for the read.
+            unsafe { asm!(concat!("out dx, ", $reg), in("dx") port, in($reg) value, options(nomem, nostack, preserves_flags)) };
+        }
+    };
+}
+port_io!(inb, outb, u8, "al");
+port_io!(inw, outw, u16, "ax");
+port_io!(inl, outl, u32, "eax");
+
+extern "C" fn io_delay() {
+    // A write to the POST diagnostic port takes about a microsecond on ISA buses.
+    outb(0x80, 0);
+}
+
+extern "C" fn console_write(_bytes: *const u8, _len: usize) {}
+
+pub const OPS: PvOps = PvOps {
+    cpu: CpuOps {
+        cpuid,
+        rdmsr,
+        wrmsr,
+        read_cr0,
+        write_cr0,
+        read_cr2,
+        read_cr3,
+        read_cr4,
+        write_cr4,
+        load_gdt,
+        load_idt,
+        load_tss,
+        wbinvd,
+    },
+    irq: IrqOps { save_fl, restore_fl, disable: irq_disable, enable: irq_enable, safe_halt, halt },
+    mmu: MmuOps { set_pte, flush_tlb, flush_tlb_one, switch_address_space, phys_to_dma },
+    time: TimeOps {
+        monotonic_ns: tsc::monotonic_ns,
+        tsc_khz: tsc::khz,
+        wall_clock_base_ns: tsc::wall_clock_base_ns,
+    },
+    apic: ApicOps { eoi: apic::eoi, send_ipi: apic::send_ipi, set_oneshot_timer: apic::set_oneshot_timer },
+    io: IoOps { inb, outb, inw, outw, inl, outl, io_delay },
+    console: ConsoleOps { write: console_write },
+};
+
+/// The native instructions a patched site can hold instead of a call, for the ops that
+/// have a short native form (at most the 6 bytes of a site).
+pub fn inline_bytes(op: OpId) -> Option<&'static [u8]> {
+    Some(match op {
+        x if x == op!(irq.disable) => &[0xfa],                   // cli
+        x if x == op!(irq.enable) => &[0xfb],                    // sti
+        x if x == op!(irq.save_fl) => &[0x9c, 0x58],             // pushfq; pop rax
+        x if x == op!(irq.restore_fl) => &[0x57, 0x9d],          // push rdi; popfq
+        x if x == op!(mmu.flush_tlb_one) => &[0x0f, 0x01, 0x3f], // invlpg [rdi]
+        x if x == op!(mmu.flush_tlb) => &[0x0f, 0x20, 0xd8, 0x0f, 0x22, 0xd8], // mov rax, cr3; mov cr3, rax
+        _ => return None,
+    })
+}

@@ -1,0 +1,125 @@
+//! The TSC as a clock: its rate from the first source that answers, and the wall-clock
+//! time at its zero from the CMOS RTC. Used by the native backend and by backends whose
+//! hypervisor tells the rate but offers no clock of its own (VMware).
+
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use crate::clock::{self, Rtc, TscSource};
+use crate::ops::ops;
+
+static KHZ: AtomicU64 = AtomicU64::new(0);
+/// `ns = (ticks * NS_PER_TICK_32) >> 32`: a multiply, not a division, per read.
+static NS_PER_TICK_32: AtomicU64 = AtomicU64::new(0);
+static BASE: AtomicU64 = AtomicU64::new(0);
+static WALL_BASE_NS: AtomicU64 = AtomicU64::new(0);
+static SOURCE: AtomicU8 = AtomicU8::new(TscSource::Assumed as u8);
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the time-stamp counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Sets the rate and restarts the clock at zero.
+pub fn set_khz(khz: u64, source: TscSource) {
+    let khz = khz.max(1);
+    KHZ.store(khz, Ordering::Relaxed);
+    NS_PER_TICK_32.store(((1_000_000u128 << 32) / u128::from(khz)) as u64, Ordering::Relaxed);
+    SOURCE.store(source as u8, Ordering::Relaxed);
+    BASE.store(rdtsc(), Ordering::Relaxed);
+    WALL_BASE_NS.store(read_rtc_ns().unwrap_or(0), Ordering::Relaxed);
+}
+
+pub fn source() -> TscSource {
+    TscSource::from_u8(SOURCE.load(Ordering::Relaxed))
+}
+
+pub extern "C" fn khz() -> u64 {
+    KHZ.load(Ordering::Relaxed)
+}
+
+pub extern "C" fn monotonic_ns() -> u64 {
+    let ticks = rdtsc().wrapping_sub(BASE.load(Ordering::Relaxed));
+    ((u128::from(ticks) * u128::from(NS_PER_TICK_32.load(Ordering::Relaxed))) >> 32) as u64
+}
+
+pub extern "C" fn wall_clock_base_ns() -> u64 {
+    WALL_BASE_NS.load(Ordering::Relaxed)
+}
+
+/// Works out the TSC rate: CPUID 0x15 (crystal ratio), CPUID 0x16 (base MHz), the
+/// hypervisor's timing leaf 0x40000010 (VMware's layout, which QEMU/KVM copy), then a
+/// 2 ms count against PIT channel 2. `hv_max_leaf` is the hypervisor's highest leaf,
+/// 0 if there is none.
+pub fn calibrate(hv_max_leaf: u32) -> TscSource {
+    let cpuid = ops().cpu.cpuid;
+    let max = cpuid(0, 0).eax;
+    let leaf15 = (max >= 0x15).then(|| cpuid(0x15, 0));
+    let leaf16 = (max >= 0x16).then(|| cpuid(0x16, 0));
+    let hv10 = (hv_max_leaf >= 0x4000_0010).then(|| cpuid(0x4000_0010, 0));
+    let (khz, source) = clock::tsc_khz_from_cpuid(leaf15, leaf16, hv10)
+        .or_else(|| pit_khz().map(|k| (k, TscSource::Pit)))
+        .unwrap_or((1_000_000, TscSource::Assumed));
+    set_khz(khz, source);
+    source
+}
+
+const PIT_HZ: u64 = 1_193_182;
+const PIT_CALIBRATION_TICKS: u16 = 2_386; // 2 ms
+
+/// Counts TSC ticks while PIT channel 2 counts down 2 ms.
+fn pit_khz() -> Option<u64> {
+    let io = &ops().io;
+    // Gate channel 2 on, speaker off; channel 2, lobyte/hibyte, mode 0, binary.
+    (io.outb)(0x61, ((io.inb)(0x61) & !0x02) | 0x01);
+    (io.outb)(0x43, 0b1011_0000);
+    (io.outb)(0x42, PIT_CALIBRATION_TICKS as u8);
+    (io.outb)(0x42, (PIT_CALIBRATION_TICKS >> 8) as u8);
+    // In mode 0 OUT2 drops when the count is loaded; if it reads high now, nothing is
+    // counting (QEMU microvm has no port 0x61, which reads as all ones).
+    if (io.inb)(0x61) & 0x20 != 0 {
+        return None;
+    }
+    let start = rdtsc();
+    // Bounded, so a machine without a PIT cannot hang the boot.
+    for _ in 0..10_000_000u32 {
+        if (io.inb)(0x61) & 0x20 != 0 {
+            let khz = (rdtsc() - start) * PIT_HZ / u64::from(PIT_CALIBRATION_TICKS) / 1000;
+            return (khz > 0).then_some(khz);
+        }
+    }
+    None
+}
+
+/// Reads the CMOS real-time clock as nanoseconds since the Unix epoch.
+fn read_rtc_ns() -> Option<u64> {
+    let io = &ops().io;
+    let read = |reg: u8| {
+        (io.outb)(0x70, reg);
+        (io.inb)(0x71)
+    };
+    // Wait out an update in progress (at most ~2 ms), then read twice until stable.
+    for _ in 0..100_000 {
+        if read(0x0a) & 0x80 == 0 {
+            break;
+        }
+    }
+    let snapshot = || Rtc {
+        second: read(0x00),
+        minute: read(0x02),
+        hour: read(0x04),
+        day: read(0x07),
+        month: read(0x08),
+        year: read(0x09),
+        century: read(0x32),
+        status_b: read(0x0b),
+    };
+    let mut a = snapshot();
+    for _ in 0..4 {
+        let b = snapshot();
+        if a == b {
+            break;
+        }
+        a = b;
+    }
+    clock::rtc_to_unix_seconds(&a).map(|s| s * 1_000_000_000)
+}

@@ -1,0 +1,176 @@
+//! pv-ops: detection, backends, call-site patching and time, on the real image.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tests::{Outcome, Vm, run_to_exit};
+
+fn hello(cmdline: &str) -> Vm {
+    Vm::app("hello").cmdline(cmdline)
+}
+
+fn assert_exit(out: &Outcome, code: u32) {
+    assert_eq!(out.guest_code(), Some(code), "{}", out.output());
+    assert_line(out, &format!("chameleon: exit code {code}"));
+}
+
+fn assert_line(out: &Outcome, needle: &str) {
+    assert!(out.has_line(needle), "expected a line containing {needle:?} in:\n{}", out.output());
+}
+
+/// `(patched, total)` from the boot line.
+fn patch_counts(out: &Outcome) -> (u32, u32) {
+    let line = out.lines.iter().find(|l| l.text.contains(" patched=")).expect("pv boot line");
+    let counts = line.text.split(" patched=").nth(1).unwrap().split(' ').next().unwrap();
+    let (a, b) = counts.split_once('/').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+#[test]
+fn tcg_runs_native_with_every_site_patched() {
+    let out = run_to_exit(hello(""));
+    assert_exit(&out, 0);
+    assert_line(&out, "pv: hypervisor=tcg backend=native patched=");
+    let (patched, total) = patch_counts(&out);
+    assert!(total > 0, "no call sites recorded");
+    assert_eq!(patched, total, "{}", out.output());
+    assert_line(&out, "hypervisor=tcg pv=native");
+}
+
+#[test]
+fn patching_can_be_turned_off() {
+    let out = run_to_exit(hello("pv.patch=off"));
+    assert_exit(&out, 0);
+    let (patched, total) = patch_counts(&out);
+    assert_eq!(patched, 0);
+    assert!(total > 0);
+}
+
+#[test]
+fn vmware_forced_on_tcg_with_vmport() {
+    let out = run_to_exit(hello("pv=vmware").machine("pc,vmport=on"));
+    assert_exit(&out, 0);
+    assert_line(&out, "pv: hypervisor=tcg backend=vmware patched=");
+    // QEMU answers GETHZ only when it knows the TSC rate (not under TCG): then the rate
+    // comes from calibration.
+    assert!(
+        out.has_line("time: clock from vmware GETHZ") || out.has_line("time: clock from PIT calibration")
+    );
+}
+
+#[test]
+fn vmware_forced_is_refused_without_vmport() {
+    let out = run_to_exit(hello("pv=vmware").machine("pc,vmport=off"));
+    assert_exit(&out, 2);
+    assert_line(
+        &out,
+        "boot failed: pv: pv=vmware forced, but the VMware backdoor (I/O port 0x5658) does not answer",
+    );
+}
+
+#[test]
+fn kvm_forced_is_refused_on_tcg() {
+    let out = run_to_exit(hello("pv=kvm"));
+    assert_exit(&out, 2);
+    assert_line(&out, "boot failed: pv: pv=kvm forced, but no KVM signature in CPUID");
+}
+
+#[test]
+fn unknown_pv_value_warns_and_detects() {
+    let out = run_to_exit(hello("pv=xen"));
+    assert_exit(&out, 0);
+    assert_line(&out, "`pv=xen` ignored: expected auto, native, kvm or vmware");
+    assert_line(&out, "backend=native");
+}
+
+#[test]
+fn clock_is_monotonic_over_a_million_reads() {
+    let out = run_to_exit(hello("selftest=clock"));
+    assert_exit(&out, 0);
+    assert_line(&out, "selftest clock: 1000000 reads monotonic");
+}
+
+/// The guest sleeps one second on its timer; the host times the two lines around it.
+fn one_second_sleep(vm: Vm) {
+    let mut run = vm.spawn().expect("spawn QEMU");
+    let start = run.wait_for("selftest sleep: start").expect("sleep start");
+    let done = run.wait_for("selftest sleep: done").expect("sleep done");
+    let host = done.at - start.at;
+    assert!(
+        host >= Duration::from_millis(900) && host <= Duration::from_millis(1100),
+        "a 1 s guest sleep took {host:?} of host time"
+    );
+    let out = run.wait_exit().expect("exit");
+    assert_exit(&out, 0);
+}
+
+#[test]
+fn one_second_sleep_takes_one_second() {
+    one_second_sleep(hello("selftest=sleep"));
+}
+
+#[test]
+fn one_second_sleep_with_patching_off() {
+    one_second_sleep(hello("selftest=sleep pv.patch=off"));
+}
+
+/// KVM runs here, but emulated and slowly: these boots stay short. Skipped, loudly,
+/// where /dev/kvm is missing.
+fn kvm(cmdline: &str) -> Option<Vm> {
+    if !Path::new("/dev/kvm").exists() {
+        eprintln!("skipped: no /dev/kvm on this machine");
+        return None;
+    }
+    // QEMU 7.2 aborts under KVM with `-cpu host` unless arch-capabilities is off.
+    Some(
+        hello(cmdline)
+            .accel("kvm")
+            .arg("-cpu")
+            .arg("host,-arch-capabilities")
+            .timeout(Duration::from_secs(120)),
+    )
+}
+
+#[test]
+fn kvm_detected_with_kvmclock() {
+    let Some(vm) = kvm("log=debug") else { return };
+    let out = run_to_exit(vm);
+    assert_exit(&out, 0);
+    assert_line(&out, "pv: hypervisor=kvm backend=kvm patched=");
+    assert_line(&out, "time: clock from pvclock");
+    // Every log line reads kvmclock: the stamps must move forward.
+    let stamps: Vec<f64> = out
+        .lines
+        .iter()
+        .filter(|l| l.text.starts_with('['))
+        .map(|l| l.text[1..l.text.find(']').unwrap()].trim().parse().unwrap())
+        .collect();
+    assert!(
+        stamps.len() >= 3 && stamps.windows(2).all(|w| w[0] <= w[1]) && stamps.last() > stamps.first(),
+        "{stamps:?}"
+    );
+}
+
+#[test]
+fn kvm_with_native_forced() {
+    let Some(vm) = kvm("pv=native") else { return };
+    let out = run_to_exit(vm);
+    assert_exit(&out, 0);
+    assert_line(&out, "pv: hypervisor=kvm backend=native patched=");
+}
+
+#[test]
+fn vmware_detected_behind_hidden_kvm() {
+    // `kvm=off` hides KVM's CPUID leaves; the backdoor still answers, as on VMware.
+    let Some(vm) = kvm("") else { return };
+    let vm = vm.machine("pc,vmport=on").arg("-cpu").arg("host,-arch-capabilities,kvm=off");
+    let out = run_to_exit(vm);
+    assert_exit(&out, 0);
+    assert_line(&out, "pv: hypervisor=vmware backend=vmware patched=");
+}
+
+#[test]
+fn kvm_one_second_sleep_on_the_tsc_deadline_timer() {
+    let Some(vm) = kvm("selftest=sleep") else { return };
+    one_second_sleep(vm);
+}
