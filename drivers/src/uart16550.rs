@@ -20,6 +20,8 @@ const DIVISOR_115200: u8 = 1;
 /// A transmitter that stays busy this many polls is broken or absent; the byte is
 /// dropped rather than hanging the kernel.
 const MAX_POLLS: u32 = 100_000;
+/// Bytes the transmit FIFO takes once it reports empty (16550A).
+const TX_FIFO: usize = 16;
 
 pub struct Uart16550<R: Registers> {
     regs: R,
@@ -43,25 +45,34 @@ impl<R: Registers> Uart16550<R> {
         Some(Uart16550 { regs })
     }
 
-    pub fn write_byte(&self, byte: u8) {
-        let mut polls = 0;
-        while self.regs.read8(LINE_STATUS) & LINE_STATUS_THR_EMPTY == 0 {
-            polls += 1;
-            if polls == MAX_POLLS {
-                return;
+    /// Waits until the transmit FIFO is empty; false if it never empties.
+    fn wait_tx_empty(&self) -> bool {
+        for _ in 0..MAX_POLLS {
+            if self.regs.read8(LINE_STATUS) & LINE_STATUS_THR_EMPTY != 0 {
+                return true;
             }
             core::hint::spin_loop();
         }
-        self.regs.write8(DATA, byte);
+        false
     }
 
-    /// Writes text, turning `\n` into the `\r\n` terminals expect.
+    /// Writes text, turning `\n` into the `\r\n` terminals expect. The status register
+    /// is polled once per FIFO-full of bytes, not once per byte: under emulation every
+    /// register access is a trip to the device model.
     pub fn write_text(&self, bytes: &[u8]) {
+        let mut room = 0;
         for &b in bytes {
-            if b == b'\n' {
-                self.write_byte(b'\r');
+            let cr = b == b'\n';
+            for byte in [b'\r', b].into_iter().skip(usize::from(!cr)) {
+                if room == 0 {
+                    if !self.wait_tx_empty() {
+                        return;
+                    }
+                    room = TX_FIFO;
+                }
+                self.regs.write8(DATA, byte);
+                room -= 1;
             }
-            self.write_byte(b);
         }
     }
 }

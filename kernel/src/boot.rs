@@ -127,6 +127,12 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         Err(e) => fail("pv", e),
     };
     time::start();
+    if let Some(hv) = pv.detection.cpuid {
+        log::debug!("pv: CPUID leaves at {:#x}..={:#x}, features {:x?}", hv.base, hv.max_leaf, hv.features);
+    }
+    if let Some(steal) = pv::kvm::steal_time_ns() {
+        log::debug!("pv: kvm steal time so far {steal} ns");
+    }
     if let Some(why) = pv.detection.fallback.or(pv.backend_error) {
         log::warn!("pv: {why}; using the native backend");
     }

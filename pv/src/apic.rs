@@ -122,7 +122,7 @@ pub fn init(timer_vector: u8, spurious_vector: u8) -> (Mode, TimerMode) {
     (mode, timer)
 }
 
-/// Measures the count-down rate against the monotonic clock over about a millisecond.
+/// Measures the count-down rate against the monotonic clock over half a millisecond.
 fn calibrate_countdown() {
     let now = ops().time.monotonic_ns;
     write(REG_TIMER_INITIAL, u32::MAX);
@@ -130,7 +130,7 @@ fn calibrate_countdown() {
     // translates it), and that time must not land inside the measurement.
     let _ = (read(REG_TIMER_CURRENT), now());
     let (count0, start) = (read(REG_TIMER_CURRENT), now());
-    while now() - start < 1_000_000 {
+    while now() - start < 500_000 {
         core::hint::spin_loop();
     }
     let (count1, end) = (read(REG_TIMER_CURRENT), now());

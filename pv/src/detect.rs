@@ -63,6 +63,8 @@ pub struct Hypervisor {
     pub base: u32,
     /// The highest leaf it claims, as reported (it may lie; users check before reading).
     pub max_leaf: u32,
+    /// Its feature leaf (base+1), or zeros when its range does not reach that far.
+    pub features: [u32; 4],
 }
 
 /// What CPUID says about the hypervisor, if any.
@@ -80,7 +82,8 @@ pub fn hypervisor(cpu: &impl Platform) -> Option<Hypervisor> {
         if sig == [0; 12] {
             continue;
         }
-        let found = Hypervisor { vendor: Vendor::from_signature(&sig), base, max_leaf };
+        let features = if max_leaf > base { cpu.cpuid(base + 1, 0) } else { [0; 4] };
+        let found = Hypervisor { vendor: Vendor::from_signature(&sig), base, max_leaf, features };
         match found.vendor {
             Vendor::Unknown(_) => {
                 first_unknown.get_or_insert(found);
@@ -89,7 +92,12 @@ pub fn hypervisor(cpu: &impl Platform) -> Option<Hypervisor> {
         }
     }
     // The bit is set but nothing known answered: report what did, or a blank.
-    Some(first_unknown.unwrap_or(Hypervisor { vendor: Vendor::Unknown([0; 12]), base: BASE, max_leaf: 0 }))
+    Some(first_unknown.unwrap_or(Hypervisor {
+        vendor: Vendor::Unknown([0; 12]),
+        base: BASE,
+        max_leaf: 0,
+        features: [0; 4],
+    }))
 }
 
 /// The pv-ops backends.
@@ -170,12 +178,12 @@ impl core::fmt::Display for NotPresent {
 /// One backend's claim: how strongly it matches (higher wins), or why it does not.
 type Claim = Result<(u32, u32), &'static str>;
 
-fn kvm_claim(hv: Option<Hypervisor>, p: &impl Platform) -> Claim {
+fn kvm_claim(hv: Option<Hypervisor>) -> Claim {
     let hv = hv.filter(|h| h.vendor == Vendor::Kvm).ok_or("no KVM signature in CPUID")?;
     if hv.max_leaf < hv.base + 1 {
         return Err("KVM's CPUID range ends before its feature leaf");
     }
-    Ok((20, p.cpuid(hv.base + 1, 0)[0]))
+    Ok((20, hv.features[0]))
 }
 
 fn vmware_backdoor(p: &impl Platform) -> bool {
@@ -199,7 +207,7 @@ fn vmware_claim(hv: Option<Hypervisor>, p: &impl Platform) -> Claim {
 pub fn detect(p: &impl Platform, choice: Choice) -> Result<Detection, NotPresent> {
     let forced = choice.forced();
     let hv = hypervisor(p);
-    let kvm = kvm_claim(hv, p);
+    let kvm = kvm_claim(hv);
     let vmware = vmware_claim(hv, p);
     let hypervisor = match (hv, &vmware) {
         (None, _) => "none",
@@ -296,7 +304,10 @@ mod tests {
     fn qemu_tcg() {
         // QEMU 7.2 TCG, `-cpu qemu64`: leaf 0x40000000 = TCGTCGTCGTCG, max 0x40000001.
         let hv = hypervisor(&machine(true, &[(BASE, 0x4000_0001, b"TCGTCGTCGTCG")])).unwrap();
-        assert_eq!(hv, Hypervisor { vendor: Vendor::Tcg, base: BASE, max_leaf: 0x4000_0001 });
+        assert_eq!(
+            hv,
+            Hypervisor { vendor: Vendor::Tcg, base: BASE, max_leaf: 0x4000_0001, features: [0; 4] }
+        );
         assert_eq!(hv.vendor.name(), "tcg");
     }
 
@@ -325,7 +336,15 @@ mod tests {
             &[(BASE, 0x4000_0001, b"SomethingNew"), (BASE + 0x200, 0x4000_0201, b"VMwareVMware")],
         ))
         .unwrap();
-        assert_eq!(hv, Hypervisor { vendor: Vendor::VMware, base: BASE + 0x200, max_leaf: 0x4000_0201 });
+        assert_eq!(
+            hv,
+            Hypervisor {
+                vendor: Vendor::VMware,
+                base: BASE + 0x200,
+                max_leaf: 0x4000_0201,
+                features: [0; 4]
+            }
+        );
     }
 
     #[test]
