@@ -6,9 +6,14 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub mod acpi_pm;
 pub mod debug_exit;
+pub mod dma;
+pub mod pci;
 pub mod uart16550;
+pub mod virtio;
 
 /// Access to one device's register window, by byte offset.
 pub trait Registers {

@@ -1,0 +1,71 @@
+//! Memory shared with devices. The kernel allocates it (physically contiguous,
+//! identity-mapped) and hands drivers handles; tests use host vectors.
+
+/// Ring memory: the device may change it at any time, so every access is volatile.
+pub trait DmaRing {
+    /// The address the device uses.
+    fn device_addr(&self) -> u64;
+    fn read_u16(&self, offset: usize) -> u16;
+    fn write_u16(&self, offset: usize, value: u16);
+    fn read_u32(&self, offset: usize) -> u32;
+    fn write_u32(&self, offset: usize, value: u32);
+    fn write_u64(&self, offset: usize, value: u64);
+}
+
+/// A packet buffer: while the driver holds it the device does not touch it, so it is
+/// plain bytes.
+pub trait DmaBuffer {
+    fn device_addr(&self) -> u64;
+    fn bytes(&self) -> &[u8];
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+/// Allocates DMA memory: zeroed, physically contiguous, 4096-aligned.
+pub trait DmaAllocator {
+    type Ring: DmaRing;
+    type Buffer: DmaBuffer;
+    fn alloc_ring(&self, len: usize) -> Option<Self::Ring>;
+    fn alloc_buffer(&self, len: usize) -> Option<Self::Buffer>;
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    extern crate std;
+    use core::cell::RefCell;
+    use std::rc::Rc;
+    use std::vec::Vec;
+
+    /// Ring memory whose clones share bytes: the test's "device" keeps one.
+    #[derive(Clone)]
+    pub struct FakeRing {
+        pub addr: u64,
+        pub mem: Rc<RefCell<Vec<u8>>>,
+    }
+
+    impl FakeRing {
+        pub fn new(addr: u64, len: usize) -> Self {
+            FakeRing { addr, mem: Rc::new(RefCell::new(std::vec![0; len])) }
+        }
+    }
+
+    impl super::DmaRing for FakeRing {
+        fn device_addr(&self) -> u64 {
+            self.addr
+        }
+        fn read_u16(&self, o: usize) -> u16 {
+            u16::from_le_bytes(self.mem.borrow()[o..o + 2].try_into().unwrap())
+        }
+        fn write_u16(&self, o: usize, v: u16) {
+            self.mem.borrow_mut()[o..o + 2].copy_from_slice(&v.to_le_bytes());
+        }
+        fn read_u32(&self, o: usize) -> u32 {
+            u32::from_le_bytes(self.mem.borrow()[o..o + 4].try_into().unwrap())
+        }
+        fn write_u32(&self, o: usize, v: u32) {
+            self.mem.borrow_mut()[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        fn write_u64(&self, o: usize, v: u64) {
+            self.mem.borrow_mut()[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! virtio 1.x: transports (modern PCI, legacy PCI, MMIO) behind [`Transport`], the split
+//! virtqueue, and the network device.
+//!
+//! Written here rather than taken from `virtio-drivers`: that crate (0.13) has no
+//! legacy PCI transport and does not negotiate `VIRTIO_NET_F_MRG_RXBUF`, both of which
+//! this kernel must support.
+
+pub mod net;
+pub mod pci;
+pub mod queue;
+
+/// Device status bits (virtio 1.x §2.1).
+pub mod status {
+    pub const ACKNOWLEDGE: u8 = 1;
+    pub const DRIVER: u8 = 2;
+    pub const DRIVER_OK: u8 = 4;
+    pub const FEATURES_OK: u8 = 8;
+    pub const FAILED: u8 = 128;
+}
+
+pub const F_VERSION_1: u64 = 1 << 32;
+pub const F_EVENT_IDX: u64 = 1 << 29;
+
+/// What a driver needs from a transport.
+pub trait Transport {
+    fn device_features(&self) -> u64;
+    fn set_driver_features(&self, features: u64);
+    fn status(&self) -> u8;
+    fn set_status(&self, status: u8);
+    /// The largest size queue `index` supports (0: no such queue).
+    fn max_queue_size(&self, index: u16) -> u16;
+    /// Whether queues must use the legacy contiguous layout (one address, 4096-aligned
+    /// used ring).
+    fn legacy_layout(&self) -> bool;
+    /// Hands a queue to the device: its size and the three ring addresses, and the
+    /// MSI-X entry for its interrupts (if MSI-X is on).
+    fn setup_queue(&self, index: u16, size: u16, desc: u64, avail: u64, used: u64, msix: Option<u16>) -> Result<(), Error>;
+    fn notify(&self, index: u16);
+    /// Reads and clears the interrupt status (bit 0: a queue, bit 1: configuration).
+    fn interrupt_status(&self) -> u8;
+    fn config_read8(&self, offset: u16) -> u8;
+    fn config_read16(&self, offset: u16) -> u16;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The device refused our feature set.
+    FeaturesRejected,
+    NoQueue(u16),
+    /// The device did not take an MSI-X vector.
+    MsixRejected,
+    OutOfMemory,
+    /// A transport structure is missing.
+    Missing(&'static str),
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::FeaturesRejected => write!(f, "device refused the negotiated features"),
+            Error::NoQueue(q) => write!(f, "device has no queue {q}"),
+            Error::MsixRejected => write!(f, "device did not accept an MSI-X vector"),
+            Error::OutOfMemory => write!(f, "out of DMA memory"),
+            Error::Missing(what) => write!(f, "transport lacks {what}"),
+        }
+    }
+}
+
+/// Resets the device and negotiates: ACKNOWLEDGE, DRIVER, features (`wanted` ∩ offered),
+/// FEATURES_OK (for modern devices). Returns the accepted features.
+pub fn negotiate(t: &impl Transport, wanted: u64) -> Result<u64, Error> {
+    t.set_status(0);
+    t.set_status(status::ACKNOWLEDGE);
+    t.set_status(status::ACKNOWLEDGE | status::DRIVER);
+    let features = t.device_features() & wanted;
+    t.set_driver_features(features);
+    if features & F_VERSION_1 != 0 {
+        t.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        if t.status() & status::FEATURES_OK == 0 {
+            t.set_status(status::FAILED);
+            return Err(Error::FeaturesRejected);
+        }
+    }
+    Ok(features)
+}

@@ -1,0 +1,242 @@
+//! virtio-net: one receive and one transmit queue, `VIRTIO_NET_F_MAC`, `_STATUS`,
+//! `_MRG_RXBUF` and `VIRTIO_F_EVENT_IDX`. Buffers are handed out by value so the
+//! network stack reads received frames and writes frames to send in place, without a
+//! copy.
+
+use alloc::vec::Vec;
+
+use super::queue::{Layout, Segment, SplitQueue};
+use super::{Error, F_EVENT_IDX, F_VERSION_1, Transport, negotiate, status};
+use crate::dma::{DmaAllocator, DmaBuffer};
+
+pub const F_MAC: u64 = 1 << 5;
+pub const F_MRG_RXBUF: u64 = 1 << 15;
+pub const F_STATUS: u64 = 1 << 16;
+
+const RX: u16 = 0;
+const TX: u16 = 1;
+/// A queue never gets longer than this: 256 slots of 2 KiB is plenty for one core.
+const MAX_QUEUE: u16 = 256;
+/// Header (at most 12 bytes) plus an Ethernet frame of 1514 bytes, rounded up.
+pub const BUFFER_LEN: usize = 2048;
+/// The largest Ethernet frame (without FCS) this driver sends or accepts.
+pub const MTU_FRAME: usize = 1514;
+
+/// Which MSI-X table entries the two queues signal on.
+#[derive(Debug, Clone, Copy)]
+pub struct MsixEntries {
+    pub rx: u16,
+    pub tx: u16,
+}
+
+/// A received frame: the buffer and where the frame lies in it.
+#[derive(Debug)]
+pub struct RxFrame<B> {
+    pub buffer: B,
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl<B: DmaBuffer> RxFrame<B> {
+    pub fn frame(&self) -> &[u8] {
+        &self.buffer.bytes()[self.offset..self.offset + self.len]
+    }
+}
+
+pub struct VirtioNet<T: Transport, A: DmaAllocator> {
+    transport: T,
+    rx: SplitQueue<A::Ring>,
+    tx: SplitQueue<A::Ring>,
+    /// Buffers the device holds, by head descriptor.
+    rx_posted: Vec<Option<A::Buffer>>,
+    tx_posted: Vec<Option<A::Buffer>>,
+    tx_pool: Vec<A::Buffer>,
+    header_len: usize,
+    mac: [u8; 6],
+    features: u64,
+    /// Frames dropped because they spanned several buffers (never expected: no GSO).
+    pub dropped: u64,
+}
+
+impl<T: Transport, A: DmaAllocator> core::fmt::Debug for VirtioNet<T, A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VirtioNet").field("mac", &self.mac).field("features", &self.features).finish()
+    }
+}
+
+fn make_queue<T: Transport, A: DmaAllocator>(
+    t: &T,
+    alloc: &A,
+    index: u16,
+    event_idx: bool,
+    msix: Option<u16>,
+) -> Result<SplitQueue<A::Ring>, Error> {
+    let max = t.max_queue_size(index);
+    if max == 0 {
+        return Err(Error::NoQueue(index));
+    }
+    // Legacy devices fix the size; modern ones take any power of two up to the max.
+    let size = if t.legacy_layout() { max } else { max.min(MAX_QUEUE) };
+    let layout = Layout::new(size, t.legacy_layout());
+    let mem = alloc.alloc_ring(layout.total).ok_or(Error::OutOfMemory)?;
+    let q = SplitQueue::new(mem, layout, event_idx);
+    let (desc, avail, used) = q.addresses();
+    t.setup_queue(index, size, desc, avail, used, msix)?;
+    Ok(q)
+}
+
+impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
+    /// Brings the device up and fills the receive queue.
+    pub fn new(transport: T, alloc: &A, msix: Option<MsixEntries>) -> Result<Self, Error> {
+        let wanted = F_VERSION_1 | F_MAC | F_STATUS | F_MRG_RXBUF | F_EVENT_IDX;
+        let features = negotiate(&transport, wanted)?;
+        let event_idx = features & F_EVENT_IDX != 0;
+        let fail = |e| {
+            transport.set_status(status::FAILED);
+            e
+        };
+        let rx = make_queue(&transport, alloc, RX, event_idx, msix.map(|m| m.rx)).map_err(fail)?;
+        let tx = make_queue(&transport, alloc, TX, event_idx, msix.map(|m| m.tx)).map_err(fail)?;
+        let mut mac = [0u8; 6];
+        if features & F_MAC != 0 {
+            for (i, b) in mac.iter_mut().enumerate() {
+                *b = transport.config_read8(i as u16);
+            }
+        }
+        let header_len = if features & (F_VERSION_1 | F_MRG_RXBUF) != 0 { 12 } else { 10 };
+        let rx_size = usize::from(rx.size());
+        let tx_size = usize::from(tx.size());
+        let mut tx_pool = Vec::with_capacity(tx_size);
+        for _ in 0..tx_size {
+            tx_pool.push(alloc.alloc_buffer(BUFFER_LEN).ok_or(Error::OutOfMemory).map_err(fail)?);
+        }
+        let mut net = VirtioNet {
+            transport,
+            rx,
+            tx,
+            rx_posted: (0..rx_size).map(|_| None).collect(),
+            tx_posted: (0..tx_size).map(|_| None).collect(),
+            tx_pool,
+            header_len,
+            mac,
+            features,
+            dropped: 0,
+        };
+        for _ in 0..rx_size {
+            let buffer = alloc.alloc_buffer(BUFFER_LEN).ok_or(Error::OutOfMemory)?;
+            net.post_rx(buffer);
+        }
+        let s = net.transport.status();
+        net.transport.set_status(s | status::DRIVER_OK);
+        net.transport.notify(RX);
+        Ok(net)
+    }
+
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    pub fn features(&self) -> u64 {
+        self.features
+    }
+
+    /// The link state (always up without `VIRTIO_NET_F_STATUS`).
+    pub fn link_up(&self) -> bool {
+        self.features & F_STATUS == 0 || self.transport.config_read16(6) & 1 != 0
+    }
+
+    fn post_rx(&mut self, buffer: A::Buffer) {
+        let seg = Segment { addr: buffer.device_addr(), len: BUFFER_LEN as u32, device_writes: true };
+        match self.rx.push(&[seg]) {
+            Some(head) => self.rx_posted[usize::from(head)] = Some(buffer),
+            // Cannot happen: one buffer per slot, and every slot's buffer comes back here.
+            None => drop(buffer),
+        }
+    }
+
+    /// Gives a received buffer back to the device.
+    pub fn recycle(&mut self, frame: RxFrame<A::Buffer>) {
+        self.post_rx(frame.buffer);
+        if self.rx.should_notify() {
+            self.transport.notify(RX);
+        }
+    }
+
+    /// The next received frame, if any.
+    pub fn receive(&mut self) -> Option<RxFrame<A::Buffer>> {
+        loop {
+            let (head, written) = self.rx.pop_used()?;
+            let buffer = self.rx_posted.get_mut(usize::from(head))?.take()?;
+            let written = (written as usize).min(BUFFER_LEN);
+            let num_buffers =
+                if self.header_len == 12 { u16::from_le_bytes([buffer.bytes()[10], buffer.bytes()[11]]) } else { 1 };
+            if written < self.header_len + 14 || num_buffers > 1 {
+                // Runt, or a frame spread over several buffers: drop it (and the rest of
+                // its buffers), keep the buffer.
+                self.dropped += 1;
+                for _ in 1..num_buffers {
+                    if let Some((h, _)) = self.rx.pop_used()
+                        && let Some(b) = self.rx_posted.get_mut(usize::from(h)).and_then(Option::take)
+                    {
+                        self.post_rx(b);
+                    }
+                }
+                self.post_rx(buffer);
+                continue;
+            }
+            return Some(RxFrame { buffer, offset: self.header_len, len: written - self.header_len });
+        }
+    }
+
+    fn reclaim_tx(&mut self) {
+        while let Some((head, _)) = self.tx.pop_used() {
+            if let Some(b) = self.tx_posted.get_mut(usize::from(head)).and_then(Option::take) {
+                self.tx_pool.push(b);
+            }
+        }
+    }
+
+    /// Whether a frame could be sent now.
+    pub fn can_send(&mut self) -> bool {
+        self.reclaim_tx();
+        !self.tx_pool.is_empty()
+    }
+
+    /// Sends a frame of `len` bytes that `fill` writes into the buffer. Returns `None`
+    /// (and sends nothing) when every transmit buffer is in flight.
+    pub fn send<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        self.reclaim_tx();
+        let len = len.min(MTU_FRAME);
+        let mut buffer = self.tx_pool.pop()?;
+        let bytes = buffer.bytes_mut();
+        bytes[..self.header_len].fill(0);
+        let result = fill(&mut bytes[self.header_len..self.header_len + len]);
+        let seg = Segment { addr: buffer.device_addr(), len: (self.header_len + len) as u32, device_writes: false };
+        match self.tx.push(&[seg]) {
+            Some(head) => self.tx_posted[usize::from(head)] = Some(buffer),
+            None => {
+                self.tx_pool.push(buffer);
+                return None;
+            }
+        }
+        if self.tx.should_notify() {
+            self.transport.notify(TX);
+        }
+        Some(result)
+    }
+
+    /// Whether received frames are waiting.
+    pub fn has_rx(&self) -> bool {
+        self.rx.has_used()
+    }
+
+    /// Acknowledges an interrupt (needed with INTx and on MMIO; harmless with MSI-X).
+    pub fn ack_interrupt(&self) -> u8 {
+        self.transport.interrupt_status()
+    }
+
+    /// Turns receive interrupts on or off (suppressed while the stack is busy polling).
+    pub fn set_rx_interrupts(&mut self, on: bool) {
+        self.rx.set_interrupts(on);
+    }
+}

@@ -1,0 +1,195 @@
+//! virtio over PCI: the modern transport (capabilities pointing into memory BARs) and
+//! the legacy/transitional one (registers in I/O BAR0).
+
+use super::{Error, Transport};
+use crate::Registers;
+
+/// PCI vendor of virtio devices.
+pub const VENDOR: u16 = 0x1af4;
+/// Modern device IDs are 0x1040 + type; transitional ones 0x1000..=0x103f.
+pub const DEVICE_NET_MODERN: u16 = 0x1041;
+pub const DEVICE_NET_TRANSITIONAL: u16 = 0x1000;
+
+/// virtio PCI capability types.
+pub const CAP_COMMON: u8 = 1;
+pub const CAP_NOTIFY: u8 = 2;
+pub const CAP_ISR: u8 = 3;
+pub const CAP_DEVICE: u8 = 4;
+
+const NO_VECTOR: u16 = 0xffff;
+
+// Common configuration offsets.
+const DEVICE_FEATURE_SELECT: u16 = 0;
+const DEVICE_FEATURE: u16 = 4;
+const DRIVER_FEATURE_SELECT: u16 = 8;
+const DRIVER_FEATURE: u16 = 12;
+const CONFIG_MSIX_VECTOR: u16 = 16;
+const DEVICE_STATUS: u16 = 20;
+const QUEUE_SELECT: u16 = 22;
+const QUEUE_SIZE: u16 = 24;
+const QUEUE_MSIX_VECTOR: u16 = 26;
+const QUEUE_ENABLE: u16 = 28;
+const QUEUE_NOTIFY_OFF: u16 = 30;
+const QUEUE_DESC: u16 = 32;
+const QUEUE_DRIVER: u16 = 40;
+const QUEUE_DEVICE: u16 = 48;
+
+/// The modern transport: one register window per capability.
+#[derive(Debug)]
+pub struct ModernPci<R: Registers> {
+    pub common: R,
+    pub notify: R,
+    pub notify_multiplier: u32,
+    pub isr: R,
+    pub device: R,
+    pub msix: bool,
+}
+
+impl<R: Registers> ModernPci<R> {
+    fn write64(&self, offset: u16, value: u64) {
+        self.common.write32(offset, value as u32);
+        self.common.write32(offset + 4, (value >> 32) as u32);
+    }
+}
+
+impl<R: Registers> Transport for ModernPci<R> {
+    fn device_features(&self) -> u64 {
+        self.common.write32(DEVICE_FEATURE_SELECT, 0);
+        let low = self.common.read32(DEVICE_FEATURE);
+        self.common.write32(DEVICE_FEATURE_SELECT, 1);
+        (u64::from(self.common.read32(DEVICE_FEATURE)) << 32) | u64::from(low)
+    }
+    fn set_driver_features(&self, features: u64) {
+        self.common.write32(DRIVER_FEATURE_SELECT, 0);
+        self.common.write32(DRIVER_FEATURE, features as u32);
+        self.common.write32(DRIVER_FEATURE_SELECT, 1);
+        self.common.write32(DRIVER_FEATURE, (features >> 32) as u32);
+        if self.msix {
+            self.common.write16(CONFIG_MSIX_VECTOR, NO_VECTOR);
+        }
+    }
+    fn status(&self) -> u8 {
+        self.common.read8(DEVICE_STATUS)
+    }
+    fn set_status(&self, status: u8) {
+        self.common.write8(DEVICE_STATUS, status);
+    }
+    fn max_queue_size(&self, index: u16) -> u16 {
+        self.common.write16(QUEUE_SELECT, index);
+        self.common.read16(QUEUE_SIZE)
+    }
+    fn legacy_layout(&self) -> bool {
+        false
+    }
+    fn setup_queue(&self, index: u16, size: u16, desc: u64, avail: u64, used: u64, msix: Option<u16>) -> Result<(), Error> {
+        self.common.write16(QUEUE_SELECT, index);
+        if self.common.read16(QUEUE_SIZE) == 0 {
+            return Err(Error::NoQueue(index));
+        }
+        self.common.write16(QUEUE_SIZE, size);
+        self.write64(QUEUE_DESC, desc);
+        self.write64(QUEUE_DRIVER, avail);
+        self.write64(QUEUE_DEVICE, used);
+        if self.msix {
+            let vector = msix.unwrap_or(NO_VECTOR);
+            self.common.write16(QUEUE_MSIX_VECTOR, vector);
+            if self.common.read16(QUEUE_MSIX_VECTOR) != vector {
+                return Err(Error::MsixRejected);
+            }
+        }
+        self.common.write16(QUEUE_ENABLE, 1);
+        Ok(())
+    }
+    fn notify(&self, index: u16) {
+        self.common.write16(QUEUE_SELECT, index);
+        let off = u32::from(self.common.read16(QUEUE_NOTIFY_OFF)) * self.notify_multiplier;
+        self.notify.write16(off as u16, index);
+    }
+    fn interrupt_status(&self) -> u8 {
+        self.isr.read8(0)
+    }
+    fn config_read8(&self, offset: u16) -> u8 {
+        self.device.read8(offset)
+    }
+    fn config_read16(&self, offset: u16) -> u16 {
+        self.device.read16(offset)
+    }
+}
+
+// Legacy I/O BAR0 offsets.
+const L_DEVICE_FEATURES: u16 = 0;
+const L_DRIVER_FEATURES: u16 = 4;
+const L_QUEUE_PFN: u16 = 8;
+const L_QUEUE_SIZE: u16 = 12;
+const L_QUEUE_SELECT: u16 = 14;
+const L_QUEUE_NOTIFY: u16 = 16;
+const L_STATUS: u16 = 18;
+const L_ISR: u16 = 19;
+const L_CONFIG_VECTOR: u16 = 20;
+const L_QUEUE_VECTOR: u16 = 22;
+
+/// The legacy (transitional) transport: everything in I/O BAR0. Queue sizes are fixed
+/// by the device, and the device config moves 4 bytes up while MSI-X is on.
+#[derive(Debug)]
+pub struct LegacyPci<R: Registers> {
+    pub io: R,
+    pub msix: bool,
+}
+
+impl<R: Registers> LegacyPci<R> {
+    fn config_base(&self) -> u16 {
+        if self.msix { 24 } else { 20 }
+    }
+}
+
+impl<R: Registers> Transport for LegacyPci<R> {
+    fn device_features(&self) -> u64 {
+        u64::from(self.io.read32(L_DEVICE_FEATURES))
+    }
+    fn set_driver_features(&self, features: u64) {
+        self.io.write32(L_DRIVER_FEATURES, features as u32);
+        if self.msix {
+            self.io.write16(L_CONFIG_VECTOR, NO_VECTOR);
+        }
+    }
+    fn status(&self) -> u8 {
+        self.io.read8(L_STATUS)
+    }
+    fn set_status(&self, status: u8) {
+        self.io.write8(L_STATUS, status);
+    }
+    fn max_queue_size(&self, index: u16) -> u16 {
+        self.io.write16(L_QUEUE_SELECT, index);
+        self.io.read16(L_QUEUE_SIZE)
+    }
+    fn legacy_layout(&self) -> bool {
+        true
+    }
+    fn setup_queue(&self, index: u16, size: u16, desc: u64, _avail: u64, _used: u64, msix: Option<u16>) -> Result<(), Error> {
+        self.io.write16(L_QUEUE_SELECT, index);
+        if self.io.read16(L_QUEUE_SIZE) != size {
+            return Err(Error::NoQueue(index));
+        }
+        if self.msix {
+            let vector = msix.unwrap_or(NO_VECTOR);
+            self.io.write16(L_QUEUE_VECTOR, vector);
+            if self.io.read16(L_QUEUE_VECTOR) != vector {
+                return Err(Error::MsixRejected);
+            }
+        }
+        self.io.write32(L_QUEUE_PFN, (desc >> 12) as u32);
+        Ok(())
+    }
+    fn notify(&self, index: u16) {
+        self.io.write16(L_QUEUE_NOTIFY, index);
+    }
+    fn interrupt_status(&self) -> u8 {
+        self.io.read8(L_ISR)
+    }
+    fn config_read8(&self, offset: u16) -> u8 {
+        self.io.read8(self.config_base() + offset)
+    }
+    fn config_read16(&self, offset: u16) -> u16 {
+        self.io.read16(self.config_base() + offset)
+    }
+}
