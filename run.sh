@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Chameleon's front door.
 #
-#   ./run.sh [APP] [-- QEMU_ARGS...]   build APP (default: hello) and boot it in QEMU
+#   ./run.sh [APP] [-- QEMU_ARGS...]   build APP (default: httpd) and boot it in QEMU
 #   ./run.sh build [APP]               build APP and print the image path
 #   ./run.sh test                      run every test: host unit tests, then QEMU boots
 #   ./run.sh bench boot [--runs N]     QEMU start -> exit of hello vs a bare PVH stub
 #
 # Environment: ACCEL=kvm|tcg (default: kvm when /dev/kvm is usable and the CPU has
 # hardware virtualisation, else tcg), MEM (MiB, default 64), MACHINE (default pc),
-# CMDLINE (kernel command line; app arguments go after ` -- `).
+# CMDLINE (kernel command line; app arguments go after ` -- `), PORT (host port
+# forwarded to the guest's port 80, default 8080).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -74,10 +75,13 @@ boot() {
     local cmd=(qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -M "${MACHINE:-pc}" -m "${MEM:-64}"
         -display none -nodefaults -no-reboot -serial stdio
         -device isa-debug-exit,iobase=0x501,iosize=2
+        -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:${PORT:-8080}-:80"
+        -device virtio-net-pci,netdev=net0
         -kernel "$image")
     [ -n "${CMDLINE:-}" ] && cmd+=(-append "$CMDLINE")
     cmd+=("$@")
     echo "\$ ${cmd[*]}" >&2
+    [ "$app" = httpd ] && echo "run.sh: httpd will answer at http://127.0.0.1:${PORT:-8080}/ once it prints 'listening' (Ctrl-C stops QEMU)" >&2
     local status=0
     "${cmd[@]}" || status=$?
     # isa-debug-exit makes QEMU exit with (code << 1) | 1: hand the app's code back.
@@ -89,7 +93,7 @@ boot() {
 
 case "${1:-}" in
     build)
-        build "${2:-hello}"
+        build "${2:-httpd}"
         ;;
     test)
         setup
@@ -97,7 +101,7 @@ case "${1:-}" in
         # tests/ builds and boots them.
         log=$(mktemp)
         status=0
-        cargo test --workspace --exclude kernel --exclude hello --no-fail-fast 2>&1 | tee "$log" || status=$?
+        cargo test --workspace --exclude kernel --exclude hello --exclude httpd --no-fail-fast 2>&1 | tee "$log" || status=$?
         awk '/^test result:/ { passed += $4; failed += $6 }
              END { printf "\ntests: %d passed, %d failed\n", passed, failed }' "$log"
         rm -f "$log"
@@ -112,7 +116,7 @@ case "${1:-}" in
         sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
         ;;
     *)
-        app=hello
+        app=httpd
         if [ $# -gt 0 ] && [ "$1" != "--" ]; then app=$1; shift; fi
         [ "${1:-}" = "--" ] && shift
         boot "$app" "$@"

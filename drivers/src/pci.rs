@@ -138,12 +138,19 @@ pub fn bar(cfg: &impl ConfigSpace, bdf: Bdf, index: u8) -> Option<Bar> {
             cfg.write32(bdf, off + 4, u32::MAX);
             let high_mask = cfg.read32(bdf, off + 4);
             cfg.write32(bdf, off + 4, high);
-            ((u64::from(high) << 32) | u64::from(low & !0xf), (u64::from(high_mask) << 32) | u64::from(low_mask & !0xf))
+            (
+                (u64::from(high) << 32) | u64::from(low & !0xf),
+                (u64::from(high_mask) << 32) | u64::from(low_mask & !0xf),
+            )
         } else {
             (u64::from(low & !0xf), u64::from(low_mask & !0xf) | 0xffff_ffff_0000_0000)
         };
         let size = (!mask).wrapping_add(1);
-        (mask != 0 && size != 0 && addr != 0).then_some(Bar::Memory { addr, size, prefetchable: low & 0x8 != 0 })
+        (mask != 0 && size != 0 && addr != 0).then_some(Bar::Memory {
+            addr,
+            size,
+            prefetchable: low & 0x8 != 0,
+        })
     };
     cfg.write16(bdf, COMMAND, command);
     result
@@ -186,7 +193,12 @@ pub fn msix(cfg: &impl ConfigSpace, bdf: Bdf) -> Option<MsixInfo> {
     let (_, cap) = capabilities(cfg, bdf).into_iter().find(|(id, _)| *id == CAP_MSIX)?;
     let control = cfg.read16(bdf, cap + 2);
     let table = cfg.read32(bdf, cap + 4);
-    Some(MsixInfo { cap, table_size: (control & 0x7ff) + 1, table_bar: (table & 7) as u8, table_offset: table & !7 })
+    Some(MsixInfo {
+        cap,
+        table_size: (control & 0x7ff) + 1,
+        table_bar: (table & 7) as u8,
+        table_offset: table & !7,
+    })
 }
 
 /// Enables MSI-X (function unmasked); entries must be programmed through the table.
@@ -305,7 +317,10 @@ mod tests {
         cfg.bar_masks.insert((f, 0x24), 0xffff_ffff);
         assert_eq!(bar(&cfg, f, 0), Some(Bar::Io { port: 0xc040, size: 32 }));
         assert_eq!(bar(&cfg, f, 1), Some(Bar::Memory { addr: 0xfebd_1000, size: 4096, prefetchable: false }));
-        assert_eq!(bar(&cfg, f, 4), Some(Bar::Memory { addr: 0x1_fe00_0000, size: 16384, prefetchable: true }));
+        assert_eq!(
+            bar(&cfg, f, 4),
+            Some(Bar::Memory { addr: 0x1_fe00_0000, size: 16384, prefetchable: true })
+        );
         assert_eq!(bar(&cfg, f, 2), None);
         // Probing leaves the BARs as they were.
         assert_eq!(cfg.read32(f, 0x14), 0xfebd_1000);

@@ -80,6 +80,7 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         warnings += 1;
     });
     logger::init(settings.log);
+    crate::net::configure(crate::net::NetConfig { ip: settings.ip, gateway: settings.gateway });
     log::info!("chameleon: booting via PVH (start info v{}), command line: {cmdline:?}", info.version);
 
     // Power-off facts must be read before the allocator can reuse the RAM the ACPI

@@ -49,16 +49,29 @@ pub fn wall_clock_ns() -> u64 {
 
 /// Sleeps until `since_boot_ns() >= deadline_ns`, halting the CPU in between.
 pub fn sleep_until_ns(deadline_ns: u64) {
-    let deadline = BOOT_NS.load(Ordering::Relaxed).saturating_add(deadline_ns);
     loop {
-        site::irq_disable();
-        if site::monotonic_ns() >= deadline {
+        halt_until_ns(deadline_ns, || false);
+        if since_boot_ns() >= deadline_ns {
             break;
         }
-        (ops().apic.set_oneshot_timer)(deadline);
-        // Enables interrupts and halts atomically; the timer (or any interrupt) wakes us.
-        (ops().irq.safe_halt)();
     }
+}
+
+/// Halts once: until an interrupt or `deadline_ns` (kernel clock), unless the deadline
+/// has passed or `pending()` says there is work already. Interrupts are off again on
+/// return.
+pub(crate) fn halt_until_ns(deadline_ns: u64, pending: impl Fn() -> bool) {
+    let deadline = BOOT_NS.load(Ordering::Relaxed).saturating_add(deadline_ns);
+    site::irq_disable();
+    if site::monotonic_ns() >= deadline || pending() {
+        return;
+    }
+    if deadline != u64::MAX {
+        (ops().apic.set_oneshot_timer)(deadline);
+    }
+    // Enables interrupts and halts atomically; the timer (or any interrupt) wakes us.
+    (ops().irq.safe_halt)();
+    site::irq_disable();
     (ops().apic.set_oneshot_timer)(0);
 }
 

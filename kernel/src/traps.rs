@@ -52,7 +52,10 @@ static IN_FATAL: AtomicBool = AtomicBool::new(false);
 pub(crate) fn handle(frame: &mut TrapFrame) {
     match frame.vector {
         0..=31 => fatal(frame),
-        v if v == u64::from(time::TIMER_VECTOR) => pv::site::apic_eoi(),
+        // The timer and the network card only end a halt; the executor does the work.
+        v if v == u64::from(time::TIMER_VECTOR) || v == u64::from(crate::net::NET_VECTOR) => {
+            pv::site::apic_eoi()
+        }
         // Spurious interrupts need no EOI.
         v if v == u64::from(time::SPURIOUS_VECTOR) => {}
         v => {

@@ -182,3 +182,11 @@ pub extern "C" fn set_oneshot_timer(deadline_ns: u64) {
         write(REG_TIMER_INITIAL, ticks.clamp(1, u128::from(u32::MAX)) as u32);
     }
 }
+
+/// This CPU's local APIC ID (for MSI/MSI-X destinations).
+pub fn id() -> u32 {
+    match mode() {
+        Mode::X2Apic => read(0x20),
+        _ => read(0x20) >> 24,
+    }
+}

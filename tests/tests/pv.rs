@@ -90,7 +90,8 @@ fn clock_is_monotonic_over_a_million_reads() {
     assert_line(&out, "selftest clock: 1000000 reads monotonic");
     // The wall clock (CMOS RTC here; QEMU sets it from the host's UTC time).
     let line = out.lines.iter().find(|l| l.text.contains("wall clock")).unwrap();
-    let guest: u64 = line.text.split("wall clock ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let guest: u64 =
+        line.text.split("wall clock ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     assert!(guest.abs_diff(host) <= 10, "guest wall clock {guest}, host {host}");
 }

@@ -34,7 +34,15 @@ pub trait Transport {
     fn legacy_layout(&self) -> bool;
     /// Hands a queue to the device: its size and the three ring addresses, and the
     /// MSI-X entry for its interrupts (if MSI-X is on).
-    fn setup_queue(&self, index: u16, size: u16, desc: u64, avail: u64, used: u64, msix: Option<u16>) -> Result<(), Error>;
+    fn setup_queue(
+        &self,
+        index: u16,
+        size: u16,
+        desc: u64,
+        avail: u64,
+        used: u64,
+        msix: Option<u16>,
+    ) -> Result<(), Error>;
     fn notify(&self, index: u16);
     /// Reads and clears the interrupt status (bit 0: a queue, bit 1: configuration).
     fn interrupt_status(&self) -> u8;

@@ -168,8 +168,11 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
             let (head, written) = self.rx.pop_used()?;
             let buffer = self.rx_posted.get_mut(usize::from(head))?.take()?;
             let written = (written as usize).min(BUFFER_LEN);
-            let num_buffers =
-                if self.header_len == 12 { u16::from_le_bytes([buffer.bytes()[10], buffer.bytes()[11]]) } else { 1 };
+            let num_buffers = if self.header_len == 12 {
+                u16::from_le_bytes([buffer.bytes()[10], buffer.bytes()[11]])
+            } else {
+                1
+            };
             if written < self.header_len + 14 || num_buffers > 1 {
                 // Runt, or a frame spread over several buffers: drop it (and the rest of
                 // its buffers), keep the buffer.
@@ -211,7 +214,8 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
         let bytes = buffer.bytes_mut();
         bytes[..self.header_len].fill(0);
         let result = fill(&mut bytes[self.header_len..self.header_len + len]);
-        let seg = Segment { addr: buffer.device_addr(), len: (self.header_len + len) as u32, device_writes: false };
+        let seg =
+            Segment { addr: buffer.device_addr(), len: (self.header_len + len) as u32, device_writes: false };
         match self.tx.push(&[seg]) {
             Some(head) => self.tx_posted[usize::from(head)] = Some(buffer),
             None => {

@@ -81,7 +81,15 @@ impl<R: Registers> Transport for ModernPci<R> {
     fn legacy_layout(&self) -> bool {
         false
     }
-    fn setup_queue(&self, index: u16, size: u16, desc: u64, avail: u64, used: u64, msix: Option<u16>) -> Result<(), Error> {
+    fn setup_queue(
+        &self,
+        index: u16,
+        size: u16,
+        desc: u64,
+        avail: u64,
+        used: u64,
+        msix: Option<u16>,
+    ) -> Result<(), Error> {
         self.common.write16(QUEUE_SELECT, index);
         if self.common.read16(QUEUE_SIZE) == 0 {
             return Err(Error::NoQueue(index));
@@ -165,7 +173,15 @@ impl<R: Registers> Transport for LegacyPci<R> {
     fn legacy_layout(&self) -> bool {
         true
     }
-    fn setup_queue(&self, index: u16, size: u16, desc: u64, _avail: u64, _used: u64, msix: Option<u16>) -> Result<(), Error> {
+    fn setup_queue(
+        &self,
+        index: u16,
+        size: u16,
+        desc: u64,
+        _avail: u64,
+        _used: u64,
+        msix: Option<u16>,
+    ) -> Result<(), Error> {
         self.io.write16(L_QUEUE_SELECT, index);
         if self.io.read16(L_QUEUE_SIZE) != size {
             return Err(Error::NoQueue(index));
@@ -191,5 +207,65 @@ impl<R: Registers> Transport for LegacyPci<R> {
     }
     fn config_read16(&self, offset: u16) -> u16 {
         self.io.read16(self.config_base() + offset)
+    }
+}
+
+/// Either PCI transport, chosen at runtime.
+#[derive(Debug)]
+pub enum PciTransport<M: Registers, P: Registers> {
+    Modern(ModernPci<M>),
+    Legacy(LegacyPci<P>),
+}
+
+macro_rules! either {
+    ($self:ident, $t:ident => $e:expr) => {
+        match $self {
+            PciTransport::Modern($t) => $e,
+            PciTransport::Legacy($t) => $e,
+        }
+    };
+}
+
+impl<M: Registers, P: Registers> Transport for PciTransport<M, P> {
+    fn device_features(&self) -> u64 {
+        either!(self, t => t.device_features())
+    }
+    fn set_driver_features(&self, features: u64) {
+        either!(self, t => t.set_driver_features(features))
+    }
+    fn status(&self) -> u8 {
+        either!(self, t => t.status())
+    }
+    fn set_status(&self, status: u8) {
+        either!(self, t => t.set_status(status))
+    }
+    fn max_queue_size(&self, index: u16) -> u16 {
+        either!(self, t => t.max_queue_size(index))
+    }
+    fn legacy_layout(&self) -> bool {
+        either!(self, t => t.legacy_layout())
+    }
+    fn setup_queue(
+        &self,
+        index: u16,
+        size: u16,
+        desc: u64,
+        avail: u64,
+        used: u64,
+        msix: Option<u16>,
+    ) -> Result<(), Error> {
+        either!(self, t => t.setup_queue(index, size, desc, avail, used, msix))
+    }
+    fn notify(&self, index: u16) {
+        either!(self, t => t.notify(index))
+    }
+    fn interrupt_status(&self) -> u8 {
+        either!(self, t => t.interrupt_status())
+    }
+    fn config_read8(&self, offset: u16) -> u8 {
+        either!(self, t => t.config_read8(offset))
+    }
+    fn config_read16(&self, offset: u16) -> u16 {
+        either!(self, t => t.config_read16(offset))
     }
 }

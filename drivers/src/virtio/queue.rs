@@ -63,7 +63,17 @@ impl<R: DmaRing> SplitQueue<R> {
     pub fn new(mem: R, layout: Layout, event_idx: bool) -> Self {
         let size = layout.size;
         let next = (1..=size).collect();
-        SplitQueue { mem, layout, next, free_head: 0, num_free: size, avail_idx: 0, last_used: 0, event_idx, notified_idx: 0 }
+        SplitQueue {
+            mem,
+            layout,
+            next,
+            free_head: 0,
+            num_free: size,
+            avail_idx: 0,
+            last_used: 0,
+            event_idx,
+            notified_idx: 0,
+        }
     }
 
     pub fn size(&self) -> u16 {
@@ -146,7 +156,9 @@ impl<R: DmaRing> SplitQueue<R> {
         // Return the chain to the free list.
         let mut d = head;
         let mut count = 1;
-        while self.mem.read_u16(usize::from(d) * DESC_SIZE + 12) & DESC_F_NEXT != 0 && count < self.layout.size {
+        while self.mem.read_u16(usize::from(d) * DESC_SIZE + 12) & DESC_F_NEXT != 0
+            && count < self.layout.size
+        {
             d = self.mem.read_u16(usize::from(d) * DESC_SIZE + 14) % self.layout.size;
             count += 1;
         }
@@ -205,8 +217,13 @@ mod tests {
                 loop {
                     let off = usize::from(d) * DESC_SIZE;
                     let flags = self.mem.read_u16(off + 12);
-                    let addr = u64::from(self.mem.read_u32(off)) | (u64::from(self.mem.read_u32(off + 4)) << 32);
-                    segs.push(Segment { addr, len: self.mem.read_u32(off + 8), device_writes: flags & DESC_F_WRITE != 0 });
+                    let addr =
+                        u64::from(self.mem.read_u32(off)) | (u64::from(self.mem.read_u32(off + 4)) << 32);
+                    segs.push(Segment {
+                        addr,
+                        len: self.mem.read_u32(off + 8),
+                        device_writes: flags & DESC_F_WRITE != 0,
+                    });
                     if flags & DESC_F_NEXT == 0 {
                         break;
                     }
@@ -242,7 +259,10 @@ mod tests {
 
     #[test]
     fn layouts() {
-        assert_eq!(Layout::new(256, false), Layout { size: 256, avail: 4096, used: 4616, total: 4616 + 6 + 2048 });
+        assert_eq!(
+            Layout::new(256, false),
+            Layout { size: 256, avail: 4096, used: 4616, total: 4616 + 6 + 2048 }
+        );
         assert_eq!(Layout::new(256, true).used, 8192);
         assert_eq!(Layout::new(8, false).used, 128 + 24);
     }
@@ -254,7 +274,10 @@ mod tests {
         let b = q.push(&[seg(0x3000, 1526, true)]).unwrap();
         assert_eq!(q.num_free(), 5);
         let chains = dev.take();
-        assert_eq!(chains, [(a, vec![seg(0x1000, 12, false), seg(0x2000, 100, false)]), (b, vec![seg(0x3000, 1526, true)])]);
+        assert_eq!(
+            chains,
+            [(a, vec![seg(0x1000, 12, false), seg(0x2000, 100, false)]), (b, vec![seg(0x3000, 1526, true)])]
+        );
         dev.complete(b, 60);
         dev.complete(a, 0);
         assert_eq!(q.pop_used(), Some((b, 60)));

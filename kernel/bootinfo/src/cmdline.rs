@@ -25,13 +25,25 @@ pub struct Settings<'a> {
     /// `pv.patch=on|off`: rewrite the pv-ops call sites at boot (off keeps the indirect
     /// calls, for comparison).
     pub pv_patch: bool,
+    /// `ip=A.B.C.D/PREFIX`: static address (DHCP when absent).
+    pub ip: Option<([u8; 4], u8)>,
+    /// `gw=A.B.C.D`: default gateway for a static address.
+    pub gateway: Option<[u8; 4]>,
     /// Everything after the first ` -- `, for the app.
     pub app_args: &'a str,
 }
 
 impl Default for Settings<'_> {
     fn default() -> Self {
-        Settings { log: LogLevel::Info, selftest: None, pv: pv::Choice::Auto, pv_patch: true, app_args: "" }
+        Settings {
+            log: LogLevel::Info,
+            selftest: None,
+            pv: pv::Choice::Auto,
+            pv_patch: true,
+            ip: None,
+            gateway: None,
+            app_args: "",
+        }
     }
 }
 
@@ -75,7 +87,7 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
     for word in kernel.split_ascii_whitespace() {
         let Some((key, value)) = word.split_once('=') else {
             match word {
-                "log" | "selftest" | "pv" | "pv.patch" => warn(Warning::MissingValue(word)),
+                "log" | "selftest" | "pv" | "pv.patch" | "ip" | "gw" => warn(Warning::MissingValue(word)),
                 _ => warn(Warning::UnknownKey(word)),
             }
             continue;
@@ -94,12 +106,39 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
                 "off" => settings.pv_patch = false,
                 _ => warn(Warning::BadValue { key, value, expected: "on or off" }),
             },
+            "ip" => {
+                match value.split_once('/').and_then(|(a, p)| Some((parse_ipv4(a)?, p.parse::<u8>().ok()?))) {
+                    Some((addr, prefix)) if (1..=32).contains(&prefix) => settings.ip = Some((addr, prefix)),
+                    _ => warn(Warning::BadValue {
+                        key,
+                        value,
+                        expected: "an IPv4 address with a prefix, like 10.0.2.15/24",
+                    }),
+                }
+            }
+            "gw" => match parse_ipv4(value) {
+                Some(addr) => settings.gateway = Some(addr),
+                None => warn(Warning::BadValue { key, value, expected: "an IPv4 address, like 10.0.2.2" }),
+            },
             "selftest" if !value.is_empty() => settings.selftest = Some(value),
             "selftest" => warn(Warning::MissingValue(key)),
             _ => warn(Warning::UnknownKey(key)),
         }
     }
     settings
+}
+
+fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut parts = s.split('.');
+    for byte in &mut out {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *byte = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 fn parse_level(value: &str) -> Option<LogLevel> {
@@ -204,6 +243,28 @@ mod tests {
                 Warning::BadValue { key: "pv.patch", value: "maybe", expected: "on or off" },
             ]
         );
+    }
+
+    #[test]
+    fn network_settings() {
+        let (s, w) = parse_all("ip=10.0.2.15/24 gw=10.0.2.2");
+        assert_eq!(s.ip, Some(([10, 0, 2, 15], 24)));
+        assert_eq!(s.gateway, Some([10, 0, 2, 2]));
+        assert!(w.is_empty());
+        for bad in [
+            "ip=10.0.2.15",
+            "ip=10.0.2/24",
+            "ip=10.0.2.256/24",
+            "ip=1.2.3.4/33",
+            "ip=1.2.3.4/0",
+            "ip=a.b.c.d/8",
+            "ip=1.2.3.4.5/8",
+        ] {
+            let (s, w) = parse_all(bad);
+            assert_eq!(s.ip, None, "{bad}");
+            assert_eq!(w.len(), 1, "{bad}");
+        }
+        assert_eq!(parse_all("gw=1.2.3").0.gateway, None);
     }
 
     #[test]

@@ -1,0 +1,201 @@
+//! httpd: serves the files embedded at build time over HTTP/1.1 on port 80, with
+//! keep-alive and pipelining.
+//!
+//! Arguments (after ` -- `): `port=N` (default 80), `idle=SECONDS` (default 10): a
+//! connection idle that long gets 408 and is closed.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use http::{Method, ParseError};
+use kernel::app::{AppResult, Args};
+use kernel::executor::{self, timeout};
+use kernel::net::{TcpListener, TcpStream};
+use kernel::println;
+
+mod site {
+    include!(concat!(env!("OUT_DIR"), "/site.rs"));
+}
+
+/// Request heads longer than this get 431.
+const MAX_HEAD: usize = 8 * 1024;
+/// Pipelined responses are gathered up to this size before a write.
+const WRITE_BATCH: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    port: u16,
+    idle: Duration,
+}
+
+fn parse_args(args: &Args<'_>) -> Result<Config, alloc::string::String> {
+    let mut config = Config { port: 80, idle: Duration::from_secs(10) };
+    for arg in args.args() {
+        match arg.split_once('=') {
+            Some(("port", v)) => config.port = v.parse().map_err(|_| alloc::format!("bad port {v:?}"))?,
+            Some(("idle", v)) => {
+                config.idle = Duration::from_secs(v.parse().map_err(|_| alloc::format!("bad idle {v:?}"))?)
+            }
+            _ => return Err(alloc::format!("unknown argument {arg:?} (known: port=N idle=SECONDS)")),
+        }
+    }
+    Ok(config)
+}
+
+/// The embedded file for a decoded path (a directory path means its `index.html`), and
+/// its content type.
+fn find(path: &str) -> Option<(&'static [u8], &'static str)> {
+    let index;
+    let path = if path.ends_with('/') {
+        index = alloc::format!("{path}index.html");
+        index.as_str()
+    } else {
+        path
+    };
+    site::FILES.iter().find(|(p, _)| *p == path).map(|(p, body)| (*body, http::content_type(p)))
+}
+
+/// Appends a response head.
+fn head(out: &mut Vec<u8>, status: u16, content_type: &str, len: usize, keep_alive: bool) {
+    let date = http::http_date(kernel::time::wall_clock_ns() / 1_000_000_000);
+    let date = core::str::from_utf8(&date).unwrap_or("");
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let _ = core::fmt::Write::write_fmt(
+        &mut Writer(out),
+        format_args!(
+            "HTTP/1.1 {status} {}\r\nServer: chameleon-httpd\r\nDate: {date}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nConnection: {connection}\r\n",
+            http::reason(status)
+        ),
+    );
+    if status == 405 {
+        out.extend_from_slice(b"Allow: GET, HEAD\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl core::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// An error response with a short text body.
+fn error(out: &mut Vec<u8>, status: u16, keep_alive: bool) {
+    let body = alloc::format!("{status} {}\n", http::reason(status));
+    head(out, status, "text/plain; charset=utf-8", body.len(), keep_alive);
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// Answers one parsed request into `out`; whether the connection stays open.
+fn respond(req: &http::Request<'_>, out: &mut Vec<u8>) -> bool {
+    let keep_alive = req.keep_alive;
+    if req.method == Method::Other {
+        error(out, 405, keep_alive);
+        return keep_alive;
+    }
+    if req.has_body {
+        // A GET or HEAD with a body: refuse, and close (the body is not read).
+        error(out, 413, false);
+        return false;
+    }
+    let mut decoded = [0u8; 1024];
+    let body = match http::decode_path(req.path, &mut decoded) {
+        Some(path) if !http::escapes_root(path) => find(path),
+        Some(_) => None,
+        None => {
+            error(out, 400, false);
+            return false;
+        }
+    };
+    match body {
+        Some((body, content_type)) => {
+            head(out, 200, content_type, body.len(), keep_alive);
+            if req.method == Method::Get {
+                out.extend_from_slice(body);
+            }
+        }
+        None => error(out, 404, keep_alive),
+    }
+    log::debug!("httpd: {:?} {}", req.method, req.path);
+    keep_alive
+}
+
+async fn serve(mut stream: TcpStream, idle: Duration) {
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 2048];
+    loop {
+        // Answer every complete request already buffered (pipelining), in order.
+        let mut open = true;
+        loop {
+            match http::parse(&buf, MAX_HEAD) {
+                Ok((req, used)) => {
+                    open = respond(&req, &mut out);
+                    buf.drain(..used);
+                    if !open || out.len() >= WRITE_BATCH {
+                        break;
+                    }
+                }
+                Err(ParseError::Incomplete) => break,
+                Err(ParseError::Bad(why)) => {
+                    log::debug!("httpd: bad request: {why}");
+                    error(&mut out, 400, false);
+                    open = false;
+                    break;
+                }
+                Err(ParseError::TooLarge) => {
+                    error(&mut out, 431, false);
+                    open = false;
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if !open {
+            stream.close().await;
+            return;
+        }
+        if http::parse(&buf, MAX_HEAD).is_ok() {
+            continue;
+        }
+        match timeout(idle, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => {
+                error(&mut out, 408, false);
+                let _ = stream.write_all(&out).await;
+                stream.close().await;
+                return;
+            }
+        }
+    }
+}
+
+fn main(args: &Args<'_>) -> AppResult {
+    let config = parse_args(args)?;
+    executor::block_on(async move {
+        let mut listener = TcpListener::bind(config.port).map_err(|e| alloc::format!("httpd: {e}"))?;
+        println!("httpd: listening on port {} ({} files)", config.port, site::FILES.len());
+        loop {
+            match listener.accept().await {
+                Ok(stream) => executor::spawn(serve(stream, config.idle)),
+                Err(e) => return Err(alloc::format!("httpd: accept: {e}").into()),
+            }
+        }
+    })
+}
+
+kernel::app!(main);

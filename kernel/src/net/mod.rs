@@ -1,0 +1,260 @@
+//! The network stack: smoltcp over the virtio-net card, configured statically
+//! (`ip=`/`gw=`) or by DHCP, started the first time an app asks for a socket.
+//!
+//! Apps see only [`TcpListener`] and [`TcpStream`] (in `tcp`), never smoltcp types.
+
+mod nic;
+mod tcp;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use drivers::virtio::net::RxFrame;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium};
+use smoltcp::socket::dhcpv4;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use spin::{Mutex, Once};
+
+pub use nic::NET_VECTOR;
+pub use tcp::{NetError, TcpListener, TcpStream};
+
+use crate::dma::Buffer;
+use nic::Nic;
+
+/// Static addressing from the command line; DHCP when absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NetConfig {
+    pub ip: Option<([u8; 4], u8)>,
+    pub gateway: Option<[u8; 4]>,
+}
+
+static CONFIG: Once<NetConfig> = Once::new();
+
+pub(crate) fn configure(config: NetConfig) {
+    CONFIG.call_once(|| config);
+}
+
+/// The card as smoltcp sees it. Received buffers come back through `recycled`, because
+/// smoltcp's receive token cannot borrow the card mutably while the transmit token does.
+struct Port {
+    nic: RefCell<Nic>,
+    recycled: RefCell<Vec<RxFrame<Buffer>>>,
+}
+
+pub(crate) struct Stack {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    port: Port,
+    dhcp: Option<SocketHandle>,
+    /// Sockets closed by their owners, removed once the connection is fully closed.
+    closing: Vec<SocketHandle>,
+}
+
+static STACK: Mutex<Option<Stack>> = Mutex::new(None);
+static STARTED: Once<Result<(), NetError>> = Once::new();
+
+struct RxToken<'a> {
+    frame: RxFrame<Buffer>,
+    recycled: &'a RefCell<Vec<RxFrame<Buffer>>>,
+}
+
+impl smoltcp::phy::RxToken for RxToken<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        let r = f(self.frame.frame());
+        self.recycled.borrow_mut().push(self.frame);
+        r
+    }
+}
+
+struct TxToken<'a> {
+    nic: &'a RefCell<Nic>,
+}
+
+impl smoltcp::phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut f = Some(f);
+        let mut nic = self.nic.borrow_mut();
+        // `transmit` handed out this token only when a buffer was free.
+        match nic.send(len, |buf| (f.take().unwrap())(buf)) {
+            Some(r) => r,
+            None => {
+                let mut scratch = vec![0u8; len];
+                (f.take().unwrap())(&mut scratch)
+            }
+        }
+    }
+}
+
+impl Device for Port {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let mut nic = self.nic.borrow_mut();
+        for frame in self.recycled.get_mut().drain(..) {
+            nic.recycle(frame);
+        }
+        if !nic.can_send() {
+            return None;
+        }
+        let frame = nic.receive()?;
+        Some((RxToken { frame, recycled: &self.recycled }, TxToken { nic: &self.nic }))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        self.nic.get_mut().can_send().then_some(TxToken { nic: &self.nic })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = drivers::virtio::net::MTU_FRAME;
+        caps.max_burst_size = Some(16);
+        caps
+    }
+}
+
+fn now() -> Instant {
+    Instant::from_micros((crate::time::since_boot_ns() / 1000) as i64)
+}
+
+fn start() -> Result<(), NetError> {
+    let nic = match nic::probe() {
+        None => return Err(NetError::NoDevice),
+        Some(Err(e)) => {
+            log::error!("net: virtio-net failed: {e}");
+            return Err(NetError::NoDevice);
+        }
+        Some(Ok(nic)) => nic,
+    };
+    let mac = nic.mac();
+    let mut port = Port { nic: RefCell::new(nic), recycled: RefCell::new(Vec::new()) };
+    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+    config.random_seed = pv::tsc::rdtsc();
+    let mut iface = Interface::new(config, &mut port, now());
+    let mut sockets = SocketSet::new(Vec::new());
+    let cfg = CONFIG.get().copied().unwrap_or_default();
+    let dhcp = match cfg.ip {
+        Some((ip, prefix)) => {
+            let [a, b, c, d] = ip;
+            iface.update_ip_addrs(|addrs| {
+                let _ = addrs.push(IpCidr::new(Ipv4Address::new(a, b, c, d).into(), prefix));
+            });
+            if let Some([a, b, c, d]) = cfg.gateway {
+                let _ = iface.routes_mut().add_default_ipv4_route(Ipv4Address::new(a, b, c, d));
+            }
+            log::info!(
+                "net: mac {} ip {}.{}.{}.{}/{prefix} gw {:?} (static)",
+                EthernetAddress(mac),
+                a,
+                b,
+                c,
+                d,
+                cfg.gateway
+            );
+            None
+        }
+        None => {
+            log::info!("net: mac {}, asking DHCP for an address", EthernetAddress(mac));
+            Some(sockets.add(dhcpv4::Socket::new()))
+        }
+    };
+    *STACK.lock() = Some(Stack { iface, sockets, port, dhcp, closing: Vec::new() });
+    Ok(())
+}
+
+/// Starts the stack on first use.
+pub(crate) fn ensure_started() -> Result<(), NetError> {
+    *STARTED.call_once(start)
+}
+
+/// Runs `f` on the stack (started).
+pub(crate) fn with_stack<R>(f: impl FnOnce(&mut Stack) -> R) -> Result<R, NetError> {
+    ensure_started()?;
+    let mut stack = STACK.lock();
+    let stack = stack.as_mut().ok_or(NetError::NoDevice)?;
+    Ok(f(stack))
+}
+
+impl Stack {
+    fn poll(&mut self) -> bool {
+        let changed = self.iface.poll(now(), &mut self.port, &mut self.sockets);
+        if let Some(handle) = self.dhcp {
+            match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+                Some(dhcpv4::Event::Configured(c)) => {
+                    let addr: Ipv4Cidr = c.address;
+                    self.iface.update_ip_addrs(|addrs| {
+                        addrs.clear();
+                        let _ = addrs.push(IpCidr::Ipv4(addr));
+                    });
+                    if let Some(router) = c.router {
+                        let _ = self.iface.routes_mut().add_default_ipv4_route(router);
+                    }
+                    log::info!("net: DHCP gave ip {addr} gw {:?}", c.router);
+                }
+                Some(dhcpv4::Event::Deconfigured) => {
+                    if self.iface.ipv4_addr().is_some() {
+                        log::warn!("net: DHCP lease lost");
+                    }
+                    self.iface.update_ip_addrs(|addrs| addrs.clear());
+                }
+                None => {}
+            }
+        }
+        self.reap();
+        changed == smoltcp::iface::PollResult::SocketStateChanged
+    }
+
+    fn reap(&mut self) {
+        let sockets = &mut self.sockets;
+        self.closing.retain(|&h| {
+            let done =
+                sockets.get::<smoltcp::socket::tcp::Socket>(h).state() == smoltcp::socket::tcp::State::Closed;
+            if done {
+                sockets.remove(h);
+            }
+            !done
+        });
+    }
+}
+
+/// Polls the stack if it runs; whether anything happened.
+pub(crate) fn poll() -> bool {
+    if STARTED.get().is_none() {
+        return false;
+    }
+    match STACK.lock().as_mut() {
+        Some(stack) => stack.poll(),
+        None => false,
+    }
+}
+
+/// How long the stack may sleep before it must be polled again.
+pub(crate) fn poll_delay_ns() -> Option<u64> {
+    let mut stack = STACK.lock();
+    let stack = stack.as_mut()?;
+    let d = stack.iface.poll_delay(now(), &stack.sockets)?;
+    Some(d.total_micros() * 1000)
+}
+
+/// Whether the card has frames waiting (checked with interrupts off before halting).
+pub(crate) fn has_work() -> bool {
+    STACK.lock().as_mut().is_some_and(|s| s.port.nic.get_mut().has_rx())
+}
+
+/// Receive interrupts on while idle, off while busy polling.
+pub(crate) fn set_interrupts(on: bool) {
+    if let Some(stack) = STACK.lock().as_mut() {
+        stack.port.nic.get_mut().set_rx_interrupts(on);
+    }
+}
+
+/// The interface's IPv4 address, once it has one.
+pub fn ipv4_address() -> Option<[u8; 4]> {
+    let stack = STACK.lock();
+    let stack = stack.as_ref()?;
+    stack.iface.ipv4_addr().map(|a| a.octets())
+}
