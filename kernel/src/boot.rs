@@ -80,7 +80,20 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         warnings += 1;
     });
     logger::init(settings.log);
-    crate::net::configure(crate::net::NetConfig { ip: settings.ip, gateway: settings.gateway });
+    let mut net = crate::net::NetConfig { ip: settings.ip, gateway: settings.gateway, mmio: [None; 8] };
+    let mut mmio_slots = net.mmio.iter_mut();
+    for value in settings.virtio_mmio.iter().flatten() {
+        match drivers::virtio::mmio::parse_cmdline_device(value) {
+            Some(dev) => {
+                if let Some(slot) = mmio_slots.next() {
+                    *slot = Some(dev);
+                }
+            }
+            None => crate::println!(
+                "chameleon: warning: command line: `virtio_mmio.device={value}` ignored: expected <size>@<base>:<irq>"
+            ),
+        }
+    }
     log::info!("chameleon: booting via PVH (start info v{}), command line: {cmdline:?}", info.version);
 
     // Power-off facts must be read before the allocator can reuse the RAM the ACPI
@@ -90,7 +103,22 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
             Ok(how) => crate::exit::set_power_off(how),
             Err(e) => log::warn!("ACPI: {e}; power-off unavailable"),
         }
+        if let Ok(Some((addr, gsi_base))) = bootinfo::acpi::find_ioapic(&BootMemory, rsdp) {
+            interrupts::set_ioapic(addr, gsi_base);
+        }
+        if let Ok((devices, count)) = bootinfo::acpi::find_virtio_mmio(&BootMemory, rsdp) {
+            for dev in &devices[..count] {
+                if let Some(slot) = mmio_slots.next() {
+                    *slot = Some(drivers::virtio::mmio::MmioDevice {
+                        base: dev.base,
+                        size: dev.size,
+                        irq: dev.gsi,
+                    });
+                }
+            }
+        }
     }
+    crate::net::configure(net);
 
     let image = paging::image_layout();
     let mut reserved = [

@@ -18,3 +18,33 @@ pub(crate) fn init() -> (Mode, TimerMode) {
     }
     apic::init(TIMER_VECTOR, SPURIOUS_VECTOR)
 }
+
+/// The I/O APIC: its MMIO window and the first GSI it serves (from the MADT, else the
+/// PC default).
+static IOAPIC: spin::Once<(u64, u32)> = spin::Once::new();
+
+pub(crate) fn set_ioapic(addr: u64, gsi_base: u32) {
+    IOAPIC.call_once(|| (addr, gsi_base));
+}
+
+/// Delivers GSI `gsi` as `vector` to this CPU: edge-triggered, active high. (Level
+/// lines such as virtio-mmio's are acknowledged at the device before each halt, so an
+/// edge per new event is enough.)
+pub(crate) fn route_gsi(gsi: u32, vector: u8) {
+    let &(addr, base) = IOAPIC.call_once(|| (0xfec0_0000, 0));
+    if crate::memory::map_device(addr, 0x20).is_err() || gsi < base {
+        log::warn!("I/O APIC at {addr:#x}: cannot route GSI {gsi}");
+        return;
+    }
+    // SAFETY: the I/O APIC's two registers (select at +0, window at +0x10), just mapped
+    // uncached; only this function programs it.
+    let ioapic = unsafe { crate::arch::mmio::MmioRange::new(addr, 0x20) };
+    let pin = gsi - base;
+    let write = |reg: u32, value: u32| {
+        use drivers::Registers;
+        ioapic.write32(0, reg);
+        ioapic.write32(0x10, value);
+    };
+    write(0x10 + 2 * pin + 1, (apic::id() & 0xff) << 24);
+    write(0x10 + 2 * pin, u32::from(vector));
+}

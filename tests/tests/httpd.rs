@@ -207,3 +207,34 @@ fn modern_only_virtio_on_q35() {
     assert!(head.starts_with("HTTP/1.1 200"));
     assert!(srv.run.lines.iter().any(|l| l.text.contains("virtio-net (modern)")));
 }
+
+#[test]
+fn microvm_legacy_mmio_found_through_acpi() {
+    let srv = boot("", "virtio-net-device,netdev=n0", "microvm");
+    let (head, body) = curl(srv.port, "/big.txt", &[]);
+    assert!(head.starts_with("HTTP/1.1 200"));
+    assert_eq!(body, std::fs::read(site().join("big.txt")).unwrap());
+    assert!(srv.run.lines.iter().any(|l| l.text.contains("virtio-net (legacy MMIO)")));
+}
+
+#[test]
+fn microvm_modern_mmio_from_the_command_line() {
+    // Without ACPI, QEMU appends `virtio_mmio.device=...` to the command line.
+    let port = free_port();
+    let vm = Vm::app("httpd")
+        .machine("microvm,acpi=off")
+        .arg("-global")
+        .arg("virtio-mmio.force-legacy=false")
+        .arg("-netdev")
+        .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"))
+        .arg("-device")
+        .arg("virtio-net-device,netdev=n0")
+        .timeout(Duration::from_secs(120));
+    let mut run = vm.spawn().expect("spawn QEMU");
+    run.wait_for("virtio_mmio.device=").expect("QEMU passes the device on the command line");
+    run.wait_for("net: virtio-net (MMIO)").expect("modern MMIO transport");
+    run.wait_for("net: DHCP gave ip").expect("DHCP");
+    let (head, body) = curl(port, "/logo.png", &[]);
+    assert!(head.starts_with("HTTP/1.1 200"));
+    assert_eq!(body, std::fs::read(site().join("logo.png")).unwrap());
+}

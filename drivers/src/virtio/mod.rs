@@ -5,9 +5,12 @@
 //! legacy PCI transport and does not negotiate `VIRTIO_NET_F_MRG_RXBUF`, both of which
 //! this kernel must support.
 
+pub mod mmio;
 pub mod net;
 pub mod pci;
 pub mod queue;
+
+use crate::Registers;
 
 /// Device status bits (virtio 1.x §2.1).
 pub mod status {
@@ -90,4 +93,77 @@ pub fn negotiate(t: &impl Transport, wanted: u64) -> Result<u64, Error> {
         }
     }
     Ok(features)
+}
+
+/// Any transport, chosen at runtime: `M` reaches MMIO windows, `P` I/O ports.
+#[derive(Debug)]
+pub enum AnyTransport<M: Registers, P: Registers> {
+    ModernPci(pci::ModernPci<M>),
+    LegacyPci(pci::LegacyPci<P>),
+    Mmio(mmio::Mmio<M>),
+}
+
+impl<M: Registers, P: Registers> AnyTransport<M, P> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnyTransport::ModernPci(_) => "modern PCI",
+            AnyTransport::LegacyPci(_) => "legacy PCI",
+            AnyTransport::Mmio(m) if m.version() == 1 => "legacy MMIO",
+            AnyTransport::Mmio(_) => "MMIO",
+        }
+    }
+}
+
+macro_rules! any {
+    ($self:ident, $t:ident => $e:expr) => {
+        match $self {
+            AnyTransport::ModernPci($t) => $e,
+            AnyTransport::LegacyPci($t) => $e,
+            AnyTransport::Mmio($t) => $e,
+        }
+    };
+}
+
+impl<M: Registers, P: Registers> Transport for AnyTransport<M, P> {
+    fn device_features(&self) -> u64 {
+        any!(self, t => t.device_features())
+    }
+    fn set_driver_features(&self, features: u64) {
+        any!(self, t => t.set_driver_features(features))
+    }
+    fn status(&self) -> u8 {
+        any!(self, t => t.status())
+    }
+    fn set_status(&self, status: u8) {
+        any!(self, t => t.set_status(status))
+    }
+    fn max_queue_size(&self, index: u16) -> u16 {
+        any!(self, t => t.max_queue_size(index))
+    }
+    fn legacy_layout(&self) -> bool {
+        any!(self, t => t.legacy_layout())
+    }
+    fn setup_queue(
+        &self,
+        index: u16,
+        size: u16,
+        desc: u64,
+        avail: u64,
+        used: u64,
+        msix: Option<u16>,
+    ) -> Result<(), Error> {
+        any!(self, t => t.setup_queue(index, size, desc, avail, used, msix))
+    }
+    fn notify(&self, index: u16) {
+        any!(self, t => t.notify(index))
+    }
+    fn interrupt_status(&self) -> u8 {
+        any!(self, t => t.interrupt_status())
+    }
+    fn config_read8(&self, offset: u16) -> u8 {
+        any!(self, t => t.config_read8(offset))
+    }
+    fn config_read16(&self, offset: u16) -> u16 {
+        any!(self, t => t.config_read16(offset))
+    }
 }

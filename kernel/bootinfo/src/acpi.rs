@@ -209,6 +209,90 @@ fn find_s5(mem: &impl PhysMemory, aml: u64, len: u32) -> Result<Option<(u8, u8)>
     Ok(None)
 }
 
+/// A virtio-mmio device the DSDT describes (`_HID "LNRO0005"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MmioDevice {
+    pub base: u64,
+    pub size: u64,
+    pub gsi: u32,
+}
+
+/// The most virtio-mmio devices reported.
+pub const MMIO_DEVICES_MAX: usize = 8;
+
+/// Finds virtio-mmio devices in the DSDT: after each `"LNRO0005"` string, the first
+/// Memory32Fixed descriptor gives the window and the first Extended Interrupt
+/// descriptor the GSI. A byte scan, like `find_s5`, not an AML interpreter.
+pub fn find_virtio_mmio(
+    mem: &impl PhysMemory,
+    rsdp: u64,
+) -> Result<([MmioDevice; MMIO_DEVICES_MAX], usize), AcpiError> {
+    let (fadt, fadt_len) = find_table(mem, rsdp, b"FACP")?.ok_or(AcpiError::NoFadt)?;
+    let mut dsdt = u64::from(mem.read_u32(fadt + FADT_DSDT)?);
+    if u64::from(fadt_len) >= FADT_X_DSDT + 8 {
+        let x = mem.read_u64(fadt + FADT_X_DSDT)?;
+        if x != 0 {
+            dsdt = x;
+        }
+    }
+    let (_, len) = table(mem, dsdt)?;
+    let end = dsdt + u64::from(len);
+    let mut found = [MmioDevice::default(); MMIO_DEVICES_MAX];
+    let mut count = 0;
+    let mut at = dsdt + HEADER_LEN;
+    let mut window = [0u8; 8];
+    while at + 8 <= end && count < MMIO_DEVICES_MAX {
+        mem.read(at, &mut window)?;
+        if &window != b"LNRO0005" {
+            at += 1;
+            continue;
+        }
+        let mut dev = MmioDevice::default();
+        let (mut have_mem, mut have_irq) = (false, false);
+        let mut p = at + 8;
+        while p + 9 <= end && p < at + 256 && !(have_mem && have_irq) {
+            match mem.read_u8(p)? {
+                0x86 if !have_mem && p + 12 <= end && mem.read_u16(p + 1)? == 9 => {
+                    dev.base = u64::from(mem.read_u32(p + 4)?);
+                    dev.size = u64::from(mem.read_u32(p + 8)?);
+                    have_mem = true;
+                    p += 12;
+                }
+                0x89 if !have_irq && mem.read_u8(p + 4)? >= 1 => {
+                    dev.gsi = mem.read_u32(p + 5)?;
+                    have_irq = true;
+                    p += 9;
+                }
+                _ => p += 1,
+            }
+        }
+        if have_mem && have_irq {
+            found[count] = dev;
+            count += 1;
+        }
+        at += 8;
+    }
+    Ok((found, count))
+}
+
+/// The first I/O APIC in the MADT: its MMIO address and first GSI.
+pub fn find_ioapic(mem: &impl PhysMemory, rsdp: u64) -> Result<Option<(u64, u32)>, AcpiError> {
+    let Some((madt, len)) = find_table(mem, rsdp, b"APIC")? else { return Ok(None) };
+    let mut at = madt + HEADER_LEN + 8;
+    let end = madt + u64::from(len);
+    while at + 2 <= end {
+        let (kind, entry_len) = (mem.read_u8(at)?, u64::from(mem.read_u8(at + 1)?));
+        if entry_len < 2 {
+            break;
+        }
+        if kind == 1 && entry_len >= 12 {
+            return Ok(Some((u64::from(mem.read_u32(at + 4)?), mem.read_u32(at + 8)?)));
+        }
+        at += entry_len;
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +412,44 @@ mod tests {
         let mut mem = TestMemory::new();
         mem.put(0xf5a00, &rsdp_v0(0xdead_0000));
         assert!(matches!(find_power_off(&mem, 0xf5a00), Err(AcpiError::Unreadable(_))));
+    }
+
+    #[test]
+    fn virtio_mmio_devices_from_the_dsdt() {
+        // Two devices as QEMU microvm describes them: _HID, then _CRS with
+        // Memory32Fixed (0x86) and an Extended Interrupt (0x89).
+        let mut aml = std::vec::Vec::new();
+        for (base, gsi) in [(0xfeb0_0000u32, 16u32), (0xfeb0_0200, 17)] {
+            aml.extend_from_slice(b"\x5b\x82\x30VR00\x08_HID\x0dLNRO0005\x00\x08_CRS\x11\x1a\x0a\x17");
+            aml.extend_from_slice(&[0x86, 0x09, 0x00, 0x01]);
+            aml.extend_from_slice(&base.to_le_bytes());
+            aml.extend_from_slice(&0x200u32.to_le_bytes());
+            aml.extend_from_slice(&[0x89, 0x06, 0x00, 0x01, 0x01]);
+            aml.extend_from_slice(&gsi.to_le_bytes());
+            aml.extend_from_slice(&[0x79, 0x00]);
+        }
+        let mem = platform(&aml, 0, HW_REDUCED_ACPI, Some((0, 0xfeb0_0204)));
+        let (devs, n) = find_virtio_mmio(&mem, 0xf5a00).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(devs[0], MmioDevice { base: 0xfeb0_0000, size: 0x200, gsi: 16 });
+        assert_eq!(devs[1], MmioDevice { base: 0xfeb0_0200, size: 0x200, gsi: 17 });
+        // A DSDT without them.
+        let (_, n) = find_virtio_mmio(&platform(S5_AML, 0x604, 0, None), 0xf5a00).unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn ioapic_from_the_madt() {
+        let mut mem = platform(&[], 0x604, 0, None);
+        let mut body = std::vec::Vec::new();
+        body.extend_from_slice(&0xfee0_0000u32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]); // local APIC
+        body.extend_from_slice(&[1, 12, 0, 0]); // I/O APIC id 0
+        body.extend_from_slice(&0xfec0_0000u32.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        mem.0.retain(|(a, _)| *a != 0x11000);
+        mem.put(0x11000, &sdt(b"APIC", &body));
+        assert_eq!(find_ioapic(&mem, 0xf5a00), Ok(Some((0xfec0_0000, 0))));
     }
 }

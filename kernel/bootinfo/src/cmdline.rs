@@ -29,6 +29,9 @@ pub struct Settings<'a> {
     pub ip: Option<([u8; 4], u8)>,
     /// `gw=A.B.C.D`: default gateway for a static address.
     pub gateway: Option<[u8; 4]>,
+    /// `virtio_mmio.device=<size>@<base>:<irq>` values (Linux syntax, repeatable),
+    /// as microvm and Firecracker pass them; checked by the virtio-mmio code.
+    pub virtio_mmio: [Option<&'a str>; 8],
     /// Everything after the first ` -- `, for the app.
     pub app_args: &'a str,
 }
@@ -42,6 +45,7 @@ impl Default for Settings<'_> {
             pv_patch: true,
             ip: None,
             gateway: None,
+            virtio_mmio: [None; 8],
             app_args: "",
         }
     }
@@ -119,6 +123,12 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
             "gw" => match parse_ipv4(value) {
                 Some(addr) => settings.gateway = Some(addr),
                 None => warn(Warning::BadValue { key, value, expected: "an IPv4 address, like 10.0.2.2" }),
+            },
+            "virtio_mmio.device" => match settings.virtio_mmio.iter_mut().find(|slot| slot.is_none()) {
+                Some(slot) => *slot = Some(value),
+                None => {
+                    warn(Warning::BadValue { key, value, expected: "at most 8 virtio_mmio.device entries" })
+                }
             },
             "selftest" if !value.is_empty() => settings.selftest = Some(value),
             "selftest" => warn(Warning::MissingValue(key)),
@@ -265,6 +275,13 @@ mod tests {
             assert_eq!(w.len(), 1, "{bad}");
         }
         assert_eq!(parse_all("gw=1.2.3").0.gateway, None);
+    }
+
+    #[test]
+    fn virtio_mmio_devices_collect() {
+        let (s, w) = parse_all("virtio_mmio.device=512@0xfeb00000:12 virtio_mmio.device=512@0xfeb00200:13");
+        assert_eq!(s.virtio_mmio[..3], [Some("512@0xfeb00000:12"), Some("512@0xfeb00200:13"), None]);
+        assert!(w.is_empty());
     }
 
     #[test]

@@ -24,11 +24,13 @@ pub use tcp::{NetError, TcpListener, TcpStream};
 use crate::dma::Buffer;
 use nic::Nic;
 
-/// Static addressing from the command line; DHCP when absent.
+/// Static addressing from the command line (DHCP when absent), and the virtio-mmio
+/// devices the command line or ACPI announced.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NetConfig {
     pub ip: Option<([u8; 4], u8)>,
     pub gateway: Option<[u8; 4]>,
+    pub mmio: [Option<drivers::virtio::mmio::MmioDevice>; 8],
 }
 
 static CONFIG: Once<NetConfig> = Once::new();
@@ -122,7 +124,7 @@ fn now() -> Instant {
 }
 
 fn start() -> Result<(), NetError> {
-    let nic = match nic::probe() {
+    let nic = match nic::probe(&CONFIG.get().copied().unwrap_or_default().mmio) {
         None => return Err(NetError::NoDevice),
         Some(Err(e)) => {
             log::error!("net: virtio-net failed: {e}");
@@ -241,8 +243,14 @@ pub(crate) fn poll_delay_ns() -> Option<u64> {
 }
 
 /// Whether the card has frames waiting (checked with interrupts off before halting).
+/// Acknowledges the card's interrupt first: on MMIO the line stays raised until then,
+/// and an edge-triggered I/O APIC would see no new edge.
 pub(crate) fn has_work() -> bool {
-    STACK.lock().as_mut().is_some_and(|s| s.port.nic.get_mut().has_rx())
+    STACK.lock().as_mut().is_some_and(|s| {
+        let nic = s.port.nic.get_mut();
+        nic.ack_interrupt();
+        nic.has_rx()
+    })
 }
 
 /// Receive interrupts on while idle, off while busy polling.

@@ -1,11 +1,13 @@
-//! Finding and starting the network card: virtio-net over modern or legacy PCI, with
-//! MSI-X when the device has it.
+//! Finding and starting the network card: virtio-net over modern or legacy PCI (with
+//! MSI-X when the device has it), else over MMIO (interrupt through the I/O APIC).
 
 use drivers::pci::{self, CAP_VENDOR, ConfigSpace};
+use drivers::virtio::AnyTransport;
+use drivers::virtio::mmio::{self, Mmio, MmioDevice};
 use drivers::virtio::net::{MsixEntries, VirtioNet};
 use drivers::virtio::pci::{
     CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_NOTIFY, DEVICE_NET_MODERN, DEVICE_NET_TRANSITIONAL, LegacyPci,
-    ModernPci, PciTransport, VENDOR,
+    ModernPci, VENDOR,
 };
 
 use crate::arch::mmio::MmioRange;
@@ -13,7 +15,7 @@ use crate::arch::port::PortRange;
 use crate::dma::Dma;
 use crate::pci::{config, functions, io_bar, map_bar};
 
-pub type Transport = PciTransport<MmioRange, PortRange>;
+pub type Transport = AnyTransport<MmioRange, PortRange>;
 pub type Nic = VirtioNet<Transport, Dma>;
 
 /// The interrupt vector network cards signal on.
@@ -51,8 +53,27 @@ fn modern(bdf: pci::Bdf, msix: bool) -> Option<ModernPci<MmioRange>> {
     Some(ModernPci { common, notify, notify_multiplier, isr, device, msix })
 }
 
-/// Starts the first virtio-net card found, if any.
-pub fn probe() -> Option<Result<Nic, drivers::virtio::Error>> {
+/// Starts the first virtio-net card found on PCI, else among the virtio-mmio windows.
+pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Result<Nic, drivers::virtio::Error>> {
+    probe_pci().or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio))
+}
+
+fn probe_mmio(dev: &MmioDevice) -> Option<Result<Nic, drivers::virtio::Error>> {
+    crate::memory::map_device(dev.base, dev.size).ok()?;
+    // SAFETY: the window was announced for a virtio-mmio device (command line or ACPI)
+    // and just mapped uncached; this driver is its only user.
+    let regs = unsafe { MmioRange::new(dev.base, dev.size.min(0x1000)) };
+    let (transport, device_type) = Mmio::probe(regs)?;
+    if device_type != mmio::DEVICE_NET {
+        return None;
+    }
+    crate::interrupts::route_gsi(dev.irq, NET_VECTOR);
+    let transport = AnyTransport::Mmio(transport);
+    log::info!("net: virtio-net ({}) at {:#x}, GSI {}", transport.name(), dev.base, dev.irq);
+    Some(VirtioNet::new(transport, &DMA, None))
+}
+
+fn probe_pci() -> Option<Result<Nic, drivers::virtio::Error>> {
     let f = functions().iter().find(|f| {
         f.vendor == VENDOR && (f.device == DEVICE_NET_MODERN || f.device == DEVICE_NET_TRANSITIONAL)
     })?;
@@ -71,13 +92,14 @@ pub fn probe() -> Option<Result<Nic, drivers::virtio::Error>> {
     });
     pci::enable(cfg, f.bdf, msix.is_some());
     let transport = match modern(f.bdf, msix.is_some()) {
-        Some(m) => PciTransport::Modern(m),
-        None => PciTransport::Legacy(LegacyPci { io: io_bar(f.bdf, 0)?, msix: msix.is_some() }),
+        Some(m) => AnyTransport::ModernPci(m),
+        None => AnyTransport::LegacyPci(LegacyPci { io: io_bar(f.bdf, 0)?, msix: msix.is_some() }),
     };
-    let kind = match transport {
-        PciTransport::Modern(_) => "modern",
-        PciTransport::Legacy(_) => "legacy",
-    };
-    log::info!("net: virtio-net ({kind}) at {}, {}", f.bdf, if msix.is_some() { "MSI-X" } else { "polled" });
+    log::info!(
+        "net: virtio-net ({}) at {}, {}",
+        transport.name(),
+        f.bdf,
+        if msix.is_some() { "MSI-X" } else { "polled" }
+    );
     Some(VirtioNet::new(transport, &DMA, msix))
 }
