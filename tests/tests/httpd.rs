@@ -196,7 +196,7 @@ fn legacy_virtio_with_static_address() {
     let (head, body) = curl(srv.port, "/", &[]);
     assert!(head.starts_with("HTTP/1.1 200"));
     assert_eq!(body.len(), 612);
-    assert!(srv.run.lines.iter().any(|l| l.text.contains("virtio-net (legacy)")));
+    assert!(srv.run.lines.iter().any(|l| l.text.contains("virtio-net (legacy PCI)")));
     assert!(srv.run.lines.iter().any(|l| l.text.contains("ip 10.0.2.15/24 gw Some([10, 0, 2, 2]) (static)")));
 }
 
@@ -205,7 +205,7 @@ fn modern_only_virtio_on_q35() {
     let srv = boot("", "virtio-net-pci,netdev=n0,disable-legacy=on", "q35");
     let (head, _) = curl(srv.port, "/docs/about.html", &[]);
     assert!(head.starts_with("HTTP/1.1 200"));
-    assert!(srv.run.lines.iter().any(|l| l.text.contains("virtio-net (modern)")));
+    assert!(srv.run.lines.iter().any(|l| l.text.contains("virtio-net (modern PCI)")));
 }
 
 #[test]
