@@ -212,6 +212,7 @@ impl Stack {
 
     fn reap(&mut self) {
         let sockets = &mut self.sockets;
+        let before = self.closing.len();
         self.closing.retain(|&h| {
             let done =
                 sockets.get::<smoltcp::socket::tcp::Socket>(h).state() == smoltcp::socket::tcp::State::Closed;
@@ -220,6 +221,16 @@ impl Stack {
             }
             !done
         });
+        if self.closing.len() != before && log::log_enabled!(log::Level::Debug) {
+            let heap = crate::heap_stats();
+            log::debug!(
+                "net: {} sockets, {} closing; heap {} bytes in {} allocations",
+                self.sockets.iter().count(),
+                self.closing.len(),
+                heap.allocated,
+                heap.allocations
+            );
+        }
     }
 }
 
