@@ -30,11 +30,12 @@ pub(crate) fn set_ioapic(addr: u64, gsi_base: u32) {
 /// Delivers GSI `gsi` as `vector` to this CPU: edge-triggered, active high. (Level
 /// lines such as virtio-mmio's are acknowledged at the device before each halt, so an
 /// edge per new event is enough.)
-pub(crate) fn route_gsi(gsi: u32, vector: u8) {
+/// Returns whether the line was routed.
+pub(crate) fn route_gsi(gsi: u32, vector: u8) -> bool {
     let &(addr, base) = IOAPIC.call_once(|| (0xfec0_0000, 0));
-    if crate::memory::map_device(addr, 0x20).is_err() || gsi < base {
-        log::warn!("I/O APIC at {addr:#x}: cannot route GSI {gsi}");
-        return;
+    if crate::memory::map_device(addr, 0x20).is_err() || gsi < base || gsi - base >= 24 {
+        log::warn!("I/O APIC at {addr:#x}: cannot route GSI {gsi}; the card will be polled");
+        return false;
     }
     // SAFETY: the I/O APIC's two registers (select at +0, window at +0x10), just mapped
     // uncached; only this function programs it.
@@ -47,4 +48,5 @@ pub(crate) fn route_gsi(gsi: u32, vector: u8) {
     };
     write(0x10 + 2 * pin + 1, (apic::id() & 0xff) << 24);
     write(0x10 + 2 * pin, u32::from(vector));
+    true
 }

@@ -270,7 +270,8 @@ fn hostile_clients_do_not_stop_service_or_leak() {
     });
     // QEMU's hostfwd accepts with a backlog of 1 (every third connect waits out a SYN
     // retransmit), so the burst of silent connections stays small.
-    let silent: Vec<TcpStream> = (0..12).filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok()).collect();
+    let silent: Vec<TcpStream> =
+        (0..12).filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok()).collect();
     let reply = raw(port, &[0u8, 0xff, 0x13, 0x37, b'\r', b'\n', b'\r', b'\n']);
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     let mut huge = b"GET /".to_vec();
@@ -289,4 +290,13 @@ fn hostile_clients_do_not_stop_service_or_leak() {
     std::thread::sleep(Duration::from_secs(1));
     let after = heap_figure(&srv.run).expect("a heap figure");
     assert!(after <= idle + 128 * 1024, "heap {idle} bytes idle, {after} after the hostile clients");
+}
+
+#[test]
+fn card_without_msix_is_polled() {
+    let srv = boot("ip=10.0.2.15/24 gw=10.0.2.2", "virtio-net-pci,netdev=n0,vectors=0", "pc");
+    assert!(srv.run.lines.iter().any(|l| l.text.contains("virtio-net (modern PCI) at 00:02.0, polled")));
+    let (head, body) = curl(srv.port, "/big.txt", &[]);
+    assert!(head.starts_with("HTTP/1.1 200"));
+    assert_eq!(body, std::fs::read(site().join("big.txt")).unwrap());
 }

@@ -53,7 +53,12 @@ pub(crate) struct Stack {
     dhcp: Option<SocketHandle>,
     /// Sockets closed by their owners, removed once the connection is fully closed.
     closing: Vec<SocketHandle>,
+    /// Whether the card interrupts; if not, idle waits are cut to `POLL_INTERVAL_NS`.
+    interrupts: bool,
 }
+
+/// How often a card without interrupts is polled while idle.
+const POLL_INTERVAL_NS: u64 = 1_000_000;
 
 static STACK: Mutex<Option<Stack>> = Mutex::new(None);
 static STARTED: Once<Result<(), NetError>> = Once::new();
@@ -130,8 +135,9 @@ fn start() -> Result<(), NetError> {
             log::error!("net: virtio-net failed: {e}");
             return Err(NetError::NoDevice);
         }
-        Some(Ok(nic)) => nic,
+        Some(Ok(probed)) => probed,
     };
+    let (nic, interrupts) = nic;
     let mac = nic.mac();
     let mut port = Port { nic: RefCell::new(nic), recycled: RefCell::new(Vec::new()) };
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
@@ -164,7 +170,7 @@ fn start() -> Result<(), NetError> {
             Some(sockets.add(dhcpv4::Socket::new()))
         }
     };
-    *STACK.lock() = Some(Stack { iface, sockets, port, dhcp, closing: Vec::new() });
+    *STACK.lock() = Some(Stack { iface, sockets, port, dhcp, closing: Vec::new(), interrupts });
     Ok(())
 }
 
@@ -249,8 +255,8 @@ pub(crate) fn poll() -> bool {
 pub(crate) fn poll_delay_ns() -> Option<u64> {
     let mut stack = STACK.lock();
     let stack = stack.as_mut()?;
-    let d = stack.iface.poll_delay(now(), &stack.sockets)?;
-    Some(d.total_micros() * 1000)
+    let delay = stack.iface.poll_delay(now(), &stack.sockets).map(|d| d.total_micros() * 1000);
+    if stack.interrupts { delay } else { Some(delay.map_or(POLL_INTERVAL_NS, |d| d.min(POLL_INTERVAL_NS))) }
 }
 
 /// Whether the card has frames waiting (checked with interrupts off before halting).

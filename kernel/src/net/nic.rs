@@ -53,12 +53,15 @@ fn modern(bdf: pci::Bdf, msix: bool) -> Option<ModernPci<MmioRange>> {
     Some(ModernPci { common, notify, notify_multiplier, isr, device, msix })
 }
 
+/// A started card, and whether it signals interrupts (else the stack polls it).
+pub type Probed = Result<(Nic, bool), drivers::virtio::Error>;
+
 /// Starts the first virtio-net card found on PCI, else among the virtio-mmio windows.
-pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Result<Nic, drivers::virtio::Error>> {
+pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Probed> {
     probe_pci().or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio))
 }
 
-fn probe_mmio(dev: &MmioDevice) -> Option<Result<Nic, drivers::virtio::Error>> {
+fn probe_mmio(dev: &MmioDevice) -> Option<Probed> {
     crate::memory::map_device(dev.base, dev.size).ok()?;
     // SAFETY: the window was announced for a virtio-mmio device (command line or ACPI)
     // and just mapped uncached; this driver is its only user.
@@ -67,13 +70,13 @@ fn probe_mmio(dev: &MmioDevice) -> Option<Result<Nic, drivers::virtio::Error>> {
     if device_type != mmio::DEVICE_NET {
         return None;
     }
-    crate::interrupts::route_gsi(dev.irq, NET_VECTOR);
+    let routed = crate::interrupts::route_gsi(dev.irq, NET_VECTOR);
     let transport = AnyTransport::Mmio(transport);
     log::info!("net: virtio-net ({}) at {:#x}, GSI {}", transport.name(), dev.base, dev.irq);
-    Some(VirtioNet::new(transport, &DMA, None))
+    Some(VirtioNet::new(transport, &DMA, None).map(|nic| (nic, routed)))
 }
 
-fn probe_pci() -> Option<Result<Nic, drivers::virtio::Error>> {
+fn probe_pci() -> Option<Probed> {
     let f = functions().iter().find(|f| {
         f.vendor == VENDOR && (f.device == DEVICE_NET_MODERN || f.device == DEVICE_NET_TRANSITIONAL)
     })?;
@@ -101,5 +104,5 @@ fn probe_pci() -> Option<Result<Nic, drivers::virtio::Error>> {
         f.bdf,
         if msix.is_some() { "MSI-X" } else { "polled" }
     );
-    Some(VirtioNet::new(transport, &DMA, msix))
+    Some(VirtioNet::new(transport, &DMA, msix).map(|nic| (nic, msix.is_some())))
 }

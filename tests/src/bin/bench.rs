@@ -11,7 +11,9 @@ use std::time::Duration;
 use tests::{Vm, build_app, build_floor_stub, require_qemu};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]");
+    eprintln!(
+        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench http [--duration SECONDS]"
+    );
     ExitCode::from(2)
 }
 
@@ -20,6 +22,13 @@ fn main() -> ExitCode {
     let Some((cmd, rest)) = args.split_first() else {
         return usage();
     };
+    if cmd == "http" {
+        return match rest {
+            [] => http(20),
+            [flag, secs] if flag == "--duration" => secs.parse().map_or_else(|_| usage(), http),
+            _ => usage(),
+        };
+    }
     if cmd == "pvops" {
         return match rest {
             [] => pvops(true),
@@ -198,6 +207,159 @@ fn pvops(with_kvm: bool) -> ExitCode {
                 if p.site == 0 { "-".to_string() } else { format!("{:.2}", u.site as f64 / p.site as f64) };
             println!("{:<14} {:>9} {:>11} {:>6} {:>16}", p.name, p.site, u.site, bare, ratio);
         }
+    }
+    ExitCode::SUCCESS
+}
+
+/// One wrk run's figures.
+#[derive(Debug, Default, Clone, Copy)]
+struct WrkResult {
+    rps: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn parse_ms(s: &str) -> f64 {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let v: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => v / 1000.0,
+        "ms" => v,
+        "s" => v * 1000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn wrk(port: u16, connections: u32, secs: u32, close: bool) -> WrkResult {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t", if connections > 1 { "2" } else { "1" }])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{secs}s"))
+        .arg("--latency");
+    if close {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    let out = cmd.arg(format!("http://127.0.0.1:{port}/")).output().expect("wrk runs (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut r = WrkResult::default();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", v] => r.rps = v.parse().unwrap_or(0.0),
+            ["50%", v] => r.p50_ms = parse_ms(v),
+            ["90%", v] => r.p90_ms = parse_ms(v),
+            ["99%", v] => r.p99_ms = parse_ms(v),
+            ["Socket", "errors:", rest @ ..] => {
+                r.errors = rest.iter().filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok()).sum()
+            }
+            ["Non-2xx", "or", "3xx", "responses:", v] => r.errors += v.parse::<u64>().unwrap_or(0),
+            _ => {}
+        }
+    }
+    r
+}
+
+/// Polls with a raw GET until a 200 comes back; the time from QEMU's start. Each try
+/// gives up after 20 ms: QEMU's user network accepts host connections before the guest
+/// runs and then retries its SYN to the guest only after seconds, so a patient client
+/// would measure slirp's retransmit timer instead of the guest.
+fn first_200(port: u16, started: std::time::Instant, limit: Duration) -> Option<Duration> {
+    use std::io::{Read, Write};
+    while started.elapsed() < limit {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
+            let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            let mut buf = [0u8; 16];
+            if s.read(&mut buf).is_ok_and(|n| n >= 12 && &buf[9..12] == b"200") {
+                return Some(started.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// httpd vs a Linux guest (Debian cloud kernel, busybox httpd) on the same QEMU TCG
+/// configuration and user network.
+fn http(secs: u32) -> ExitCode {
+    require_qemu();
+    let httpd = build_app("httpd");
+    let root = tests::workspace_root();
+    let linux_dir = root.join("target/bench-linux");
+    let status =
+        Command::new(root.join("benches/linux-guest.sh")).arg(&linux_dir).status().expect("linux-guest.sh");
+    assert!(status.success(), "building the Linux guest failed");
+    let net = |port: u16| {
+        vec![
+            "-netdev".to_string(),
+            format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"),
+            "-device".to_string(),
+            "virtio-net-pci,netdev=n0".to_string(),
+        ]
+    };
+    type Guest = (&'static str, Box<dyn Fn(u16) -> Vm>);
+    let guests: Vec<Guest> = vec![
+        (
+            "chameleon httpd",
+            Box::new(move |port| {
+                let mut vm = Vm::new(&httpd).memory_mib(64).cmdline("log=warn ip=10.0.2.15/24 gw=10.0.2.2");
+                for a in net(port) {
+                    vm = vm.arg(a);
+                }
+                vm
+            }),
+        ),
+        (
+            "linux busybox httpd",
+            Box::new(move |port| {
+                let mut vm = Vm::new(linux_dir.join("vmlinuz"))
+                    .memory_mib(128)
+                    .cmdline("console=ttyS0 quiet")
+                    .arg("-initrd")
+                    .arg(linux_dir.join("initrd.cpio.gz").to_string_lossy());
+                for a in net(port) {
+                    vm = vm.arg(a);
+                }
+                vm
+            }),
+        ),
+    ];
+    let modes = [("keep-alive -c16", 16, false), ("keep-alive -c1", 1, false), ("close -c16", 16, true)];
+    let mut table = Vec::new();
+    for (name, make) in &guests {
+        let port = free_port();
+        let vm = make(port).verbose(false).timeout(Duration::from_secs(u64::from(secs) * 4 + 120));
+        let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
+        let first = first_200(port, run.started, Duration::from_secs(60)).expect("the guest answers");
+        let results: Vec<WrkResult> = modes.iter().map(|&(_, c, close)| wrk(port, c, secs, close)).collect();
+        drop(run);
+        table.push((name, first, results));
+    }
+    println!("http: wrk against the default 612-byte page, {secs} s per run, QEMU TCG, user network");
+    println!(
+        "{:<22} {:<16} {:>10} {:>9} {:>9} {:>9} {:>7}",
+        "guest", "mode", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors"
+    );
+    for (name, first, results) in &table {
+        for ((mode, _, _), r) in modes.iter().zip(results) {
+            println!(
+                "{:<22} {:<16} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+                name, mode, r.rps, r.p50_ms, r.p90_ms, r.p99_ms, r.errors
+            );
+        }
+        println!("{:<22} {:<16} {:>10.3} s", name, "start->first 200", first.as_secs_f64());
+    }
+    if let [(_, cf, c), (_, lf, l)] = table.as_slice() {
+        for (i, (mode, _, _)) in modes.iter().enumerate() {
+            println!("ratio chameleon/linux req/s, {mode}: {:.1}x", c[i].rps / l[i].rps);
+        }
+        println!("ratio linux/chameleon start->first 200: {:.1}x", lf.as_secs_f64() / cf.as_secs_f64());
     }
     ExitCode::SUCCESS
 }
