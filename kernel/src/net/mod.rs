@@ -1,10 +1,11 @@
 //! The network stack: smoltcp over the virtio-net card, configured statically
 //! (`ip=`/`gw=`) or by DHCP, started the first time an app asks for a socket.
 //!
-//! Apps see only [`TcpListener`] and [`TcpStream`] (in `tcp`), never smoltcp types.
+//! Apps see only [`TcpListener`], [`TcpStream`] and [`UdpSocket`], never smoltcp types.
 
 mod nic;
 mod tcp;
+mod udp;
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -20,6 +21,7 @@ use spin::{Mutex, Once};
 
 pub use nic::NET_VECTOR;
 pub use tcp::{NetError, TcpListener, TcpStream};
+pub use udp::{SocketAddr, UdpSocket};
 
 use crate::dma::Buffer;
 use nic::Nic;
