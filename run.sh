@@ -35,10 +35,16 @@ setup() {
         rustup target add "$TARGET" >&2 || rustup +stable target add "$TARGET" >&2 ||
             die "could not add the $TARGET target (rustup target add $TARGET)"
     fi
-    if ! command -v qemu-system-x86_64 >/dev/null; then
+    # Commands the boots, tests and benchmarks use, and the Debian packages with them.
+    local missing=() cmd pkg
+    for pair in qemu-system-x86_64:qemu-system-x86 curl:curl wrk:wrk ip:iproute2 gcc:gcc strip:binutils cpio:cpio; do
+        cmd=${pair%%:*} pkg=${pair#*:}
+        command -v "$cmd" >/dev/null || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-            echo "run.sh: installing QEMU (apt-get install qemu-system-x86)" >&2
-            apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 >&2
+            echo "run.sh: installing ${missing[*]}" >&2
+            apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
         fi
         command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
     fi

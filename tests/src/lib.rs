@@ -169,6 +169,8 @@ pub struct Vm {
     timeout: Duration,
     /// Echo the command line and guest serial lines to stderr (the bench turns this off).
     verbose: bool,
+    /// A command QEMU runs under (e.g. `ip netns exec NS`).
+    wrapper: Vec<String>,
 }
 
 impl Vm {
@@ -184,7 +186,14 @@ impl Vm {
             extra_args: Vec::new(),
             timeout: Duration::from_secs(60),
             verbose: true,
+            wrapper: Vec::new(),
         }
+    }
+
+    /// Runs QEMU under `prefix` (e.g. `["ip", "netns", "exec", "ns1"]`).
+    pub fn inside(mut self, prefix: &[&str]) -> Vm {
+        self.wrapper = prefix.iter().map(|s| s.to_string()).collect();
+        self
     }
 
     /// The accelerator this VM will use.
@@ -280,7 +289,10 @@ impl Vm {
 
     /// The full command line, shell-quoted, for logs.
     pub fn command_line(&self) -> String {
-        std::iter::once(OsString::from(qemu_binary()))
+        self.wrapper
+            .iter()
+            .map(OsString::from)
+            .chain(std::iter::once(OsString::from(qemu_binary())))
             .chain(self.args())
             .map(|a| shell_quote(&a.to_string_lossy()))
             .collect::<Vec<_>>()
@@ -295,7 +307,15 @@ impl Vm {
             eprintln!("$ {}", self.command_line());
         }
         let started = Instant::now();
-        let mut child = Command::new(&qemu)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&qemu);
+                c
+            }
+            None => Command::new(&qemu),
+        };
+        let mut child = command
             .args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

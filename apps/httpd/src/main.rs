@@ -188,7 +188,12 @@ fn main(args: &Args<'_>) -> AppResult {
     let config = parse_args(args)?;
     executor::block_on(async move {
         let mut listener = TcpListener::bind(config.port).map_err(|e| alloc::format!("httpd: {e}"))?;
-        println!("httpd: listening on port {} ({} files)", config.port, site::FILES.len());
+        println!(
+            "httpd: listening on port {} ({} files, backlog {})",
+            config.port,
+            site::FILES.len(),
+            listener.backlog()
+        );
         loop {
             match listener.accept().await {
                 Ok(stream) => executor::spawn(serve(stream, config.idle)),

@@ -13,10 +13,16 @@ use smoltcp::socket::tcp::{self, State};
 use super::with_stack;
 
 /// Receive and send buffer sizes of every connection.
-const RX_BUFFER: usize = 8 * 1024;
-const TX_BUFFER: usize = 16 * 1024;
-/// Listening sockets kept ready per listener: how many handshakes can be in flight.
-const BACKLOG: usize = 16;
+const RX_BUFFER: usize = 4 * 1024;
+const TX_BUFFER: usize = 8 * 1024;
+/// Listening sockets kept ready per listener: how many handshakes can be in flight. A
+/// SYN that finds none is answered with RST (smoltcp has no SYN queue), so the backlog
+/// is sized to memory: an eighth of what is free when the listener starts, in
+/// listening sockets, between 16 and 1024.
+fn backlog() -> usize {
+    let free = crate::heap_stats().frames_free as usize;
+    (free / 8 / (RX_BUFFER + TX_BUFFER)).clamp(16, 1024)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetError {
@@ -62,12 +68,17 @@ impl TcpListener {
         if port == 0 {
             return Err(NetError::BadPort);
         }
-        let backlog = (0..BACKLOG).map(|_| new_listening(port)).collect::<Result<_, _>>()?;
+        let backlog = (0..backlog()).map(|_| new_listening(port)).collect::<Result<_, _>>()?;
         Ok(TcpListener { port, backlog })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// How many handshakes can be in flight at once.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
     }
 
     /// The next established connection.

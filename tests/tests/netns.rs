@@ -1,0 +1,76 @@
+//! httpd on a tap device inside a network namespace this test creates: no user-network
+//! bottleneck, so 1024 clients can connect at once. Needs root and iproute2; skipped,
+//! loudly, without them.
+
+use std::process::Command;
+use std::time::Duration;
+
+use tests::Vm;
+
+/// A network namespace with a tap device at 10.0.3.1/24, deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn create() -> Option<Namespace> {
+        let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if !is_root || Command::new("ip").arg("-V").output().is_err() {
+            eprintln!("skipped: needs root and iproute2 for a network namespace");
+            return None;
+        }
+        let ns = Namespace(format!("chm{}", std::process::id()));
+        for cmd in [
+            vec!["netns", "add", &ns.0],
+            vec!["-n", &ns.0, "link", "set", "lo", "up"],
+            vec!["-n", &ns.0, "tuntap", "add", "dev", "tap0", "mode", "tap"],
+            vec!["-n", &ns.0, "addr", "add", "10.0.3.1/24", "dev", "tap0"],
+            vec!["-n", &ns.0, "link", "set", "tap0", "up"],
+        ] {
+            let ok = Command::new("ip").args(&cmd).status().is_ok_and(|s| s.success());
+            assert!(ok, "ip {cmd:?} failed");
+        }
+        Some(ns)
+    }
+
+    fn exec(&self, shell: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0, "sh", "-c", shell])
+            .output()
+            .expect("ip netns exec");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_thousand_and_twenty_four_concurrent_clients() {
+    let Some(ns) = Namespace::create() else { return };
+    let vm = Vm::app("httpd")
+        .inside(&["ip", "netns", "exec", &ns.0])
+        .memory_mib(128)
+        .cmdline("ip=10.0.3.2/24")
+        .arg("-netdev")
+        .arg("tap,id=n0,ifname=tap0,script=no,downscript=no")
+        .arg("-device")
+        .arg("virtio-net-pci,netdev=n0")
+        .timeout(Duration::from_secs(120));
+    let mut run = vm.spawn().expect("spawn QEMU");
+    run.wait_for("httpd: listening on port 80").expect("httpd listens");
+    let report = ns.exec("ulimit -n 8192; wrk -t2 -c1024 -d8s --latency http://10.0.3.2/");
+    let requests: u64 = report
+        .lines()
+        .find_map(|l| {
+            l.trim().split(" requests in ").next().filter(|_| l.contains(" requests in "))?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no wrk summary:\n{report}"));
+    assert!(!report.contains("Socket errors"), "{report}");
+    assert!(!report.contains("Non-2xx"), "{report}");
+    // 1024 connections open at once, no socket errors, thousands of answers.
+    assert!(requests > 4 * 1024, "{report}");
+    // And the server is still there for a new client.
+    assert!(ns.exec("curl -s -o /dev/null -w '%{http_code}' http://10.0.3.2/").contains("200"));
+}
