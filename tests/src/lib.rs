@@ -608,6 +608,27 @@ impl Outcome {
     pub fn has_line(&self, needle: &str) -> bool {
         self.lines.iter().any(|l| l.text.contains(needle))
     }
+
+    /// Panics, showing the output, unless a line contains `needle`.
+    pub fn assert_line(&self, needle: &str) {
+        assert!(self.has_line(needle), "expected a line containing {needle:?} in:\n{}", self.output());
+    }
+
+    /// Checks the guest's exit code both ways: isa-debug-exit's status (which QEMU's own
+    /// errors can mimic for code 0) and the kernel's last line.
+    pub fn assert_exit(&self, code: u32) {
+        assert_eq!(self.guest_code(), Some(code), "{}", self.output());
+        self.assert_line(&format!("chameleon: exit code {code}"));
+    }
+
+    /// The `[seconds.micros]` stamps of the kernel's log lines, in order.
+    pub fn log_timestamps(&self) -> Vec<f64> {
+        self.lines
+            .iter()
+            .filter(|l| l.text.starts_with('['))
+            .filter_map(|l| l.text[1..l.text.find(']')?].trim().parse().ok())
+            .collect()
+    }
 }
 
 /// Harness failures. Messages include the guest output so a failing test's

@@ -30,77 +30,66 @@ fn number_before(out: &Outcome, marker: &str, unit: &str) -> u64 {
     digits.chars().rev().collect::<String>().parse().expect("number")
 }
 
-/// The guest's exit code, seen both ways: isa-debug-exit's status (which QEMU's own
-/// errors can mimic for code 0) and the kernel's last line.
-fn assert_exit(out: &Outcome, code: u32) {
-    assert_eq!(out.guest_code(), Some(code), "{}", out.output());
-    assert_line(out, &format!("chameleon: exit code {code}"));
-}
-
-fn assert_line(out: &Outcome, needle: &str) {
-    assert!(out.has_line(needle), "expected a line containing {needle:?} in:\n{}", out.output());
-}
-
 #[test]
 fn hello_boots_and_exits_zero() {
     let out = boot(with_cmdline("-- first second"));
-    assert_exit(&out, 0);
-    assert_line(&out, "hello from chameleon: boot=pvh");
-    assert_line(&out, "hypervisor=tcg");
-    assert_line(&out, "nx=true exit=isa-debug-exit");
-    assert_line(&out, "hello: argument 0: first");
-    assert_line(&out, "hello: argument 1: second");
-    assert_line(&out, "chameleon: exit code 0");
+    out.assert_exit(0);
+    out.assert_line("hello from chameleon: boot=pvh");
+    out.assert_line("hypervisor=tcg");
+    out.assert_line("nx=true exit=isa-debug-exit");
+    out.assert_line("hello: argument 0: first");
+    out.assert_line("hello: argument 1: second");
+    out.assert_line("chameleon: exit code 0");
 }
 
 #[test]
 fn panic_exits_nonzero_with_message_and_backtrace() {
     let out = boot(with_cmdline("selftest=panic"));
-    assert_exit(&out, 101);
-    assert_line(&out, "panic at kernel/src/selftest.rs:");
-    assert_line(&out, "selftest: deliberate panic");
-    assert_line(&out, "backtrace (return addresses");
-    assert_line(&out, "  #0  0x");
+    out.assert_exit(101);
+    out.assert_line("panic at kernel/src/selftest.rs:");
+    out.assert_line("selftest: deliberate panic");
+    out.assert_line("backtrace (return addresses");
+    out.assert_line("  #0  0x");
 }
 
 #[test]
 fn page_fault_reports_cr2_error_and_rip() {
     let out = boot(with_cmdline("selftest=page-fault"));
-    assert_exit(&out, 102);
-    assert_line(&out, "fatal: CPU exception: page fault (vector 14), error code 0x0, at rip 0x");
-    assert_line(&out, "page fault: read at address 0x00007fffdead0000: page not mapped");
-    assert_line(&out, "(faulting instruction)");
+    out.assert_exit(102);
+    out.assert_line("fatal: CPU exception: page fault (vector 14), error code 0x0, at rip 0x");
+    out.assert_line("page fault: read at address 0x00007fffdead0000: page not mapped");
+    out.assert_line("(faulting instruction)");
 }
 
 #[test]
 fn stack_overflow_hits_the_guard_page() {
     let out = boot(with_cmdline("selftest=stack-overflow"));
-    assert_exit(&out, 102);
-    assert_line(&out, "double fault (vector 8)");
-    assert_line(&out, "stack overflow: the boot stack ran into its guard page");
+    out.assert_exit(102);
+    out.assert_line("double fault (vector 8)");
+    out.assert_line("stack overflow: the boot stack ran into its guard page");
 }
 
 #[test]
 fn text_is_not_writable() {
     let out = boot(with_cmdline("selftest=write-text"));
-    assert_exit(&out, 102);
-    assert_line(&out, "page fault: write at address");
-    assert_line(&out, "protection violation");
+    out.assert_exit(102);
+    out.assert_line("page fault: write at address");
+    out.assert_line("protection violation");
 }
 
 #[test]
 fn rodata_is_not_executable() {
     let out = boot(with_cmdline("selftest=exec-data"));
-    assert_exit(&out, 102);
-    assert_line(&out, "page fault: instruction fetch at address");
-    assert_line(&out, "protection violation");
+    out.assert_exit(102);
+    out.assert_line("page fault: instruction fetch at address");
+    out.assert_line("protection violation");
 }
 
 #[test]
 fn heap_stress_uses_most_of_memory_without_leaking() {
     let out = boot(with_cmdline("selftest=heap").memory_mib(64).timeout(Duration::from_secs(120)));
-    assert_exit(&out, 0);
-    assert_line(&out, "selftest heap: ok");
+    out.assert_exit(0);
+    out.assert_line("selftest heap: ok");
     let ram_mib = number_before(&out, "MiB RAM", " MiB RAM");
     for round in 1..=3 {
         let kib = number_before(&out, &format!("round {round} allocated"), " KiB in");
@@ -110,7 +99,7 @@ fn heap_stress_uses_most_of_memory_without_leaking() {
 
 fn boots_with(machine: &str, memory_mib: u32) -> Outcome {
     let out = boot(hello().machine(machine).memory_mib(memory_mib));
-    assert_exit(&out, 0);
+    out.assert_exit(0);
     out
 }
 
@@ -140,8 +129,8 @@ fn boots_on_microvm() {
 #[test]
 fn too_little_memory_is_a_clear_error() {
     let out = boot(hello().memory_mib(2));
-    assert_exit(&out, 2);
-    assert_line(&out, "chameleon: boot failed: memory: not enough memory:");
+    out.assert_exit(2);
+    out.assert_line("chameleon: boot failed: memory: not enough memory:");
 }
 
 /// Without isa-debug-exit the kernel powers off through ACPI S5, which QEMU answers by
@@ -149,8 +138,8 @@ fn too_little_memory_is_a_clear_error() {
 fn powers_off_via_acpi(machine: &str) {
     let out = boot(hello().machine(machine).debug_exit(false));
     assert_eq!(out.status, Some(0), "{machine}: {}", out.output());
-    assert_line(&out, "exit=acpi-s5");
-    assert_line(&out, "chameleon: exit code 0");
+    out.assert_line("exit=acpi-s5");
+    out.assert_line("chameleon: exit code 0");
 }
 
 #[test]
@@ -171,9 +160,8 @@ fn acpi_power_off_on_microvm() {
 #[test]
 fn invalid_utf8_command_line_is_refused() {
     let out = boot(hello().cmdline(OsString::from_vec(b"log=info \xff\xfe".to_vec())));
-    assert_exit(&out, 2);
-    assert_line(
-        &out,
+    out.assert_exit(2);
+    out.assert_line(
         "chameleon: boot failed: command line: command line is not UTF-8 (invalid byte at offset 9)",
     );
 }
@@ -181,8 +169,8 @@ fn invalid_utf8_command_line_is_refused() {
 #[test]
 fn overlong_command_line_is_refused() {
     let out = boot(with_cmdline(&format!("log=info {}", "x".repeat(4100))));
-    assert_exit(&out, 2);
-    assert_line(&out, "chameleon: boot failed: command line: command line is longer than 4096 bytes");
+    out.assert_exit(2);
+    out.assert_line("chameleon: boot failed: command line: command line is longer than 4096 bytes");
 }
 
 /// QEMU 7.2's PVH option ROM copies an 8 KiB command line over the start info it
@@ -190,9 +178,8 @@ fn overlong_command_line_is_refused() {
 #[test]
 fn corrupt_start_info_is_refused() {
     let out = boot(with_cmdline(&"x".repeat(8192)));
-    assert_exit(&out, 2);
-    assert_line(
-        &out,
+    out.assert_exit(2);
+    out.assert_line(
         "chameleon: boot failed: PVH start info: start info magic is 0x78787878, expected 0x336ec578",
     );
 }
@@ -200,21 +187,20 @@ fn corrupt_start_info_is_refused() {
 #[test]
 fn bad_settings_warn_and_boot_continues() {
     let out = boot(with_cmdline("log=loud mystery=1 flag -- x"));
-    assert_exit(&out, 0);
-    assert_line(
-        &out,
+    out.assert_exit(0);
+    out.assert_line(
         "chameleon: warning: command line: `log=loud` ignored: expected error, warn, info, debug or trace",
     );
-    assert_line(&out, "chameleon: warning: command line: unknown setting `mystery` ignored");
-    assert_line(&out, "chameleon: warning: command line: unknown setting `flag` ignored");
-    assert_line(&out, "3 command-line setting(s) ignored");
-    assert_line(&out, "hello: argument 0: x");
+    out.assert_line("chameleon: warning: command line: unknown setting `mystery` ignored");
+    out.assert_line("chameleon: warning: command line: unknown setting `flag` ignored");
+    out.assert_line("3 command-line setting(s) ignored");
+    out.assert_line("hello: argument 0: x");
 }
 
 #[test]
 fn log_level_and_timestamps() {
     let out = boot(with_cmdline("log=debug"));
-    assert_exit(&out, 0);
+    out.assert_exit(0);
     let debug =
         out.lines.iter().find(|l| l.text.contains("DEBUG kernel::boot: memory:")).expect("a debug line");
     // `[   0.012345] DEBUG ...`: seconds, a dot, six digits of microseconds.
@@ -223,7 +209,7 @@ fn log_level_and_timestamps() {
     assert!(secs.parse::<u64>().is_ok() && micros.len() == 6 && micros.parse::<u64>().is_ok(), "{stamp}");
 
     let quiet = boot(with_cmdline("log=warn"));
-    assert_exit(&quiet, 0);
+    quiet.assert_exit(0);
     assert!(!quiet.output().contains(" INFO "), "{}", quiet.output());
     assert!(!quiet.output().contains(" DEBUG "));
 }
@@ -231,12 +217,7 @@ fn log_level_and_timestamps() {
 #[test]
 fn timestamps_are_monotonic() {
     let out = boot(with_cmdline("log=trace"));
-    let stamps: Vec<f64> = out
-        .lines
-        .iter()
-        .filter(|l| l.text.starts_with('['))
-        .map(|l| l.text[1..l.text.find(']').unwrap()].trim().parse().unwrap())
-        .collect();
+    let stamps = out.log_timestamps();
     assert!(stamps.len() >= 3, "{}", out.output());
     assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
 }
@@ -244,8 +225,8 @@ fn timestamps_are_monotonic() {
 #[test]
 fn unknown_selftest_is_an_error() {
     let out = boot(with_cmdline("selftest=nonsense"));
-    assert_exit(&out, 2);
-    assert_line(&out, "unknown selftest `nonsense`");
+    out.assert_exit(2);
+    out.assert_line("unknown selftest `nonsense`");
 }
 
 /// The same FNV-1a the kernel's heap selftest prints.
@@ -269,9 +250,10 @@ fn boot_modules_survive_a_full_heap() {
     std::fs::write(&path, &data).unwrap();
     let out = boot(with_cmdline("selftest=heap").arg("-initrd").arg(path.to_string_lossy()));
     let _ = std::fs::remove_file(&path);
-    assert_exit(&out, 0);
-    assert_line(
-        &out,
-        &format!("selftest heap: module 0: {} bytes, fnv1a64 {:016x}", data.len(), fnv1a64(&data)),
-    );
+    out.assert_exit(0);
+    out.assert_line(&format!(
+        "selftest heap: module 0: {} bytes, fnv1a64 {:016x}",
+        data.len(),
+        fnv1a64(&data)
+    ));
 }

@@ -9,15 +9,6 @@ fn hello(cmdline: &str) -> Vm {
     Vm::app("hello").cmdline(cmdline)
 }
 
-fn assert_exit(out: &Outcome, code: u32) {
-    assert_eq!(out.guest_code(), Some(code), "{}", out.output());
-    assert_line(out, &format!("chameleon: exit code {code}"));
-}
-
-fn assert_line(out: &Outcome, needle: &str) {
-    assert!(out.has_line(needle), "expected a line containing {needle:?} in:\n{}", out.output());
-}
-
 /// `(patched, total)` from the boot line.
 fn patch_counts(out: &Outcome) -> (u32, u32) {
     let line = out.lines.iter().find(|l| l.text.contains(" patched=")).expect("pv boot line");
@@ -29,18 +20,18 @@ fn patch_counts(out: &Outcome) -> (u32, u32) {
 #[test]
 fn tcg_runs_native_with_every_site_patched() {
     let out = run_to_exit(hello(""));
-    assert_exit(&out, 0);
-    assert_line(&out, "pv: hypervisor=tcg backend=native patched=");
+    out.assert_exit(0);
+    out.assert_line("pv: hypervisor=tcg backend=native patched=");
     let (patched, total) = patch_counts(&out);
     assert!(total > 0, "no call sites recorded");
     assert_eq!(patched, total, "{}", out.output());
-    assert_line(&out, "hypervisor=tcg pv=native");
+    out.assert_line("hypervisor=tcg pv=native");
 }
 
 #[test]
 fn patching_can_be_turned_off() {
     let out = run_to_exit(hello("pv.patch=off"));
-    assert_exit(&out, 0);
+    out.assert_exit(0);
     let (patched, total) = patch_counts(&out);
     assert_eq!(patched, 0);
     assert!(total > 0);
@@ -49,8 +40,8 @@ fn patching_can_be_turned_off() {
 #[test]
 fn vmware_forced_on_tcg_with_vmport() {
     let out = run_to_exit(hello("pv=vmware").machine("pc,vmport=on"));
-    assert_exit(&out, 0);
-    assert_line(&out, "pv: hypervisor=tcg backend=vmware patched=");
+    out.assert_exit(0);
+    out.assert_line("pv: hypervisor=tcg backend=vmware patched=");
     // QEMU answers GETHZ only when it knows the TSC rate (not under TCG): then the rate
     // comes from calibration.
     assert!(
@@ -61,9 +52,8 @@ fn vmware_forced_on_tcg_with_vmport() {
 #[test]
 fn vmware_forced_is_refused_without_vmport() {
     let out = run_to_exit(hello("pv=vmware").machine("pc,vmport=off"));
-    assert_exit(&out, 2);
-    assert_line(
-        &out,
+    out.assert_exit(2);
+    out.assert_line(
         "boot failed: pv: pv=vmware forced, but the VMware backdoor (I/O port 0x5658) does not answer",
     );
 }
@@ -71,23 +61,23 @@ fn vmware_forced_is_refused_without_vmport() {
 #[test]
 fn kvm_forced_is_refused_on_tcg() {
     let out = run_to_exit(hello("pv=kvm"));
-    assert_exit(&out, 2);
-    assert_line(&out, "boot failed: pv: pv=kvm forced, but no KVM signature in CPUID");
+    out.assert_exit(2);
+    out.assert_line("boot failed: pv: pv=kvm forced, but no KVM signature in CPUID");
 }
 
 #[test]
 fn unknown_pv_value_warns_and_detects() {
     let out = run_to_exit(hello("pv=xen"));
-    assert_exit(&out, 0);
-    assert_line(&out, "`pv=xen` ignored: expected auto, native, kvm or vmware");
-    assert_line(&out, "backend=native");
+    out.assert_exit(0);
+    out.assert_line("`pv=xen` ignored: expected auto, native, kvm or vmware");
+    out.assert_line("backend=native");
 }
 
 #[test]
 fn clock_is_monotonic_over_a_million_reads() {
     let out = run_to_exit(hello("selftest=clock"));
-    assert_exit(&out, 0);
-    assert_line(&out, "selftest clock: 1000000 reads monotonic");
+    out.assert_exit(0);
+    out.assert_line("selftest clock: 1000000 reads monotonic");
     // The wall clock (CMOS RTC here; QEMU sets it from the host's UTC time).
     let line = out.lines.iter().find(|l| l.text.contains("wall clock")).unwrap();
     let guest: u64 =
@@ -107,7 +97,7 @@ fn one_second_sleep(vm: Vm) {
         "a 1 s guest sleep took {host:?} of host time"
     );
     let out = run.wait_exit().expect("exit");
-    assert_exit(&out, 0);
+    out.assert_exit(0);
 }
 
 #[test]
@@ -141,16 +131,11 @@ fn kvm(cmdline: &str) -> Option<Vm> {
 fn kvm_detected_with_kvmclock() {
     let Some(vm) = kvm("log=debug") else { return };
     let out = run_to_exit(vm);
-    assert_exit(&out, 0);
-    assert_line(&out, "pv: hypervisor=kvm backend=kvm patched=");
-    assert_line(&out, "time: clock from pvclock");
+    out.assert_exit(0);
+    out.assert_line("pv: hypervisor=kvm backend=kvm patched=");
+    out.assert_line("time: clock from pvclock");
     // Every log line reads kvmclock: the stamps must move forward.
-    let stamps: Vec<f64> = out
-        .lines
-        .iter()
-        .filter(|l| l.text.starts_with('['))
-        .map(|l| l.text[1..l.text.find(']').unwrap()].trim().parse().unwrap())
-        .collect();
+    let stamps = out.log_timestamps();
     assert!(
         stamps.len() >= 3 && stamps.windows(2).all(|w| w[0] <= w[1]) && stamps.last() > stamps.first(),
         "{stamps:?}"
@@ -161,8 +146,8 @@ fn kvm_detected_with_kvmclock() {
 fn kvm_with_native_forced() {
     let Some(vm) = kvm("pv=native") else { return };
     let out = run_to_exit(vm);
-    assert_exit(&out, 0);
-    assert_line(&out, "pv: hypervisor=kvm backend=native patched=");
+    out.assert_exit(0);
+    out.assert_line("pv: hypervisor=kvm backend=native patched=");
 }
 
 #[test]
@@ -171,8 +156,8 @@ fn vmware_detected_behind_hidden_kvm() {
     let Some(vm) = kvm("") else { return };
     let vm = vm.machine("pc,vmport=on").arg("-cpu").arg("host,-arch-capabilities,kvm=off");
     let out = run_to_exit(vm);
-    assert_exit(&out, 0);
-    assert_line(&out, "pv: hypervisor=vmware backend=vmware patched=");
+    out.assert_exit(0);
+    out.assert_line("pv: hypervisor=vmware backend=vmware patched=");
 }
 
 #[test]
