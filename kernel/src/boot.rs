@@ -103,8 +103,8 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
             Ok(how) => crate::exit::set_power_off(how),
             Err(e) => log::warn!("ACPI: {e}; power-off unavailable"),
         }
-        if let Ok(Some((addr, gsi_base))) = bootinfo::acpi::find_ioapic(&BootMemory, rsdp) {
-            interrupts::set_ioapic(addr, gsi_base);
+        if let Ok(Some(madt)) = bootinfo::acpi::find_madt(&BootMemory, rsdp) {
+            interrupts::set_madt(madt);
         }
         if let Ok((devices, count)) = bootinfo::acpi::find_virtio_mmio(&BootMemory, rsdp) {
             for dev in &devices[..count] {

@@ -19,34 +19,82 @@ pub(crate) fn init() -> (Mode, TimerMode) {
     apic::init(TIMER_VECTOR, SPURIOUS_VECTOR)
 }
 
-/// The I/O APIC: its MMIO window and the first GSI it serves (from the MADT, else the
-/// PC default).
-static IOAPIC: spin::Once<(u64, u32)> = spin::Once::new();
+/// The MADT's view of the I/O APIC (or the PC defaults), set at boot.
+static MADT: spin::Once<bootinfo::acpi::Madt> = spin::Once::new();
 
-pub(crate) fn set_ioapic(addr: u64, gsi_base: u32) {
-    IOAPIC.call_once(|| (addr, gsi_base));
+pub(crate) fn set_madt(madt: bootinfo::acpi::Madt) {
+    MADT.call_once(|| madt);
 }
 
-/// Delivers GSI `gsi` as `vector` to this CPU: edge-triggered, active high. (Level
-/// lines such as virtio-mmio's are acknowledged at the device before each halt, so an
-/// edge per new event is enough.)
-/// Returns whether the line was routed.
-pub(crate) fn route_gsi(gsi: u32, vector: u8) -> bool {
-    let &(addr, base) = IOAPIC.call_once(|| (0xfec0_0000, 0));
-    if crate::memory::map_device(addr, 0x20).is_err() || gsi < base || gsi - base >= 24 {
-        log::warn!("I/O APIC at {addr:#x}: cannot route GSI {gsi}; the card will be polled");
-        return false;
+fn madt() -> &'static bootinfo::acpi::Madt {
+    MADT.call_once(bootinfo::acpi::Madt::default)
+}
+
+/// An interrupt line as the I/O APIC sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Line {
+    pub gsi: u32,
+    pub level: bool,
+    pub active_low: bool,
+}
+
+/// The line a PCI function's INTx arrives on: its interrupt-line register names an
+/// ISA IRQ that the MADT may override; without an override, PCI lines are level and
+/// active low.
+pub(crate) fn pci_intx_line(irq: u8) -> Line {
+    match madt().irq_override(irq) {
+        Some(o) => Line { gsi: o.gsi, level: o.level, active_low: o.active_low },
+        None => Line { gsi: u32::from(irq), level: true, active_low: true },
+    }
+}
+
+/// The I/O APIC's register window and the GSI of its pin 0, if `gsi` is one of its 24.
+fn ioapic_for(gsi: u32) -> Option<(crate::arch::mmio::MmioRange, u32)> {
+    let (addr, base) = madt().ioapic.unwrap_or((0xfec0_0000, 0));
+    if gsi < base || gsi - base >= 24 || crate::memory::map_device(addr, 0x20).is_err() {
+        log::warn!("I/O APIC at {addr:#x}: cannot reach GSI {gsi}");
+        return None;
     }
     // SAFETY: the I/O APIC's two registers (select at +0, window at +0x10), just mapped
-    // uncached; only this function programs it.
-    let ioapic = unsafe { crate::arch::mmio::MmioRange::new(addr, 0x20) };
-    let pin = gsi - base;
-    let write = |reg: u32, value: u32| {
-        use drivers::Registers;
-        ioapic.write32(0, reg);
-        ioapic.write32(0x10, value);
-    };
-    write(0x10 + 2 * pin + 1, (apic::id() & 0xff) << 24);
-    write(0x10 + 2 * pin, u32::from(vector));
+    // uncached; only this module programs it.
+    Some((unsafe { crate::arch::mmio::MmioRange::new(addr, 0x20) }, gsi - base))
+}
+
+fn ioapic_write(ioapic: &crate::arch::mmio::MmioRange, reg: u32, value: u32) {
+    use drivers::Registers;
+    ioapic.write32(0, reg);
+    ioapic.write32(0x10, value);
+}
+
+fn ioapic_read(ioapic: &crate::arch::mmio::MmioRange, reg: u32) -> u32 {
+    use drivers::Registers;
+    ioapic.write32(0, reg);
+    ioapic.read32(0x10)
+}
+
+const REDIRECT_MASKED: u32 = 1 << 16;
+
+/// Delivers `line` as `vector` to this CPU; whether it could be routed.
+pub(crate) fn route(line: Line, vector: u8) -> bool {
+    let Some((ioapic, pin)) = ioapic_for(line.gsi) else { return false };
+    let mut low = u32::from(vector);
+    if line.active_low {
+        low |= 1 << 13;
+    }
+    if line.level {
+        low |= 1 << 15;
+    }
+    ioapic_write(&ioapic, 0x10 + 2 * pin + 1, (apic::id() & 0xff) << 24);
+    ioapic_write(&ioapic, 0x10 + 2 * pin, low);
     true
+}
+
+/// Masks or unmasks a routed line. A level-triggered device line is masked from its
+/// interrupt until the driver has acknowledged the device, so it cannot fire again and
+/// again in between.
+pub(crate) fn set_masked(gsi: u32, masked: bool) {
+    let Some((ioapic, pin)) = ioapic_for(gsi) else { return };
+    let low = ioapic_read(&ioapic, 0x10 + 2 * pin);
+    let low = if masked { low | REDIRECT_MASKED } else { low & !REDIRECT_MASKED };
+    ioapic_write(&ioapic, 0x10 + 2 * pin, low);
 }

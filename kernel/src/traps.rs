@@ -53,8 +53,10 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
     match frame.vector {
         0..=31 => fatal(frame),
         // The timer and the network card only end a halt; the executor does the work.
-        v if v == u64::from(time::TIMER_VECTOR) || v == u64::from(crate::net::NET_VECTOR) => {
-            pv::site::apic_eoi()
+        v if v == u64::from(time::TIMER_VECTOR) => pv::site::apic_eoi(),
+        v if v == u64::from(crate::net::NET_VECTOR) => {
+            crate::net::on_interrupt();
+            pv::site::apic_eoi();
         }
         // Spurious interrupts need no EOI.
         v if v == u64::from(time::SPURIOUS_VECTOR) => {}

@@ -275,9 +275,36 @@ pub fn find_virtio_mmio(
     Ok((found, count))
 }
 
-/// The first I/O APIC in the MADT: its MMIO address and first GSI.
-pub fn find_ioapic(mem: &impl PhysMemory, rsdp: u64) -> Result<Option<(u64, u32)>, AcpiError> {
+/// How an ISA interrupt reaches the I/O APIC (a MADT interrupt source override).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IrqOverride {
+    pub irq: u8,
+    pub gsi: u32,
+    pub level: bool,
+    pub active_low: bool,
+}
+
+/// What the MADT says about I/O APICs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Madt {
+    /// The first I/O APIC: MMIO address and first GSI.
+    pub ioapic: Option<(u64, u32)>,
+    pub overrides: [Option<IrqOverride>; 16],
+}
+
+impl Madt {
+    /// Where ISA/PCI-routed IRQ `irq` arrives, and how; `None` when no override names
+    /// it (then the GSI is the IRQ number).
+    pub fn irq_override(&self, irq: u8) -> Option<IrqOverride> {
+        self.overrides.iter().flatten().find(|o| o.irq == irq).copied()
+    }
+}
+
+/// Reads the MADT: the first I/O APIC and the interrupt source overrides.
+pub fn find_madt(mem: &impl PhysMemory, rsdp: u64) -> Result<Option<Madt>, AcpiError> {
     let Some((madt, len)) = find_table(mem, rsdp, b"APIC")? else { return Ok(None) };
+    let mut out = Madt::default();
+    let mut slots = 0;
     let mut at = madt + HEADER_LEN + 8;
     let end = madt + u64::from(len);
     while at + 2 <= end {
@@ -285,12 +312,25 @@ pub fn find_ioapic(mem: &impl PhysMemory, rsdp: u64) -> Result<Option<(u64, u32)
         if entry_len < 2 {
             break;
         }
-        if kind == 1 && entry_len >= 12 {
-            return Ok(Some((u64::from(mem.read_u32(at + 4)?), mem.read_u32(at + 8)?)));
+        match kind {
+            1 if entry_len >= 12 && out.ioapic.is_none() => {
+                out.ioapic = Some((u64::from(mem.read_u32(at + 4)?), mem.read_u32(at + 8)?));
+            }
+            2 if entry_len >= 10 && slots < out.overrides.len() => {
+                let flags = mem.read_u16(at + 8)?;
+                out.overrides[slots] = Some(IrqOverride {
+                    irq: mem.read_u8(at + 3)?,
+                    gsi: mem.read_u32(at + 4)?,
+                    active_low: flags & 3 == 3,
+                    level: (flags >> 2) & 3 == 3,
+                });
+                slots += 1;
+            }
+            _ => {}
         }
         at += entry_len;
     }
-    Ok(None)
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -439,7 +479,7 @@ mod tests {
     }
 
     #[test]
-    fn ioapic_from_the_madt() {
+    fn ioapic_and_overrides_from_the_madt() {
         let mut mem = platform(&[], 0x604, 0, None);
         let mut body = std::vec::Vec::new();
         body.extend_from_slice(&0xfee0_0000u32.to_le_bytes());
@@ -448,8 +488,24 @@ mod tests {
         body.extend_from_slice(&[1, 12, 0, 0]); // I/O APIC id 0
         body.extend_from_slice(&0xfec0_0000u32.to_le_bytes());
         body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&[2, 10, 0, 0]); // IRQ 0 -> GSI 2, bus default
+        body.extend_from_slice(&2u32.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&[2, 10, 0, 11]); // IRQ 11 -> GSI 11, level, active high
+        body.extend_from_slice(&11u32.to_le_bytes());
+        body.extend_from_slice(&0x000du16.to_le_bytes());
         mem.0.retain(|(a, _)| *a != 0x11000);
         mem.put(0x11000, &sdt(b"APIC", &body));
-        assert_eq!(find_ioapic(&mem, 0xf5a00), Ok(Some((0xfec0_0000, 0))));
+        let madt = find_madt(&mem, 0xf5a00).unwrap().unwrap();
+        assert_eq!(madt.ioapic, Some((0xfec0_0000, 0)));
+        assert_eq!(
+            madt.irq_override(0),
+            Some(IrqOverride { irq: 0, gsi: 2, level: false, active_low: false })
+        );
+        assert_eq!(
+            madt.irq_override(11),
+            Some(IrqOverride { irq: 11, gsi: 11, level: true, active_low: false })
+        );
+        assert_eq!(madt.irq_override(10), None);
     }
 }

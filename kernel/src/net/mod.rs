@@ -55,8 +55,20 @@ pub(crate) struct Stack {
     dhcp: Option<SocketHandle>,
     /// Sockets closed by their owners, removed once the connection is fully closed.
     closing: Vec<SocketHandle>,
-    /// Whether the card interrupts; if not, idle waits are cut to `POLL_INTERVAL_NS`.
-    interrupts: bool,
+    /// How the card signals; a polled card cuts idle waits to `POLL_INTERVAL_NS`.
+    signal: nic::Signal,
+}
+
+/// The GSI of a level-triggered card line, which the interrupt handler masks (read
+/// without the stack's lock); `u32::MAX` for none.
+static LEVEL_GSI: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Called from the interrupt handler for the card's vector.
+pub(crate) fn on_interrupt() {
+    let gsi = LEVEL_GSI.load(core::sync::atomic::Ordering::Relaxed);
+    if gsi != u32::MAX {
+        crate::interrupts::set_masked(gsi, true);
+    }
 }
 
 /// How often a card without interrupts is polled while idle.
@@ -139,7 +151,12 @@ fn start() -> Result<(), NetError> {
         }
         Some(Ok(probed)) => probed,
     };
-    let (nic, interrupts) = nic;
+    let (nic, signal) = nic;
+    if let nic::Signal::Line(line) = signal
+        && line.level
+    {
+        LEVEL_GSI.store(line.gsi, core::sync::atomic::Ordering::Relaxed);
+    }
     let mac = nic.mac();
     let mut port = Port { nic: RefCell::new(nic), recycled: RefCell::new(Vec::new()) };
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
@@ -172,7 +189,7 @@ fn start() -> Result<(), NetError> {
             Some(sockets.add(dhcpv4::Socket::new()))
         }
     };
-    *STACK.lock() = Some(Stack { iface, sockets, port, dhcp, closing: Vec::new(), interrupts });
+    *STACK.lock() = Some(Stack { iface, sockets, port, dhcp, closing: Vec::new(), signal });
     Ok(())
 }
 
@@ -258,7 +275,11 @@ pub(crate) fn poll_delay_ns() -> Option<u64> {
     let mut stack = STACK.lock();
     let stack = stack.as_mut()?;
     let delay = stack.iface.poll_delay(now(), &stack.sockets).map(|d| d.total_micros() * 1000);
-    if stack.interrupts { delay } else { Some(delay.map_or(POLL_INTERVAL_NS, |d| d.min(POLL_INTERVAL_NS))) }
+    if stack.signal != nic::Signal::Polled {
+        delay
+    } else {
+        Some(delay.map_or(POLL_INTERVAL_NS, |d| d.min(POLL_INTERVAL_NS)))
+    }
 }
 
 /// Whether the card has frames waiting (checked with interrupts off before halting).
@@ -268,6 +289,12 @@ pub(crate) fn has_work() -> bool {
     STACK.lock().as_mut().is_some_and(|s| {
         let nic = s.port.nic.get_mut();
         nic.ack_interrupt();
+        if let nic::Signal::Line(line) = s.signal
+            && line.level
+        {
+            // Acknowledged at the device: the line may be armed again.
+            crate::interrupts::set_masked(line.gsi, false);
+        }
         nic.has_rx()
     })
 }

@@ -53,8 +53,34 @@ fn modern(bdf: pci::Bdf, msix: bool) -> Option<ModernPci<MmioRange>> {
     Some(ModernPci { common, notify, notify_multiplier, isr, device, msix })
 }
 
-/// A started card, and whether it signals interrupts (else the stack polls it).
-pub type Probed = Result<(Nic, bool), drivers::virtio::Error>;
+/// How a card signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Msix,
+    /// A line through the I/O APIC; level lines are masked between interrupt and ack.
+    Line(crate::interrupts::Line),
+    /// Nothing: the stack polls the card.
+    Polled,
+}
+
+impl core::fmt::Display for Signal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Signal::Msix => f.write_str("MSI-X"),
+            Signal::Line(l) => write!(
+                f,
+                "GSI {} ({}, active {})",
+                l.gsi,
+                if l.level { "level" } else { "edge" },
+                if l.active_low { "low" } else { "high" }
+            ),
+            Signal::Polled => f.write_str("polled"),
+        }
+    }
+}
+
+/// A started card and how it signals.
+pub type Probed = Result<(Nic, Signal), drivers::virtio::Error>;
 
 /// Starts the first virtio-net card found on PCI, else among the virtio-mmio windows.
 pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Probed> {
@@ -70,10 +96,12 @@ fn probe_mmio(dev: &MmioDevice) -> Option<Probed> {
     if device_type != mmio::DEVICE_NET {
         return None;
     }
-    let routed = crate::interrupts::route_gsi(dev.irq, NET_VECTOR);
+    // virtio-mmio lines are level, active high.
+    let line = crate::interrupts::Line { gsi: dev.irq, level: true, active_low: false };
+    let signal = if crate::interrupts::route(line, NET_VECTOR) { Signal::Line(line) } else { Signal::Polled };
     let transport = AnyTransport::Mmio(transport);
-    log::info!("net: virtio-net ({}) at {:#x}, GSI {}", transport.name(), dev.base, dev.irq);
-    Some(VirtioNet::new(transport, &DMA, None).map(|nic| (nic, routed)))
+    log::info!("net: virtio-net ({}) at {:#x}, {signal}", transport.name(), dev.base);
+    Some(VirtioNet::new(transport, &DMA, None).map(|nic| (nic, signal)))
 }
 
 fn probe_pci() -> Option<Probed> {
@@ -98,11 +126,15 @@ fn probe_pci() -> Option<Probed> {
         Some(m) => AnyTransport::ModernPci(m),
         None => AnyTransport::LegacyPci(LegacyPci { io: io_bar(f.bdf, 0)?, msix: msix.is_some() }),
     };
-    log::info!(
-        "net: virtio-net ({}) at {}, {}",
-        transport.name(),
-        f.bdf,
-        if msix.is_some() { "MSI-X" } else { "polled" }
-    );
-    Some(VirtioNet::new(transport, &DMA, msix).map(|nic| (nic, msix.is_some())))
+    // Without MSI-X, the INTx line the firmware routed (interrupt-line register).
+    let signal = match (msix, f.interrupt_line) {
+        (Some(_), _) => Signal::Msix,
+        (None, irq @ 1..=0xfe) => {
+            let line = crate::interrupts::pci_intx_line(irq);
+            if crate::interrupts::route(line, NET_VECTOR) { Signal::Line(line) } else { Signal::Polled }
+        }
+        (None, _) => Signal::Polled,
+    };
+    log::info!("net: virtio-net ({}) at {}, {signal}", transport.name(), f.bdf);
+    Some(VirtioNet::new(transport, &DMA, msix).map(|nic| (nic, signal)))
 }
