@@ -103,6 +103,9 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
             Ok(how) => crate::exit::set_power_off(how),
             Err(e) => log::warn!("ACPI: {e}; power-off unavailable"),
         }
+        if let Ok(Some(ecam)) = bootinfo::acpi::find_ecam(&BootMemory, rsdp) {
+            crate::pci::set_ecam(ecam);
+        }
         if let Ok(Some(madt)) = bootinfo::acpi::find_madt(&BootMemory, rsdp) {
             interrupts::set_madt(madt);
         }

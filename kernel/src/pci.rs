@@ -1,5 +1,6 @@
-//! PCI configuration access through ports 0xCF8/0xCFC, and finding devices' register
-//! windows (mapped uncached) for their drivers.
+//! PCI configuration access (ECAM from the ACPI MCFG where present, else ports
+//! 0xCF8/0xCFC), and finding devices' register windows (mapped uncached) for their
+//! drivers.
 
 use alloc::vec::Vec;
 
@@ -37,13 +38,86 @@ impl ConfigSpace for PortConfig {
     }
 }
 
-static CONFIG: Once<PortConfig> = Once::new();
+/// The memory-mapped (ECAM) configuration window: each function's 4 KiB page is mapped
+/// the first time it is touched.
+#[derive(Debug)]
+pub struct EcamConfig {
+    ecam: bootinfo::acpi::Ecam,
+    mapped: spin::Mutex<alloc::collections::BTreeSet<Bdf>>,
+}
+
+impl EcamConfig {
+    fn function(&self, bdf: Bdf) -> Option<MmioRange> {
+        if bdf.bus < self.ecam.first_bus || bdf.bus > self.ecam.last_bus {
+            return None;
+        }
+        let page = self.ecam.base
+            + ((u64::from(bdf.bus - self.ecam.first_bus) << 20)
+                | (u64::from(bdf.device) << 15)
+                | (u64::from(bdf.function) << 12));
+        let mut mapped = self.mapped.lock();
+        if !mapped.contains(&bdf) {
+            crate::memory::map_device(page, 4096).ok()?;
+            mapped.insert(bdf);
+        }
+        // SAFETY: the page is this function's configuration space inside the MCFG's
+        // window, mapped uncached above; configuration accesses have no memory effects.
+        Some(unsafe { MmioRange::new(page, 4096) })
+    }
+}
+
+impl ConfigSpace for EcamConfig {
+    fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
+        self.function(bdf).map_or(u32::MAX, |f| f.read32(offset & 0xffc))
+    }
+    fn write32(&self, bdf: Bdf, offset: u16, value: u32) {
+        if let Some(f) = self.function(bdf) {
+            f.write32(offset & 0xffc, value);
+        }
+    }
+}
+
+/// Whichever configuration mechanism the platform has.
+#[derive(Debug)]
+pub enum Config {
+    Ecam(EcamConfig),
+    Ports(PortConfig),
+}
+
+impl ConfigSpace for Config {
+    fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
+        match self {
+            Config::Ecam(c) => c.read32(bdf, offset),
+            Config::Ports(c) => c.read32(bdf, offset),
+        }
+    }
+    fn write32(&self, bdf: Bdf, offset: u16, value: u32) {
+        match self {
+            Config::Ecam(c) => c.write32(bdf, offset, value),
+            Config::Ports(c) => c.write32(bdf, offset, value),
+        }
+    }
+}
+
+static ECAM: Once<bootinfo::acpi::Ecam> = Once::new();
+static CONFIG: Once<Config> = Once::new();
 static FUNCTIONS: Once<Vec<Function>> = Once::new();
 
-pub fn config() -> &'static PortConfig {
-    // SAFETY: 0xCF8..0xD00 is the PCI configuration mechanism on every PC platform,
-    // driven only through this handle.
-    CONFIG.call_once(|| PortConfig { ports: unsafe { PortRange::new(0xcf8, 8) } })
+/// Records the MCFG's window (at boot, while the ACPI tables are still intact).
+pub(crate) fn set_ecam(ecam: bootinfo::acpi::Ecam) {
+    ECAM.call_once(|| ecam);
+}
+
+pub fn config() -> &'static Config {
+    CONFIG.call_once(|| match ECAM.get() {
+        Some(&ecam) => {
+            log::info!("pci: ECAM at {:#x}, buses {}-{}", ecam.base, ecam.first_bus, ecam.last_bus);
+            Config::Ecam(EcamConfig { ecam, mapped: spin::Mutex::new(alloc::collections::BTreeSet::new()) })
+        }
+        // SAFETY: 0xCF8..0xD00 is the PCI configuration mechanism on every PC platform,
+        // driven only through this handle.
+        None => Config::Ports(PortConfig { ports: unsafe { PortRange::new(0xcf8, 8) } }),
+    })
 }
 
 /// The functions on the bus, enumerated once.

@@ -206,6 +206,8 @@ fn modern_only_virtio_on_q35() {
     let (head, _) = curl(srv.port, "/docs/about.html", &[]);
     assert!(head.starts_with("HTTP/1.1 200"));
     assert!(srv.run.lines.iter().any(|l| l.text.contains("virtio-net (modern PCI)")));
+    // q35 has an MCFG: configuration space goes through ECAM, not the legacy ports.
+    assert!(srv.run.lines.iter().any(|l| l.text.contains("pci: ECAM at 0xb0000000")));
 }
 
 #[test]

@@ -275,6 +275,30 @@ pub fn find_virtio_mmio(
     Ok((found, count))
 }
 
+/// The PCI Express enhanced configuration window of segment 0 (from the MCFG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ecam {
+    pub base: u64,
+    pub first_bus: u8,
+    pub last_bus: u8,
+}
+
+/// The MCFG's window for PCI segment 0, if the platform has one.
+pub fn find_ecam(mem: &impl PhysMemory, rsdp: u64) -> Result<Option<Ecam>, AcpiError> {
+    let Some((mcfg, len)) = find_table(mem, rsdp, b"MCFG")? else { return Ok(None) };
+    let mut at = mcfg + HEADER_LEN + 8;
+    while at + 16 <= mcfg + u64::from(len) {
+        let base = mem.read_u64(at)?;
+        let segment = mem.read_u16(at + 8)?;
+        let (first_bus, last_bus) = (mem.read_u8(at + 10)?, mem.read_u8(at + 11)?);
+        if segment == 0 && base != 0 && first_bus <= last_bus {
+            return Ok(Some(Ecam { base, first_bus, last_bus }));
+        }
+        at += 16;
+    }
+    Ok(None)
+}
+
 /// How an ISA interrupt reaches the I/O APIC (a MADT interrupt source override).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IrqOverride {
@@ -507,5 +531,21 @@ mod tests {
             Some(IrqOverride { irq: 11, gsi: 11, level: true, active_low: false })
         );
         assert_eq!(madt.irq_override(10), None);
+    }
+
+    #[test]
+    fn ecam_from_the_mcfg() {
+        let mut mem = platform(&[], 0x604, 0, None);
+        let mut body = std::vec![0u8; 8];
+        body.extend_from_slice(&0xb000_0000u64.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&[0, 0xff, 0, 0, 0, 0]);
+        mem.0.retain(|(a, _)| *a != 0x11000);
+        mem.put(0x11000, &sdt(b"MCFG", &body));
+        assert_eq!(
+            find_ecam(&mem, 0xf5a00),
+            Ok(Some(Ecam { base: 0xb000_0000, first_bus: 0, last_bus: 0xff }))
+        );
+        assert_eq!(find_ecam(&platform(&[], 0x604, 0, None), 0xf5a00), Ok(None));
     }
 }
