@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Linux guest that `./run.sh bench http` compares httpd with: Debian's cloud
 # kernel and an initramfs whose init loads the virtio-net modules, configures
-# 10.0.2.15/24 and runs busybox httpd on port 80 serving httpd's default site.
+# 10.0.2.15/24 and serves httpd's default site on port 80 with nginx (kernel argument
+# `server=nginx`, the default) or busybox httpd (`server=busybox`). Everything comes
+# from Debian packages.
 #
 #   benches/linux-guest.sh OUT_DIR      -> OUT_DIR/vmlinuz, OUT_DIR/initrd.cpio.gz
 set -euo pipefail
@@ -12,7 +14,8 @@ mkdir -p "$out/debs" && cd "$out/debs"
 command -v cpio >/dev/null || apt-get install -y -qq cpio >/dev/null
 kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image/{print $2; exit}')
 [ -n "$kernel_pkg" ] || { echo "linux-guest.sh: no linux-image-cloud-amd64 (apt-get update?)" >&2; exit 2; }
-ls ./*.deb >/dev/null 2>&1 || apt-get download "$kernel_pkg" busybox-static >&2
+ls ./*.deb >/dev/null 2>&1 ||
+    apt-get download "$kernel_pkg" busybox-static nginx libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g >&2
 rm -rf x && mkdir x && for d in ./*.deb; do dpkg -x "$d" x; done
 cp x/boot/vmlinuz-* "$out/vmlinuz"
 root="$out/root" && rm -rf "$root" && mkdir -p "$root"/{bin,proc,sys,dev,www,modules}
@@ -21,6 +24,35 @@ for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_p
     cp "$(find x/lib/modules -name "$m.ko*" | head -n 1)" "$root/modules/"
 done
 cp -r "$site"/. "$root/www/"
+mkdir -p "$root/lib64" "$root/lib/x86_64-linux-gnu" "$root/etc/nginx" "$root/tmp" "$root/var/log/nginx"
+echo "root:x:0:0:root:/:/bin/sh" > "$root/etc/passwd"
+echo "root:x:0:" > "$root/etc/group"
+cp x/usr/sbin/nginx "$root/bin/nginx"
+for lib in ld-linux-x86-64.so.2 libc.so.6 libcrypt.so.1 libpcre2-8.so.0 libssl.so.3 libcrypto.so.3 libz.so.1; do
+    cp -L "$(find x -name "$lib" | head -n 1)" "$root/lib/x86_64-linux-gnu/$lib"
+done
+ln -sf /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/lib64/ld-linux-x86-64.so.2"
+cat > "$root/etc/nginx/nginx.conf" <<'CONF'
+daemon off;
+master_process off;
+worker_processes 1;
+user root;
+error_log stderr error;
+pid /tmp/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    keepalive_requests 1000000;
+    client_body_temp_path /tmp/body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
+    types { text/html html; text/css css; image/png png; text/plain txt; }
+    server { listen 80; root /www; }
+}
+CONF
 cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -35,8 +67,10 @@ ip link set lo up
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2
-echo "linux-guest: serving"
-exec httpd -f -p 80 -h /www
+case " $(cat /proc/cmdline) " in
+    *" server=busybox "*) echo "linux-guest: serving with busybox httpd"; exec httpd -f -p 80 -h /www ;;
+    *) echo "linux-guest: serving with nginx"; exec /bin/nginx -c /etc/nginx/nginx.conf -p /tmp ;;
+esac
 INIT
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1 > "$out/initrd.cpio.gz")

@@ -285,8 +285,8 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// httpd vs a Linux guest (Debian cloud kernel, busybox httpd) on the same QEMU TCG
-/// configuration and user network.
+/// httpd vs a Linux guest (Debian cloud kernel with nginx, and with busybox httpd) on
+/// the same QEMU TCG configuration and user network.
 fn http(secs: u32) -> ExitCode {
     require_qemu();
     let httpd = build_app("httpd");
@@ -303,6 +303,20 @@ fn http(secs: u32) -> ExitCode {
             "virtio-net-pci,netdev=n0".to_string(),
         ]
     };
+    let linux = |server: &'static str| {
+        let dir = linux_dir.clone();
+        move |port: u16| {
+            let mut vm = Vm::new(dir.join("vmlinuz"))
+                .memory_mib(128)
+                .cmdline(format!("console=ttyS0 quiet server={server}"))
+                .arg("-initrd")
+                .arg(dir.join("initrd.cpio.gz").to_string_lossy());
+            for a in net(port) {
+                vm = vm.arg(a);
+            }
+            vm
+        }
+    };
     type Guest = (&'static str, Box<dyn Fn(u16) -> Vm>);
     let guests: Vec<Guest> = vec![
         (
@@ -315,20 +329,8 @@ fn http(secs: u32) -> ExitCode {
                 vm
             }),
         ),
-        (
-            "linux busybox httpd",
-            Box::new(move |port| {
-                let mut vm = Vm::new(linux_dir.join("vmlinuz"))
-                    .memory_mib(128)
-                    .cmdline("console=ttyS0 quiet")
-                    .arg("-initrd")
-                    .arg(linux_dir.join("initrd.cpio.gz").to_string_lossy());
-                for a in net(port) {
-                    vm = vm.arg(a);
-                }
-                vm
-            }),
-        ),
+        ("linux nginx", Box::new(linux("nginx"))),
+        ("linux busybox httpd", Box::new(linux("busybox"))),
     ];
     let modes = [("keep-alive -c16", 16, false), ("keep-alive -c1", 1, false), ("close -c16", 16, true)];
     let mut table = Vec::new();
@@ -355,11 +357,13 @@ fn http(secs: u32) -> ExitCode {
         }
         println!("{:<22} {:<16} {:>10.3} s", name, "start->first 200", first.as_secs_f64());
     }
-    if let [(_, cf, c), (_, lf, l)] = table.as_slice() {
-        for (i, (mode, _, _)) in modes.iter().enumerate() {
-            println!("ratio chameleon/linux req/s, {mode}: {:.1}x", c[i].rps / l[i].rps);
+    if let [(_, cf, c), linuxes @ ..] = table.as_slice() {
+        for (name, lf, l) in linuxes {
+            for (i, (mode, _, _)) in modes.iter().enumerate() {
+                println!("ratio chameleon/{name} req/s, {mode}: {:.1}x", c[i].rps / l[i].rps);
+            }
+            println!("ratio {name}/chameleon start->first 200: {:.1}x", lf.as_secs_f64() / cf.as_secs_f64());
         }
-        println!("ratio linux/chameleon start->first 200: {:.1}x", lf.as_secs_f64() / cf.as_secs_f64());
     }
     ExitCode::SUCCESS
 }
