@@ -54,7 +54,7 @@ pub(crate) struct Stack {
     port: Port,
     dhcp: Option<SocketHandle>,
     /// Sockets closed by their owners, removed once the connection is fully closed.
-    closing: Vec<SocketHandle>,
+    closing: Vec<(SocketHandle, u64)>,
     /// How the card signals; a polled card cuts idle waits to `POLL_INTERVAL_NS`.
     signal: nic::Signal,
 }
@@ -70,6 +70,9 @@ pub(crate) fn on_interrupt() {
         crate::interrupts::set_masked(gsi, true);
     }
 }
+
+/// The longest a closed connection may take to finish its shutdown.
+const CLOSE_LIMIT_NS: u64 = 30_000_000_000;
 
 /// How often a card without interrupts is polled while idle.
 const POLL_INTERVAL_NS: u64 = 1_000_000;
@@ -235,16 +238,27 @@ impl Stack {
         changed == smoltcp::iface::PollResult::SocketStateChanged
     }
 
+    /// Removes closed sockets. TIME-WAIT is not kept: a socket there would hold its full
+    /// buffers for the state's whole duration (smoltcp has no light time-wait form), and
+    /// under connection-per-request load thousands pile up and slow every poll; a late
+    /// duplicate from the peer then meets a reset instead. A socket that has not finished
+    /// closing after `CLOSE_LIMIT_NS` (a peer that never sends its FIN) is aborted.
     fn reap(&mut self) {
+        use smoltcp::socket::tcp::{Socket, State};
         let sockets = &mut self.sockets;
         let before = self.closing.len();
-        self.closing.retain(|&h| {
-            let done =
-                sockets.get::<smoltcp::socket::tcp::Socket>(h).state() == smoltcp::socket::tcp::State::Closed;
-            if done {
+        let now_ns = crate::time::since_boot_ns();
+        self.closing.retain(|&(h, since)| {
+            let socket = sockets.get_mut::<Socket>(h);
+            let done = matches!(socket.state(), State::Closed | State::TimeWait);
+            if done || now_ns.saturating_sub(since) > CLOSE_LIMIT_NS {
+                if !done {
+                    socket.abort();
+                }
                 sockets.remove(h);
+                return false;
             }
-            !done
+            true
         });
         if self.closing.len() != before && log::log_enabled!(log::Level::Debug) {
             let heap = crate::heap_stats();

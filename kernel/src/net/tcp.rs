@@ -206,7 +206,7 @@ impl Drop for TcpStream {
         let handle = self.handle;
         let _ = with_stack(|s| {
             s.sockets.get_mut::<tcp::Socket>(handle).close();
-            s.closing.push(handle);
+            s.closing.push((handle, crate::time::since_boot_ns()));
         });
     }
 }
