@@ -9,7 +9,9 @@
 # Environment: ACCEL=kvm|tcg (default: kvm when /dev/kvm is usable and the CPU has
 # hardware virtualisation, else tcg), MEM (MiB, default 64), MACHINE (default pc),
 # CMDLINE (kernel command line; app arguments go after ` -- `), PORT (host port
-# forwarded to the guest's port 80, default 8080).
+# forwarded to the guest's port 80, default 8080), NET=user|tap (tap: the guest sits on
+# a tap device in the network namespace `chameleon` at 10.0.3.2, reached with
+# `ip netns exec chameleon curl http://10.0.3.2/`; needs root).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -68,6 +70,17 @@ default_accel() {
     fi
 }
 
+# The network namespace `chameleon` with tap0 at 10.0.3.1/24, made once.
+tap_namespace() {
+    [ "$(id -u)" = 0 ] || die "NET=tap needs root (it creates a network namespace)"
+    ip netns list | grep -qw chameleon && return
+    ip netns add chameleon
+    ip -n chameleon link set lo up
+    ip -n chameleon tuntap add dev tap0 mode tap
+    ip -n chameleon addr add 10.0.3.1/24 dev tap0
+    ip -n chameleon link set tap0 up
+}
+
 boot() {
     local app=$1; shift
     local image accel cpu
@@ -78,16 +91,31 @@ boot() {
         kvm) cpu="host,-arch-capabilities" ;;
         *) cpu="max" ;;
     esac
-    local cmd=(qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -M "${MACHINE:-pc}" -m "${MEM:-64}"
+    local cmd=() netdev url cmdline=${CMDLINE:-}
+    case ${NET:-user} in
+        user)
+            netdev="user,id=net0,hostfwd=tcp:127.0.0.1:${PORT:-8080}-:80"
+            url="http://127.0.0.1:${PORT:-8080}/"
+            ;;
+        tap)
+            tap_namespace
+            cmd=(ip netns exec chameleon)
+            netdev="tap,id=net0,ifname=tap0,script=no,downscript=no"
+            url="http://10.0.3.2/ inside the namespace (ip netns exec chameleon curl http://10.0.3.2/)"
+            case " $cmdline " in *" ip="*) ;; *) cmdline="ip=10.0.3.2/24 $cmdline" ;; esac
+            ;;
+        *) die "NET must be user or tap" ;;
+    esac
+    cmd+=(qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -M "${MACHINE:-pc}" -m "${MEM:-64}"
         -display none -nodefaults -no-reboot -serial stdio
         -device isa-debug-exit,iobase=0x501,iosize=2
-        -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:${PORT:-8080}-:80"
+        -netdev "$netdev"
         -device virtio-net-pci,netdev=net0
         -kernel "$image")
-    [ -n "${CMDLINE:-}" ] && cmd+=(-append "$CMDLINE")
+    [ -n "$cmdline" ] && cmd+=(-append "$cmdline")
     cmd+=("$@")
     echo "\$ ${cmd[*]}" >&2
-    [ "$app" = httpd ] && echo "run.sh: httpd will answer at http://127.0.0.1:${PORT:-8080}/ once it prints 'listening' (Ctrl-C stops QEMU)" >&2
+    [ "$app" = httpd ] && echo "run.sh: httpd will answer at $url once it prints 'listening' (Ctrl-C stops QEMU)" >&2
     local status=0
     "${cmd[@]}" || status=$?
     # isa-debug-exit makes QEMU exit with (code << 1) | 1: hand the app's code back.
