@@ -2,8 +2,9 @@
 # Builds the Linux guest that `./run.sh bench http` compares httpd with: Debian's cloud
 # kernel and an initramfs whose init loads the virtio-net modules, configures
 # 10.0.2.15/24 and serves httpd's default site on port 80 with nginx (kernel argument
-# `server=nginx`, the default) or busybox httpd (`server=busybox`). Everything comes
-# from Debian packages.
+# `server=nginx`, the default) or busybox httpd (`server=busybox`); `guest_ip=A/N`
+# replaces the address (and drops the route) for a tap network. Everything comes from
+# Debian packages.
 #
 #   benches/linux-guest.sh OUT_DIR      -> OUT_DIR/vmlinuz, OUT_DIR/initrd.cpio.gz
 set -euo pipefail
@@ -65,8 +66,12 @@ done
 echo "linux-guest: interfaces: $(ls /sys/class/net)"
 ip link set lo up
 ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
-ip route add default via 10.0.2.2
+addr=10.0.2.15/24 gw=10.0.2.2
+for arg in $(cat /proc/cmdline); do
+    case $arg in guest_ip=*) addr=${arg#guest_ip=} gw= ;; esac
+done
+ip addr add "$addr" dev eth0
+[ -n "$gw" ] && ip route add default via "$gw"
 case " $(cat /proc/cmdline) " in
     *" server=busybox "*) echo "linux-guest: serving with busybox httpd"; exec httpd -f -p 80 -h /www ;;
     *) echo "linux-guest: serving with nginx"; exec /bin/nginx -c /etc/nginx/nginx.conf -p /tmp ;;

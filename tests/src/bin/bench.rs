@@ -23,11 +23,20 @@ fn main() -> ExitCode {
         return usage();
     };
     if cmd == "http" {
-        return match rest {
-            [] => http(20),
-            [flag, secs] if flag == "--duration" => secs.parse().map_or_else(|_| usage(), http),
-            _ => usage(),
-        };
+        let mut secs = 20;
+        let mut tap = false;
+        let mut it = rest.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--tap" => tap = true,
+                "--duration" => match it.next().and_then(|s| s.parse().ok()) {
+                    Some(s) => secs = s,
+                    None => return usage(),
+                },
+                _ => return usage(),
+            }
+        }
+        return http(secs, tap);
     }
     if cmd == "pvops" {
         return match rest {
@@ -232,8 +241,35 @@ fn parse_ms(s: &str) -> f64 {
     }
 }
 
-fn wrk(port: u16, connections: u32, secs: u32, close: bool) -> WrkResult {
-    let mut cmd = Command::new("wrk");
+/// Where a guest's server is reached: a forwarded host port, or an address inside a
+/// network namespace.
+#[derive(Debug, Clone)]
+enum Target {
+    Port(u16),
+    Namespace(String),
+}
+
+impl Target {
+    fn url(&self) -> String {
+        match self {
+            Target::Port(p) => format!("http://127.0.0.1:{p}/"),
+            Target::Namespace(_) => "http://10.0.3.2/".to_string(),
+        }
+    }
+    fn command(&self, program: &str) -> Command {
+        match self {
+            Target::Port(_) => Command::new(program),
+            Target::Namespace(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+        }
+    }
+}
+
+fn wrk(target: &Target, connections: u32, secs: u32, close: bool) -> WrkResult {
+    let mut cmd = target.command("wrk");
     cmd.args(["-t", if connections > 1 { "2" } else { "1" }])
         .arg(format!("-c{connections}"))
         .arg(format!("-d{secs}s"))
@@ -241,7 +277,7 @@ fn wrk(port: u16, connections: u32, secs: u32, close: bool) -> WrkResult {
     if close {
         cmd.args(["-H", "Connection: close"]);
     }
-    let out = cmd.arg(format!("http://127.0.0.1:{port}/")).output().expect("wrk runs (apt-get install wrk)");
+    let out = cmd.arg(target.url()).output().expect("wrk runs (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut r = WrkResult::default();
     for line in text.lines() {
@@ -285,9 +321,50 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A network namespace with tap0 at 10.0.3.1/24, deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn create(name: String) -> Namespace {
+        for args in [
+            vec!["netns", "add", &name],
+            vec!["-n", &name, "link", "set", "lo", "up"],
+            vec!["-n", &name, "tuntap", "add", "dev", "tap0", "mode", "tap"],
+            vec!["-n", &name, "addr", "add", "10.0.3.1/24", "dev", "tap0"],
+            vec!["-n", &name, "link", "set", "tap0", "up"],
+        ] {
+            let ok = Command::new("ip").args(&args).status().is_ok_and(|s| s.success());
+            assert!(ok, "ip {args:?} failed (root and iproute2 are needed for --tap)");
+        }
+        Namespace(name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Waits until the guest in the namespace answers (coarse: one curl per try).
+fn first_200_in(ns: &str, started: std::time::Instant, limit: Duration) -> Option<Duration> {
+    while started.elapsed() < limit {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-s", "-m", "0.2", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg("http://10.0.3.2/")
+            .output()
+            .ok()?;
+        if out.stdout == b"200" {
+            return Some(started.elapsed());
+        }
+    }
+    None
+}
+
 /// httpd vs a Linux guest (Debian cloud kernel with nginx, and with busybox httpd) on
-/// the same QEMU TCG configuration and user network.
-fn http(secs: u32) -> ExitCode {
+/// the same QEMU TCG configuration, through QEMU's user network or (`tap`) a tap device
+/// in a network namespace.
+fn http(secs: u32, tap: bool) -> ExitCode {
     require_qemu();
     let httpd = build_app("httpd");
     let root = tests::workspace_root();
@@ -295,38 +372,49 @@ fn http(secs: u32) -> ExitCode {
     let status =
         Command::new(root.join("benches/linux-guest.sh")).arg(&linux_dir).status().expect("linux-guest.sh");
     assert!(status.success(), "building the Linux guest failed");
-    let net = |port: u16| {
-        vec![
-            "-netdev".to_string(),
-            format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"),
-            "-device".to_string(),
-            "virtio-net-pci,netdev=n0".to_string(),
-        ]
+    let ns = tap.then(|| Namespace::create(format!("chmbench{}", std::process::id())));
+    let ns_name = ns.as_ref().map(|n| n.0.clone());
+    let net = move |port: u16| {
+        let netdev = match tap {
+            true => "tap,id=n0,ifname=tap0,script=no,downscript=no".to_string(),
+            false => format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"),
+        };
+        vec!["-netdev".to_string(), netdev, "-device".to_string(), "virtio-net-pci,netdev=n0".to_string()]
     };
+    let wrap = move |vm: Vm| match &ns_name {
+        Some(ns) => vm.inside(&["ip", "netns", "exec", ns]),
+        None => vm,
+    };
+    let (chameleon_ip, linux_ip) =
+        if tap { ("ip=10.0.3.2/24", " guest_ip=10.0.3.2/24") } else { ("ip=10.0.2.15/24 gw=10.0.2.2", "") };
     let linux = |server: &'static str| {
         let dir = linux_dir.clone();
+        let wrap = wrap.clone();
         move |port: u16| {
             let mut vm = Vm::new(dir.join("vmlinuz"))
                 .memory_mib(128)
-                .cmdline(format!("console=ttyS0 quiet server={server}"))
+                .cmdline(format!("console=ttyS0 quiet server={server}{linux_ip}"))
                 .arg("-initrd")
                 .arg(dir.join("initrd.cpio.gz").to_string_lossy());
             for a in net(port) {
                 vm = vm.arg(a);
             }
-            vm
+            wrap(vm)
         }
     };
     type Guest = (&'static str, Box<dyn Fn(u16) -> Vm>);
     let guests: Vec<Guest> = vec![
         (
             "chameleon httpd",
-            Box::new(move |port| {
-                let mut vm = Vm::new(&httpd).memory_mib(64).cmdline("log=warn ip=10.0.2.15/24 gw=10.0.2.2");
-                for a in net(port) {
-                    vm = vm.arg(a);
+            Box::new({
+                let wrap = wrap.clone();
+                move |port| {
+                    let mut vm = Vm::new(&httpd).memory_mib(64).cmdline(format!("log=warn {chameleon_ip}"));
+                    for a in net(port) {
+                        vm = vm.arg(a);
+                    }
+                    wrap(vm)
                 }
-                vm
             }),
         ),
         ("linux nginx", Box::new(linux("nginx"))),
@@ -338,12 +426,22 @@ fn http(secs: u32) -> ExitCode {
         let port = free_port();
         let vm = make(port).verbose(false).timeout(Duration::from_secs(u64::from(secs) * 4 + 120));
         let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
-        let first = first_200(port, run.started, Duration::from_secs(60)).expect("the guest answers");
-        let results: Vec<WrkResult> = modes.iter().map(|&(_, c, close)| wrk(port, c, secs, close)).collect();
+        let target = match &ns {
+            Some(n) => Target::Namespace(n.0.clone()),
+            None => Target::Port(port),
+        };
+        let first = match &target {
+            Target::Port(p) => first_200(*p, run.started, Duration::from_secs(60)),
+            Target::Namespace(n) => first_200_in(n, run.started, Duration::from_secs(60)),
+        }
+        .expect("the guest answers");
+        let results: Vec<WrkResult> =
+            modes.iter().map(|&(_, c, close)| wrk(&target, c, secs, close)).collect();
         drop(run);
         table.push((name, first, results));
     }
-    println!("http: wrk against the default 612-byte page, {secs} s per run, QEMU TCG, user network");
+    let network = if tap { "tap device in a network namespace" } else { "user network" };
+    println!("http: wrk against the default 612-byte page, {secs} s per run, QEMU TCG, {network}");
     println!(
         "{:<22} {:<16} {:>10} {:>9} {:>9} {:>9} {:>7}",
         "guest", "mode", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors"
