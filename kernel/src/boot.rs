@@ -55,10 +55,24 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     gdt::init();
     idt::init();
 
-    let info = match StartInfo::parse(&BootMemory, start_info_addr) {
+    let mut info = match StartInfo::parse(&BootMemory, start_info_addr) {
         Ok(info) => info,
         Err(e) => fail("PVH start info", e),
     };
+    if info.memmap.is_empty() {
+        // No map in the start info: only a hypervisor can say where RAM is.
+        let mut overflow = false;
+        let found = pv::xen_hvm::memory_map(|start, len, kind| {
+            let region =
+                bootinfo::memmap::Region { start, len, kind: bootinfo::memmap::RegionKind::from_raw(kind) };
+            overflow |= info.memmap.push(region).is_err();
+        });
+        match found {
+            Ok(n) if n > 0 && !overflow => {}
+            Ok(_) => fail("memory", "the start info has no memory map and Xen's is empty or too long"),
+            Err(why) => fail("memory", format_args!("the start info carries no memory map ({why})")),
+        }
+    }
     let cmdline = match info.cmdline_addr {
         None => "",
         Some(addr) => {
@@ -159,6 +173,7 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         Err(e) => fail("pv", e),
     };
     time::start();
+    console::prefer_hypervisor_console();
     if let Some(hv) = pv.detection.cpuid {
         log::debug!("pv: CPUID leaves at {:#x}..={:#x}, features {:x?}", hv.base, hv.max_leaf, hv.features);
     }

@@ -24,6 +24,25 @@ pub(crate) fn init_serial() {
     }
 }
 
+/// The hypervisor's console, through the pv-ops table.
+struct HypervisorConsole;
+
+impl Console for HypervisorConsole {
+    fn write(&self, bytes: &[u8]) {
+        (pv::ops::ops().console.write)(bytes.as_ptr(), bytes.len());
+    }
+}
+
+static HYPERVISOR_CONSOLE: HypervisorConsole = HypervisorConsole;
+
+/// Switches to the hypervisor's console when the pv-ops backend offers one (Xen owns
+/// the serial port and hands its guests `console_io` instead).
+pub(crate) fn prefer_hypervisor_console() {
+    if (pv::ops::ops().console.available)() {
+        *CONSOLE.lock() = Some(&HYPERVISOR_CONSOLE);
+    }
+}
+
 struct Writer(Option<&'static dyn Console>);
 
 impl Write for Writer {

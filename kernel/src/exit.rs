@@ -58,6 +58,8 @@ pub fn exit(code: ExitCode) -> ! {
 
 pub(crate) fn exit_with(code: u32) -> ! {
     crate::println!("chameleon: exit code {code}");
+    // A hypervisor that can end the guest itself does so (Xen: sched_op shutdown).
+    (pv::ops::ops().power.shutdown)(code);
     if let Some(dev) = debug_exit() {
         dev.exit(code);
     }

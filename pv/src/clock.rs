@@ -35,7 +35,7 @@ impl TscSource {
             Self::Assumed => "assumed 1 GHz",
             Self::CpuidCrystal => "cpuid 0x15",
             Self::CpuidBaseFrequency => "cpuid 0x16",
-            Self::HypervisorLeaf => "cpuid 0x40000010",
+            Self::HypervisorLeaf => "the hypervisor's CPUID timing leaf",
             Self::VmwareBackdoor => "vmware GETHZ",
             Self::Pit => "PIT calibration",
             Self::Pvclock => "pvclock",

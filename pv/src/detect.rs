@@ -73,6 +73,7 @@ pub fn hypervisor(cpu: &impl Platform) -> Option<Hypervisor> {
         return None;
     }
     let mut first_unknown = None;
+    let mut hyperv = None;
     for base in (BASE..END).step_by(STEP as usize) {
         let [max_leaf, b, c, d] = cpu.cpuid(base, 0);
         let mut sig = [0u8; 12];
@@ -88,8 +89,16 @@ pub fn hypervisor(cpu: &impl Platform) -> Option<Hypervisor> {
             Vendor::Unknown(_) => {
                 first_unknown.get_or_insert(found);
             }
+            // Xen and KVM put Hyper-V's leaves first when they offer its
+            // enlightenments; their own signature further up is the real one.
+            Vendor::HyperV => {
+                hyperv.get_or_insert(found);
+            }
             _ => return Some(found),
         }
+    }
+    if hyperv.is_some() {
+        return hyperv;
     }
     // The bit is set but nothing known answered: report what did, or a blank.
     Some(first_unknown.unwrap_or(Hypervisor {
@@ -106,6 +115,8 @@ pub enum Backend {
     Native,
     Kvm,
     VMware,
+    /// Xen HVM and PVH guests (found by CPUID; PV guests come in through their own entry).
+    XenHvm,
 }
 
 impl Backend {
@@ -114,6 +125,7 @@ impl Backend {
             Backend::Native => "native",
             Backend::Kvm => "kvm",
             Backend::VMware => "vmware",
+            Backend::XenHvm => "xen_hvm",
         }
     }
 }
@@ -132,6 +144,7 @@ impl Choice {
             "native" => Choice::Force(Backend::Native),
             "kvm" => Choice::Force(Backend::Kvm),
             "vmware" => Choice::Force(Backend::VMware),
+            "xen_hvm" => Choice::Force(Backend::XenHvm),
             _ => return None,
         })
     }
@@ -186,6 +199,14 @@ fn kvm_claim(hv: Option<Hypervisor>) -> Claim {
     Ok((20, hv.features[0]))
 }
 
+fn xen_hvm_claim(hv: Option<Hypervisor>) -> Claim {
+    let hv = hv.filter(|h| h.vendor == Vendor::Xen).ok_or("no Xen signature in CPUID")?;
+    if hv.max_leaf < hv.base + 2 {
+        return Err("Xen's CPUID range ends before its hypercall-page leaf");
+    }
+    Ok((20, 0))
+}
+
 fn vmware_backdoor(p: &impl Platform) -> bool {
     let [version, magic, _, _] = p.vmware_backdoor(VMWARE_CMD_GETVERSION);
     magic == VMWARE_MAGIC && version != u32::MAX
@@ -214,7 +235,12 @@ pub fn detect(p: &impl Platform, choice: Choice) -> Result<Detection, NotPresent
         (Some(_), Ok(_)) => "vmware",
         (Some(h), _) => h.vendor.name(),
     };
-    let claims = [(Backend::Kvm, kvm), (Backend::VMware, vmware), (Backend::Native, Ok((0, 0)))];
+    let claims = [
+        (Backend::Kvm, kvm),
+        (Backend::VMware, vmware),
+        (Backend::XenHvm, xen_hvm_claim(hv)),
+        (Backend::Native, Ok((0, 0))),
+    ];
     let pick = |backend: Backend, features: u32, fallback| Detection {
         hypervisor,
         backend,
@@ -244,7 +270,9 @@ pub fn detect(p: &impl Platform, choice: Choice) -> Result<Detection, NotPresent
             Ok((priority, features)) if priority > best.1 => best = (backend, priority, features),
             Ok(_) => {}
             // A hypervisor we know, whose interface is unusable: say why native runs.
-            Err(why) if hv.is_some_and(|h| h.vendor.name() == backend.name()) => fallback = Some(why),
+            Err(why) if hv.is_some_and(|h| backend.name().starts_with(h.vendor.name())) => {
+                fallback = Some(why)
+            }
             Err(_) => {}
         }
     }
@@ -319,14 +347,27 @@ mod tests {
 
     #[test]
     fn xen_behind_viridian() {
-        // Xen HVM with Viridian: Hyper-V's signature first, Xen's at +0x100. Both are
-        // known; the first one wins (the pv-ops issue ranks them).
-        let hv = hypervisor(&machine(
+        // Xen HVM with Viridian: Hyper-V's signature first, Xen's at +0x100: Xen wins.
+        let m = machine(
             true,
             &[(BASE, 0x4000_0006, b"Microsoft Hv"), (BASE + 0x100, 0x4000_0105, b"XenVMMXenVMM")],
-        ))
-        .unwrap();
-        assert_eq!(hv.vendor, Vendor::HyperV);
+        );
+        let hv = hypervisor(&m).unwrap();
+        assert_eq!((hv.vendor, hv.base), (Vendor::Xen, BASE + 0x100));
+        let d = detect(&m, Choice::Auto).unwrap();
+        assert_eq!((d.hypervisor, d.backend), ("xen", Backend::XenHvm));
+        // Hyper-V alone stays Hyper-V (and native).
+        let alone = machine(true, &[(BASE, 0x4000_0006, b"Microsoft Hv")]);
+        assert_eq!(detect(&alone, Choice::Auto).unwrap().backend, Backend::Native);
+    }
+
+    #[test]
+    fn xen_needs_its_hypercall_leaf() {
+        let ok = detect(&machine(true, &[(BASE, 0x4000_0005, b"XenVMMXenVMM")]), Choice::Auto).unwrap();
+        assert_eq!(ok.backend, Backend::XenHvm);
+        let short = detect(&machine(true, &[(BASE, 0x4000_0001, b"XenVMMXenVMM")]), Choice::Auto).unwrap();
+        assert_eq!(short.backend, Backend::Native);
+        assert_eq!(short.fallback, Some("Xen's CPUID range ends before its hypercall-page leaf"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod patch;
 pub mod site;
 pub mod tsc;
 pub mod vmware;
+pub mod xen_hvm;
 
 pub use detect::{Backend, Choice};
 
@@ -81,6 +82,18 @@ pub unsafe fn init(choice: Choice, patch: bool) -> Result<Report, detect::NotPre
             }
         },
         Backend::VMware => vmware::init(hv_max_leaf),
+        Backend::XenHvm => {
+            tsc::calibrate(hv_max_leaf);
+            let (base, max_leaf) = detection.cpuid.map_or((0x4000_0000, 0), |h| (h.base, h.max_leaf));
+            match xen_hvm::init(base, max_leaf) {
+                Ok(table) => table,
+                Err(why) => {
+                    backend_error = Some(why);
+                    detection.backend = Backend::Native;
+                    native::OPS
+                }
+            }
+        }
     };
     // SAFETY: the caller guarantees boot conditions.
     unsafe { ops::install(table) };

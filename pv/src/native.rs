@@ -4,7 +4,8 @@
 use core::arch::asm;
 
 use crate::ops::{
-    ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, IoOps, IrqOps, MmuOps, OpId, PvOps, TimeOps,
+    ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, IoOps, IrqOps, MmuOps, OpId, PowerOps,
+    PvOps, TimeOps,
 };
 use crate::{apic, op, tsc};
 
@@ -155,7 +156,13 @@ extern "C" fn io_delay() {
     outb(0x80, 0);
 }
 
+extern "C" fn console_available() -> bool {
+    false
+}
+
 extern "C" fn console_write(_bytes: *const u8, _len: usize) {}
+
+extern "C" fn shutdown(_code: u32) {}
 
 pub const OPS: PvOps = PvOps {
     cpu: CpuOps {
@@ -182,7 +189,8 @@ pub const OPS: PvOps = PvOps {
     },
     apic: ApicOps { eoi: apic::eoi, send_ipi: apic::send_ipi, set_oneshot_timer: apic::set_oneshot_timer },
     io: IoOps { inb, outb, inw, outw, inl, outl, io_delay },
-    console: ConsoleOps { write: console_write },
+    console: ConsoleOps { available: console_available, write: console_write },
+    power: PowerOps { shutdown },
 };
 
 /// The native instructions a patched site can hold instead of a call, for the ops that

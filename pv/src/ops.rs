@@ -115,8 +115,18 @@ pub struct IoOps {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ConsoleOps {
-    /// Writes bytes to the hypervisor's console, if it has one (native: nothing).
+    /// Whether the hypervisor offers a console (native: no; the kernel uses COM1).
+    pub available: extern "C" fn() -> bool,
+    /// Writes bytes to the hypervisor's console.
     pub write: extern "C" fn(bytes: *const u8, len: usize),
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PowerOps {
+    /// Asks the hypervisor to end this guest with `code` (0: success); returns if it
+    /// cannot (native: always), so the kernel falls back to its own exits.
+    pub shutdown: extern "C" fn(code: u32),
 }
 
 /// The whole table.
@@ -130,6 +140,7 @@ pub struct PvOps {
     pub apic: ApicOps,
     pub io: IoOps,
     pub console: ConsoleOps,
+    pub power: PowerOps,
 }
 
 /// The live table. Call sites read it by symbol, so it has a fixed name.

@@ -686,6 +686,30 @@ pub fn run_to_exit(vm: Vm) -> Outcome {
     running.wait_exit().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The Xen 4.17 hypervisor binary for the Xen tests: `CHAMELEON_XEN`, else
+/// `target/xen/xen-4.17`, fetched from Debian's `xen-hypervisor-4.17-amd64` package on
+/// first use. `None` (the caller skips, loudly) when it can be neither found nor fetched.
+pub fn xen_binary() -> Option<PathBuf> {
+    static XEN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    XEN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("CHAMELEON_XEN") {
+            return Some(PathBuf::from(path));
+        }
+        let dir = workspace_root().join("target/xen");
+        let xen = dir.join("xen-4.17");
+        if xen.exists() {
+            return Some(xen);
+        }
+        std::fs::create_dir_all(&dir).ok()?;
+        let sh = "apt-get download xen-hypervisor-4.17-amd64 >/dev/null 2>&1 && \
+                  dpkg -x xen-hypervisor-4.17-amd64_*.deb x && zcat x/boot/xen-4.17-amd64.gz > xen-4.17.tmp && \
+                  mv xen-4.17.tmp xen-4.17 && rm -rf x ./*.deb";
+        let ok = Command::new("sh").arg("-c").arg(sh).current_dir(&dir).status().is_ok_and(|s| s.success());
+        ok.then_some(xen)
+    })
+    .clone()
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;

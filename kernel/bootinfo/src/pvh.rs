@@ -39,11 +39,6 @@ pub struct StartInfo {
 pub enum StartInfoError {
     Unreadable(Unreadable),
     BadMagic(u32),
-    /// Version 0 has no memory map, and a v1 map may be empty: either way the kernel
-    /// cannot know where RAM is.
-    NoMemoryMap {
-        version: u32,
-    },
     TooManyMemmapEntries(u32),
     TooManyModules(u32),
 }
@@ -60,9 +55,6 @@ impl core::fmt::Display for StartInfoError {
             Self::Unreadable(e) => write!(f, "start info unreadable: {e}"),
             Self::BadMagic(m) => {
                 write!(f, "start info magic is {m:#010x}, expected {MAGIC:#010x}: not booted through PVH?")
-            }
-            Self::NoMemoryMap { version } => {
-                write!(f, "start info (version {version}) carries no memory map")
             }
             Self::TooManyMemmapEntries(n) => {
                 write!(f, "memory map has {n} entries, at most {} are supported", MemoryMap::CAPACITY)
@@ -92,9 +84,8 @@ impl StartInfo {
         let rsdp_addr = mem.read_u64(addr + 32)?;
         let (memmap_addr, entries) =
             if version >= 1 { (mem.read_u64(addr + 40)?, mem.read_u32(addr + 48)?) } else { (0, 0) };
-        if entries == 0 {
-            return Err(StartInfoError::NoMemoryMap { version });
-        }
+        // Version 0 has no memory map, and a v1 map may be empty (Xen 4.17's PVH dom0
+        // gets version 0): then `memmap` stays empty and the kernel asks the hypervisor.
         if entries as usize > MemoryMap::CAPACITY {
             return Err(StartInfoError::TooManyMemmapEntries(entries));
         }
@@ -266,17 +257,23 @@ mod tests {
     }
 
     #[test]
-    fn empty_memory_map_is_refused() {
+    fn empty_memory_map_is_left_empty() {
         let mut mem = TestMemory::new();
         mem.put(0x5000, &start_info(1, 0x5100, 0));
-        assert_eq!(StartInfo::parse(&mem, 0x5000).unwrap_err(), StartInfoError::NoMemoryMap { version: 1 });
+        mem.put(0x7000, &[0u8; 32]);
+        let info = StartInfo::parse(&mem, 0x5000).unwrap();
+        assert!(info.memmap.is_empty());
+        assert_eq!(info.memmap_len(), 0);
     }
 
     #[test]
     fn version_zero_has_no_memory_map() {
         let mut mem = TestMemory::new();
         mem.put(0x5000, &start_info(0, 0x5100, 3));
-        assert_eq!(StartInfo::parse(&mem, 0x5000).unwrap_err(), StartInfoError::NoMemoryMap { version: 0 });
+        mem.put(0x7000, &[0u8; 32]);
+        let info = StartInfo::parse(&mem, 0x5000).unwrap();
+        assert!(info.memmap.is_empty());
+        assert_eq!(info.struct_len(), 40);
     }
 
     #[test]
