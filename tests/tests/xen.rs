@@ -44,3 +44,16 @@ fn panic_as_pvh_dom0_is_a_crash_shutdown() {
     run.wait_for("chameleon: exit code 101").expect("exit code");
     run.wait_for("(XEN) Hardware Dom0 crashed").expect("a crash shutdown reaches Xen");
 }
+
+#[test]
+fn one_second_sleep_as_pvh_dom0() {
+    let Some(mut run) = pvh_dom0("selftest=sleep") else { return };
+    let start = run.wait_for("selftest sleep: start").expect("sleep start");
+    let done = run.wait_for("selftest sleep: done").expect("sleep done");
+    let host = done.at - start.at;
+    assert!(
+        host >= Duration::from_millis(900) && host <= Duration::from_millis(1100),
+        "a 1 s guest sleep took {host:?} of host time under Xen"
+    );
+    run.wait_for("(XEN) Hardware Dom0 halted").expect("shutdown");
+}
