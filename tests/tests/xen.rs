@@ -57,3 +57,11 @@ fn one_second_sleep_as_pvh_dom0() {
     );
     run.wait_for("(XEN) Hardware Dom0 halted").expect("shutdown");
 }
+
+#[test]
+fn page_fault_as_pvh_dom0_is_reported() {
+    let Some(mut run) = pvh_dom0("selftest=page-fault") else { return };
+    run.wait_for("page fault: read at address 0x00007fffdead0000: page not mapped").expect("the fault report");
+    run.wait_for("chameleon: exit code 102").expect("exit code");
+    run.wait_for("(XEN) Hardware Dom0 crashed").expect("a crash shutdown reaches Xen");
+}
