@@ -2,11 +2,10 @@
 //! the TSC rate, the kvmclock wall clock, PV EOI and steal time; native for the rest
 //! (KVM's idle is the native `hlt`, which exits to the host).
 
-use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering, fence};
 
-use crate::clock::PvclockRecord;
 use crate::ops::{ApicOps, PvOps, TimeOps, ops};
+use crate::pvclock::{self, HostShared};
 use crate::{apic, native, tsc};
 
 const MSR_WALL_CLOCK_NEW: u32 = 0x4b56_4d00;
@@ -18,85 +17,18 @@ pub const FEATURE_CLOCKSOURCE2: u32 = 1 << 3;
 pub const FEATURE_STEAL_TIME: u32 = 1 << 5;
 pub const FEATURE_PV_EOI: u32 = 1 << 6;
 
-/// Memory the host writes into: the guest only reads it (volatile) and hands the host
-/// its physical address, which is its address (the kernel is identity-mapped).
-#[repr(C, align(64))]
-struct HostShared<const N: usize>(UnsafeCell<[u8; N]>);
-
-// SAFETY: the guest never writes these buffers after registering them (except the PV
-// EOI word, through one atomic instruction); readers use volatile reads.
-unsafe impl<const N: usize> Sync for HostShared<N> {}
-
-impl<const N: usize> HostShared<N> {
-    const fn new() -> Self {
-        HostShared(UnsafeCell::new([0; N]))
-    }
-    fn addr(&self) -> u64 {
-        self.0.get() as u64
-    }
-    fn read_u32(&self, off: usize) -> u32 {
-        assert!(off + 4 <= N);
-        // SAFETY: in bounds (checked), aligned by layout, and read volatile because the
-        // host may change it at any time.
-        unsafe { (self.0.get().cast::<u8>().add(off) as *const u32).read_volatile() }
-    }
-    fn read_u64(&self, off: usize) -> u64 {
-        assert!(off + 8 <= N);
-        // SAFETY: as in `read_u32`.
-        unsafe { (self.0.get().cast::<u8>().add(off) as *const u64).read_volatile() }
-    }
-}
-
 static SYSTEM_TIME: HostShared<32> = HostShared::new();
 static WALL_CLOCK: HostShared<16> = HostShared::new();
 static STEAL: HostShared<64> = HostShared::new();
 static PV_EOI_WORD: HostShared<4> = HostShared::new();
 static STEAL_ON: AtomicBool = AtomicBool::new(false);
 
-/// Copies the pvclock record out under its version counter.
-fn record() -> PvclockRecord {
-    loop {
-        let version = SYSTEM_TIME.read_u32(0);
-        fence(Ordering::Acquire);
-        let mul_shift_flags = SYSTEM_TIME.read_u64(24);
-        let r = PvclockRecord {
-            tsc_timestamp: SYSTEM_TIME.read_u64(8),
-            system_time: SYSTEM_TIME.read_u64(16),
-            tsc_to_system_mul: mul_shift_flags as u32,
-            tsc_shift: (mul_shift_flags >> 32) as u8 as i8,
-            flags: (mul_shift_flags >> 40) as u8,
-        };
-        fence(Ordering::Acquire);
-        if version & 1 == 0 && SYSTEM_TIME.read_u32(0) == version {
-            return r;
-        }
-    }
-}
-
 extern "C" fn monotonic_ns() -> u64 {
-    loop {
-        let version = SYSTEM_TIME.read_u32(0);
-        fence(Ordering::Acquire);
-        let r = PvclockRecord {
-            tsc_timestamp: SYSTEM_TIME.read_u64(8),
-            system_time: SYSTEM_TIME.read_u64(16),
-            tsc_to_system_mul: SYSTEM_TIME.read_u32(24),
-            tsc_shift: (SYSTEM_TIME.read_u32(28) as u8) as i8,
-            flags: 0,
-        };
-        // LFENCE orders RDTSC after the record reads.
-        // SAFETY: LFENCE has no effect but ordering.
-        unsafe { core::arch::x86_64::_mm_lfence() };
-        let ns = r.ns_at(tsc::rdtsc());
-        fence(Ordering::Acquire);
-        if version & 1 == 0 && SYSTEM_TIME.read_u32(0) == version {
-            return ns;
-        }
-    }
+    pvclock::read_ns(&SYSTEM_TIME, 0)
 }
 
 extern "C" fn tsc_khz() -> u64 {
-    record().tsc_khz()
+    pvclock::record(&SYSTEM_TIME, 0).tsc_khz()
 }
 
 static WALL_BASE_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -166,7 +98,7 @@ pub fn init(features: u32) -> Result<PvOps, &'static str> {
         }
     };
     WALL_BASE_NS.store(wall, Ordering::Relaxed);
-    tsc::set_khz(record().tsc_khz(), crate::clock::TscSource::Pvclock);
+    tsc::set_khz(pvclock::record(&SYSTEM_TIME, 0).tsc_khz(), crate::clock::TscSource::Pvclock);
     let eoi = if features & FEATURE_PV_EOI != 0 { pv_eoi as extern "C" fn() } else { apic::eoi };
     Ok(PvOps {
         time: TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns },

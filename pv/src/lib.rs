@@ -17,6 +17,7 @@ pub mod kvm;
 pub mod native;
 pub mod ops;
 pub mod patch;
+mod pvclock;
 pub mod site;
 pub mod tsc;
 pub mod vmware;

@@ -1,10 +1,14 @@
 //! The Xen HVM/PVH backend (first part): the hypercall page, the console through the
-//! `console_io` hypercall (Xen owns the serial port), and shutdown through `sched_op`.
-//! Clocks, event channels and timers are native for now.
+//! `console_io` hypercall (Xen owns the serial port), shutdown through `sched_op`, and
+//! the clock from `shared_info` (vCPU 0's pvclock record and the wall clock). Event
+//! channels and Xen's timer are not used yet: the local APIC timer serves.
+
+use core::sync::atomic::{AtomicU64, Ordering, fence};
 
 use crate::clock::TscSource;
 use crate::native;
-use crate::ops::{ConsoleOps, PowerOps, PvOps, ops};
+use crate::ops::{ConsoleOps, PowerOps, PvOps, TimeOps, ops};
+use crate::pvclock::{self, HostShared};
 
 const HYPERVISOR_CONSOLE_IO: usize = 18;
 const HYPERVISOR_SCHED_OP: usize = 29;
@@ -117,18 +121,93 @@ pub fn memory_map(mut push: impl FnMut(u64, u64, u32)) -> Result<usize, &'static
     Ok(n)
 }
 
-/// Installs the hypercall page, takes the TSC rate from Xen's timing leaf (base + 3:
-/// ECX is the guest's TSC kHz) when the generic chain found nothing better, and returns
-/// the backend's table.
-pub fn init(base: u32, max_leaf: u32) -> Result<PvOps, &'static str> {
-    install_hypercall_page(base)?;
-    if max_leaf >= base + 3 && matches!(crate::tsc::source(), TscSource::Assumed | TscSource::Pit) {
-        let khz = (ops().cpu.cpuid)(base + 3, 0).ecx;
-        if khz != 0 {
-            crate::tsc::set_khz(u64::from(khz), TscSource::HypervisorLeaf);
+const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
+const DOMID_SELF: u16 = 0x7ff0;
+const XENMAPSPACE_SHARED_INFO: u32 = 0;
+/// vCPU 0's `vcpu_time_info` inside `shared_info`.
+const VCPU0_TIME: usize = 32;
+const WC_VERSION: usize = 3072;
+
+/// The frame Xen's `shared_info` page is placed at.
+static SHARED_INFO: HostShared<4096> = HostShared::new();
+static WALL_BASE_NS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn monotonic_ns() -> u64 {
+    pvclock::read_ns(&SHARED_INFO, VCPU0_TIME)
+}
+
+extern "C" fn tsc_khz() -> u64 {
+    pvclock::record(&SHARED_INFO, VCPU0_TIME).tsc_khz()
+}
+
+extern "C" fn wall_clock_base_ns() -> u64 {
+    WALL_BASE_NS.load(Ordering::Relaxed)
+}
+
+/// Has Xen put `shared_info` at our page (`XENMEM_add_to_physmap`).
+fn map_shared_info() -> Result<(), &'static str> {
+    #[repr(C)]
+    struct AddToPhysmap {
+        domid: u16,
+        size: u16,
+        space: u32,
+        idx: u64,
+        gpfn: u64,
+    }
+    let args = AddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: XENMAPSPACE_SHARED_INFO,
+        idx: 0,
+        gpfn: SHARED_INFO.addr() >> 12,
+    };
+    // SAFETY: the page is installed; `args` lives across the call, and the frame it names
+    // is a page of ours that nothing else uses.
+    let rc = unsafe { hypercall3(HYPERVISOR_MEMORY_OP, XENMEM_ADD_TO_PHYSMAP, &raw const args as u64, 0) };
+    if rc != 0 {
+        return Err("XENMEM_add_to_physmap(shared_info) failed");
+    }
+    Ok(())
+}
+
+/// Wall time at system time 0, under `wc_version`.
+fn wall_clock() -> u64 {
+    loop {
+        let version = SHARED_INFO.read_u32(WC_VERSION);
+        fence(Ordering::Acquire);
+        let sec = u64::from(SHARED_INFO.read_u32(WC_VERSION + 4))
+            | (u64::from(SHARED_INFO.read_u32(WC_VERSION + 12)) << 32);
+        let nsec = u64::from(SHARED_INFO.read_u32(WC_VERSION + 8));
+        fence(Ordering::Acquire);
+        if version & 1 == 0 && SHARED_INFO.read_u32(WC_VERSION) == version {
+            return sec.saturating_mul(1_000_000_000).saturating_add(nsec);
         }
     }
+}
+
+/// Installs the hypercall page and `shared_info`, and returns the backend's table: the
+/// pvclock from `shared_info` when Xen maps it, else the TSC rated by Xen's timing leaf
+/// (base + 3: ECX is the guest's TSC kHz).
+pub fn init(base: u32, max_leaf: u32) -> Result<PvOps, &'static str> {
+    install_hypercall_page(base)?;
+    let time = match map_shared_info() {
+        Ok(()) => {
+            WALL_BASE_NS.store(wall_clock(), Ordering::Relaxed);
+            crate::tsc::set_khz(tsc_khz(), TscSource::Pvclock);
+            TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns }
+        }
+        Err(_) => {
+            if max_leaf >= base + 3 && matches!(crate::tsc::source(), TscSource::Assumed | TscSource::Pit) {
+                let khz = (ops().cpu.cpuid)(base + 3, 0).ecx;
+                if khz != 0 {
+                    crate::tsc::set_khz(u64::from(khz), TscSource::HypervisorLeaf);
+                }
+            }
+            native::OPS.time
+        }
+    };
     Ok(PvOps {
+        time,
         console: ConsoleOps { available: console_available, write: console_write },
         power: PowerOps { shutdown },
         ..native::OPS

@@ -31,7 +31,7 @@ fn pvh_dom0(args: &str) -> Option<Running> {
 fn hello_as_pvh_dom0() {
     let Some(mut run) = pvh_dom0("") else { return };
     run.wait_for("pv: hypervisor=xen backend=xen_hvm patched=").expect("xen_hvm backend");
-    run.wait_for("time: clock from the hypervisor's CPUID timing leaf").expect("Xen's TSC rate");
+    run.wait_for("time: clock from pvclock").expect("Xen's pvclock from shared_info");
     run.wait_for("hello from chameleon: boot=pvh").expect("hello over console_io");
     run.wait_for("chameleon: exit code 0").expect("exit");
     run.wait_for("(XEN) Hardware Dom0 halted").expect("a poweroff shutdown reaches Xen");
@@ -61,7 +61,8 @@ fn one_second_sleep_as_pvh_dom0() {
 #[test]
 fn page_fault_as_pvh_dom0_is_reported() {
     let Some(mut run) = pvh_dom0("selftest=page-fault") else { return };
-    run.wait_for("page fault: read at address 0x00007fffdead0000: page not mapped").expect("the fault report");
+    run.wait_for("page fault: read at address 0x00007fffdead0000: page not mapped")
+        .expect("the fault report");
     run.wait_for("chameleon: exit code 102").expect("exit code");
     run.wait_for("(XEN) Hardware Dom0 crashed").expect("a crash shutdown reaches Xen");
 }
