@@ -51,25 +51,14 @@ impl<R: Registers> Mmio<R> {
     pub fn version(&self) -> u32 {
         self.version
     }
-
-    fn write64(&self, low: u16, value: u64) {
-        self.regs.write32(low, value as u32);
-        self.regs.write32(low + 4, (value >> 32) as u32);
-    }
 }
 
 impl<R: Registers> Transport for Mmio<R> {
     fn device_features(&self) -> u64 {
-        self.regs.write32(DEVICE_FEATURES_SEL, 0);
-        let low = self.regs.read32(DEVICE_FEATURES);
-        self.regs.write32(DEVICE_FEATURES_SEL, 1);
-        (u64::from(self.regs.read32(DEVICE_FEATURES)) << 32) | u64::from(low)
+        super::read_features(&self.regs, DEVICE_FEATURES_SEL, DEVICE_FEATURES)
     }
     fn set_driver_features(&self, features: u64) {
-        self.regs.write32(DRIVER_FEATURES_SEL, 0);
-        self.regs.write32(DRIVER_FEATURES, features as u32);
-        self.regs.write32(DRIVER_FEATURES_SEL, 1);
-        self.regs.write32(DRIVER_FEATURES, (features >> 32) as u32);
+        super::write_features(&self.regs, DRIVER_FEATURES_SEL, DRIVER_FEATURES, features);
     }
     fn status(&self) -> u8 {
         self.regs.read32(STATUS) as u8
@@ -103,9 +92,9 @@ impl<R: Registers> Transport for Mmio<R> {
             self.regs.write32(QUEUE_ALIGN, 4096);
             self.regs.write32(QUEUE_PFN, (desc >> 12) as u32);
         } else {
-            self.write64(QUEUE_DESC, desc);
-            self.write64(QUEUE_DRIVER, avail);
-            self.write64(QUEUE_DEVICE, used);
+            super::write64(&self.regs, QUEUE_DESC, desc);
+            super::write64(&self.regs, QUEUE_DRIVER, avail);
+            super::write64(&self.regs, QUEUE_DEVICE, used);
             self.regs.write32(QUEUE_READY, 1);
         }
         Ok(())

@@ -77,6 +77,29 @@ impl core::fmt::Display for Error {
     }
 }
 
+/// Reads 64 feature bits through a select register and a 32-bit window (modern PCI and
+/// MMIO lay them out alike).
+pub(crate) fn read_features(regs: &impl Registers, select: u16, window: u16) -> u64 {
+    regs.write32(select, 0);
+    let low = regs.read32(window);
+    regs.write32(select, 1);
+    (u64::from(regs.read32(window)) << 32) | u64::from(low)
+}
+
+/// Writes 64 feature bits through a select register and a 32-bit window.
+pub(crate) fn write_features(regs: &impl Registers, select: u16, window: u16, features: u64) {
+    regs.write32(select, 0);
+    regs.write32(window, features as u32);
+    regs.write32(select, 1);
+    regs.write32(window, (features >> 32) as u32);
+}
+
+/// Writes a 64-bit register as two 32-bit halves, low first (the virtio rule).
+pub(crate) fn write64(regs: &impl Registers, low: u16, value: u64) {
+    regs.write32(low, value as u32);
+    regs.write32(low + 4, (value >> 32) as u32);
+}
+
 /// Resets the device and negotiates: ACKNOWLEDGE, DRIVER, features (`wanted` ∩ offered),
 /// FEATURES_OK (for modern devices). Returns the accepted features.
 pub fn negotiate(t: &impl Transport, wanted: u64) -> Result<u64, Error> {

@@ -45,25 +45,12 @@ pub struct ModernPci<R: Registers> {
     pub msix: bool,
 }
 
-impl<R: Registers> ModernPci<R> {
-    fn write64(&self, offset: u16, value: u64) {
-        self.common.write32(offset, value as u32);
-        self.common.write32(offset + 4, (value >> 32) as u32);
-    }
-}
-
 impl<R: Registers> Transport for ModernPci<R> {
     fn device_features(&self) -> u64 {
-        self.common.write32(DEVICE_FEATURE_SELECT, 0);
-        let low = self.common.read32(DEVICE_FEATURE);
-        self.common.write32(DEVICE_FEATURE_SELECT, 1);
-        (u64::from(self.common.read32(DEVICE_FEATURE)) << 32) | u64::from(low)
+        super::read_features(&self.common, DEVICE_FEATURE_SELECT, DEVICE_FEATURE)
     }
     fn set_driver_features(&self, features: u64) {
-        self.common.write32(DRIVER_FEATURE_SELECT, 0);
-        self.common.write32(DRIVER_FEATURE, features as u32);
-        self.common.write32(DRIVER_FEATURE_SELECT, 1);
-        self.common.write32(DRIVER_FEATURE, (features >> 32) as u32);
+        super::write_features(&self.common, DRIVER_FEATURE_SELECT, DRIVER_FEATURE, features);
         if self.msix {
             self.common.write16(CONFIG_MSIX_VECTOR, NO_VECTOR);
         }
@@ -95,9 +82,9 @@ impl<R: Registers> Transport for ModernPci<R> {
             return Err(Error::NoQueue(index));
         }
         self.common.write16(QUEUE_SIZE, size);
-        self.write64(QUEUE_DESC, desc);
-        self.write64(QUEUE_DRIVER, avail);
-        self.write64(QUEUE_DEVICE, used);
+        super::write64(&self.common, QUEUE_DESC, desc);
+        super::write64(&self.common, QUEUE_DRIVER, avail);
+        super::write64(&self.common, QUEUE_DEVICE, used);
         if self.msix {
             let vector = msix.unwrap_or(NO_VECTOR);
             self.common.write16(QUEUE_MSIX_VECTOR, vector);
