@@ -2,7 +2,7 @@
 //! the TSC rate, the kvmclock wall clock, PV EOI and steal time; native for the rest
 //! (KVM's idle is the native `hlt`, which exits to the host).
 
-use core::sync::atomic::{AtomicBool, Ordering, fence};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ops::{ApicOps, PvOps, TimeOps, ops};
 use crate::pvclock::{self, HostShared};
@@ -56,15 +56,7 @@ pub fn steal_time_ns() -> Option<u64> {
     if !STEAL_ON.load(Ordering::Relaxed) {
         return None;
     }
-    loop {
-        let version = STEAL.read_u32(8);
-        fence(Ordering::Acquire);
-        let steal = STEAL.read_u64(0);
-        fence(Ordering::Acquire);
-        if version & 1 == 0 && STEAL.read_u32(8) == version {
-            return Some(steal);
-        }
-    }
+    Some(STEAL.read_versioned(8, |s| s.read_u64(0)))
 }
 
 /// Registers the shared pages with the host and returns the backend's table.
@@ -88,15 +80,8 @@ pub fn init(features: u32) -> Result<PvOps, &'static str> {
         }
     }
     // Wall time at kvmclock zero, under the same version rule.
-    let wall = loop {
-        let version = WALL_CLOCK.read_u32(0);
-        fence(Ordering::Acquire);
-        let (sec, nsec) = (WALL_CLOCK.read_u32(4), WALL_CLOCK.read_u32(8));
-        fence(Ordering::Acquire);
-        if version & 1 == 0 && WALL_CLOCK.read_u32(0) == version {
-            break u64::from(sec) * 1_000_000_000 + u64::from(nsec);
-        }
-    };
+    let wall =
+        WALL_CLOCK.read_versioned(0, |w| u64::from(w.read_u32(4)) * 1_000_000_000 + u64::from(w.read_u32(8)));
     WALL_BASE_NS.store(wall, Ordering::Relaxed);
     tsc::set_khz(pvclock::record(&SYSTEM_TIME, 0).tsc_khz(), crate::clock::TscSource::Pvclock);
     let eoi = if features & FEATURE_PV_EOI != 0 { pv_eoi as extern "C" fn() } else { apic::eoi };

@@ -36,31 +36,39 @@ impl<const N: usize> HostShared<N> {
     }
 }
 
+impl<const N: usize> HostShared<N> {
+    /// Runs `read` until it saw a consistent snapshot: the hypervisor makes the version
+    /// at `version_off` odd while it updates the fields and bumps it when done.
+    pub(crate) fn read_versioned<T>(&self, version_off: usize, read: impl Fn(&Self) -> T) -> T {
+        loop {
+            let version = self.read_u32(version_off);
+            fence(Ordering::Acquire);
+            let value = read(self);
+            fence(Ordering::Acquire);
+            if version & 1 == 0 && self.read_u32(version_off) == version {
+                return value;
+            }
+        }
+    }
+}
+
 /// Copies the record at `off` out under its version counter.
 pub(crate) fn record<const N: usize>(mem: &HostShared<N>, off: usize) -> PvclockRecord {
-    loop {
-        let version = mem.read_u32(off);
-        fence(Ordering::Acquire);
+    mem.read_versioned(off, |mem| {
         let mul_shift_flags = mem.read_u64(off + 24);
-        let r = PvclockRecord {
+        PvclockRecord {
             tsc_timestamp: mem.read_u64(off + 8),
             system_time: mem.read_u64(off + 16),
             tsc_to_system_mul: mul_shift_flags as u32,
             tsc_shift: (mul_shift_flags >> 32) as u8 as i8,
             flags: (mul_shift_flags >> 40) as u8,
-        };
-        fence(Ordering::Acquire);
-        if version & 1 == 0 && mem.read_u32(off) == version {
-            return r;
         }
-    }
+    })
 }
 
 /// The record's clock now, in nanoseconds.
 pub(crate) fn read_ns<const N: usize>(mem: &HostShared<N>, off: usize) -> u64 {
-    loop {
-        let version = mem.read_u32(off);
-        fence(Ordering::Acquire);
+    mem.read_versioned(off, |mem| {
         let r = PvclockRecord {
             tsc_timestamp: mem.read_u64(off + 8),
             system_time: mem.read_u64(off + 16),
@@ -71,10 +79,6 @@ pub(crate) fn read_ns<const N: usize>(mem: &HostShared<N>, off: usize) -> u64 {
         // LFENCE orders RDTSC after the record reads.
         // SAFETY: LFENCE has no effect but ordering.
         unsafe { core::arch::x86_64::_mm_lfence() };
-        let ns = r.ns_at(crate::tsc::rdtsc());
-        fence(Ordering::Acquire);
-        if version & 1 == 0 && mem.read_u32(off) == version {
-            return ns;
-        }
-    }
+        r.ns_at(crate::tsc::rdtsc())
+    })
 }

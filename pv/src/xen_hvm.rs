@@ -3,7 +3,7 @@
 //! the clock from `shared_info` (vCPU 0's pvclock record and the wall clock). Event
 //! channels and Xen's timer are not used yet: the local APIC timer serves.
 
-use core::sync::atomic::{AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock::TscSource;
 use crate::native;
@@ -172,17 +172,10 @@ fn map_shared_info() -> Result<(), &'static str> {
 
 /// Wall time at system time 0, under `wc_version`.
 fn wall_clock() -> u64 {
-    loop {
-        let version = SHARED_INFO.read_u32(WC_VERSION);
-        fence(Ordering::Acquire);
-        let sec = u64::from(SHARED_INFO.read_u32(WC_VERSION + 4))
-            | (u64::from(SHARED_INFO.read_u32(WC_VERSION + 12)) << 32);
-        let nsec = u64::from(SHARED_INFO.read_u32(WC_VERSION + 8));
-        fence(Ordering::Acquire);
-        if version & 1 == 0 && SHARED_INFO.read_u32(WC_VERSION) == version {
-            return sec.saturating_mul(1_000_000_000).saturating_add(nsec);
-        }
-    }
+    SHARED_INFO.read_versioned(WC_VERSION, |s| {
+        let sec = u64::from(s.read_u32(WC_VERSION + 4)) | (u64::from(s.read_u32(WC_VERSION + 12)) << 32);
+        sec.saturating_mul(1_000_000_000).saturating_add(u64::from(s.read_u32(WC_VERSION + 8)))
+    })
 }
 
 /// Installs the hypercall page and `shared_info`, and returns the backend's table: the
