@@ -10,6 +10,7 @@ pub mod acpi;
 pub mod cmdline;
 pub mod memmap;
 pub mod pvh;
+pub mod xen_pv;
 
 /// Reads guest-physical memory.
 pub trait PhysMemory {

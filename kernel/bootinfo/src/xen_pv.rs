@@ -1,0 +1,247 @@
+//! `struct start_info`, the hand-over of a 64-bit Xen PV guest (Xen `xen.h`). RSI holds
+//! its virtual address at the PV entry; with `XEN_ELFNOTE_VIRT_BASE` 0 that is also its
+//! pseudo-physical address.
+
+use crate::memmap::{MemoryMap, Region, RegionKind};
+use crate::{PhysMemory, Unreadable};
+
+/// The magic a 64-bit PV guest's start info begins with (NUL-padded to 32 bytes). Xen
+/// appends "p" when the image declares PAE mode, as ours does.
+pub const MAGIC: &[u8] = b"xen-3.0-x86_64";
+/// The command line is an inline, NUL-terminated array of this many bytes.
+pub const CMDLINE_LEN: usize = 1024;
+const PAGE: u64 = 4096;
+
+/// `SIF_INITDOMAIN`: this is dom0 (and may use Xen's console).
+pub const SIF_INITDOMAIN: u32 = 1 << 1;
+/// `SIF_MOD_START_PFN`: `mod_start` is a page frame number, not a virtual address.
+pub const SIF_MOD_START_PFN: u32 = 1 << 3;
+
+/// The parsed start info.
+#[derive(Debug, Clone)]
+pub struct StartInfo {
+    pub addr: u64,
+    /// Pages given to the domain; pseudo-physical memory is `[0, nr_pages * 4096)`.
+    pub nr_pages: u64,
+    /// Machine address of the `shared_info` page.
+    pub shared_info: u64,
+    pub flags: u32,
+    /// Machine frame and event channel of the console ring (domU only; 0 for dom0).
+    pub console_mfn: u64,
+    pub console_evtchn: u32,
+    /// Virtual address of the boot L4 and how many page-table frames Xen built.
+    pub pt_base: u64,
+    pub nr_pt_frames: u64,
+    /// Virtual address of the p2m list (`nr_pages` machine frame numbers).
+    pub mfn_list: u64,
+    /// The boot module (initrd), as a virtual address, or none.
+    pub module: Option<(u64, u64)>,
+    cmdline: [u8; CMDLINE_LEN],
+}
+
+/// Why a start info cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartInfoError {
+    Unreadable(Unreadable),
+    /// The first bytes, as found (printable ASCII kept, the rest shown as `?`).
+    BadMagic([u8; 16]),
+    /// A field that does not fit the domain's memory.
+    Inconsistent(&'static str),
+}
+
+impl From<Unreadable> for StartInfoError {
+    fn from(e: Unreadable) -> Self {
+        Self::Unreadable(e)
+    }
+}
+
+impl core::fmt::Display for StartInfoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unreadable(e) => write!(f, "start info unreadable: {e}"),
+            Self::BadMagic(found) => {
+                let found = core::str::from_utf8(found).unwrap_or("?").trim_end_matches('\0');
+                write!(
+                    f,
+                    "start info magic is {found:?}, expected \"xen-3.0-x86_64\": not a 64-bit Xen PV boot?"
+                )
+            }
+            Self::Inconsistent(why) => write!(f, "start info is inconsistent: {why}"),
+        }
+    }
+}
+
+impl StartInfo {
+    /// Parses the start info at `addr` (RSI at the PV entry).
+    pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<Self, StartInfoError> {
+        let mut magic = [0u8; 32];
+        mem.read(addr, &mut magic)?;
+        let len = magic.iter().position(|&b| b == 0).unwrap_or(magic.len());
+        let found = &magic[..len];
+        if found != MAGIC && found.strip_suffix(b"p") != Some(MAGIC) {
+            let mut shown = [0u8; 16];
+            for (s, &b) in shown.iter_mut().zip(&magic) {
+                *s = if b == 0 || b.is_ascii_graphic() || b == b' ' { b } else { b'?' };
+            }
+            return Err(StartInfoError::BadMagic(shown));
+        }
+        let mut cmdline = [0u8; CMDLINE_LEN];
+        mem.read(addr + 128, &mut cmdline)?;
+        let flags = mem.read_u32(addr + 48)?;
+        let mod_start = mem.read_u64(addr + 112)?;
+        let mod_len = mem.read_u64(addr + 120)?;
+        let info = StartInfo {
+            addr,
+            nr_pages: mem.read_u64(addr + 32)?,
+            shared_info: mem.read_u64(addr + 40)?,
+            flags,
+            console_mfn: mem.read_u64(addr + 72)?,
+            console_evtchn: mem.read_u32(addr + 80)?,
+            pt_base: mem.read_u64(addr + 88)?,
+            nr_pt_frames: mem.read_u64(addr + 96)?,
+            mfn_list: mem.read_u64(addr + 104)?,
+            module: match (mod_start, mod_len) {
+                (_, 0) | (0, _) => None,
+                (start, len) if flags & SIF_MOD_START_PFN != 0 => Some((start * PAGE, len)),
+                (start, len) => Some((start, len)),
+            },
+            cmdline,
+        };
+        let ram_end = info.ram_end();
+        if info.nr_pages == 0 || info.nr_pages > (1 << 40) {
+            return Err(StartInfoError::Inconsistent("nr_pages is 0 or absurd"));
+        }
+        if info.nr_pt_frames == 0 || info.bootstrap_end() > ram_end {
+            return Err(StartInfoError::Inconsistent("the boot page tables lie outside the domain's memory"));
+        }
+        if info.mfn_list == 0 || info.mfn_list.saturating_add(info.nr_pages * 8) > ram_end {
+            return Err(StartInfoError::Inconsistent("the p2m list lies outside the domain's memory"));
+        }
+        if let Some((start, len)) = info.module
+            && start.saturating_add(len) > ram_end
+        {
+            return Err(StartInfoError::Inconsistent("the boot module lies outside the domain's memory"));
+        }
+        Ok(info)
+    }
+
+    /// The end of pseudo-physical memory.
+    pub fn ram_end(&self) -> u64 {
+        self.nr_pages.saturating_mul(PAGE)
+    }
+
+    /// The end of what Xen's domain builder placed (image, module, p2m list, start info,
+    /// boot page tables, and last the one-page boot stack): RAM from here on is free.
+    pub fn bootstrap_end(&self) -> u64 {
+        self.pt_base.saturating_add((self.nr_pt_frames + 1).saturating_mul(PAGE))
+    }
+
+    /// The memory map: all pseudo-physical memory is RAM.
+    pub fn memmap(&self) -> MemoryMap {
+        let mut map = MemoryMap::new();
+        // One entry always fits.
+        let _ = map.push(Region { start: 0, len: self.ram_end(), kind: RegionKind::Ram });
+        map
+    }
+
+    /// The command line, up to its NUL.
+    pub fn cmdline(&self) -> Result<&str, crate::pvh::CmdlineError> {
+        let len = self.cmdline.iter().position(|&b| b == 0).ok_or(crate::pvh::CmdlineError::TooLong)?;
+        core::str::from_utf8(&self.cmdline[..len])
+            .map_err(|e| crate::pvh::CmdlineError::NotUtf8 { valid_up_to: e.valid_up_to() })
+    }
+
+    pub fn is_dom0(&self) -> bool {
+        self.flags & SIF_INITDOMAIN != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testmem::TestMemory;
+    extern crate std;
+    use std::vec::Vec;
+
+    const AT: u64 = 0x40_0000;
+
+    /// A start info as Xen 4.17 builds it for a 64 MiB dom0 whose image ends at 4 MiB.
+    fn xen_like(magic: &[u8], cmdline: &[u8]) -> Vec<u8> {
+        let mut s = std::vec![0u8; 1168];
+        s[..magic.len()].copy_from_slice(magic);
+        let mut put = |off: usize, v: u64| s[off..off + 8].copy_from_slice(&v.to_le_bytes());
+        put(32, 16384); // nr_pages: 64 MiB
+        put(40, 0x7ff_f000); // shared_info (machine address)
+        put(48, u64::from(SIF_INITDOMAIN | 1));
+        put(88, AT + 0x1000); // pt_base
+        put(96, 6); // nr_pt_frames
+        put(104, 0x3e_0000); // mfn_list
+        s[128..128 + cmdline.len()].copy_from_slice(cmdline);
+        s
+    }
+
+    fn mem(bytes: Vec<u8>) -> TestMemory {
+        let mut m = TestMemory::new();
+        m.put(AT, &bytes);
+        m
+    }
+
+    #[test]
+    fn parses_a_dom0_start_info() {
+        let info =
+            StartInfo::parse(&mem(xen_like(b"xen-3.0-x86_64p", b"selftest=sleep log=debug")), AT).unwrap();
+        assert_eq!(info.nr_pages, 16384);
+        assert_eq!(info.ram_end(), 64 << 20);
+        assert_eq!(info.shared_info, 0x7ff_f000);
+        assert!(info.is_dom0());
+        assert_eq!(info.module, None);
+        assert_eq!(info.cmdline(), Ok("selftest=sleep log=debug"));
+        // Start info page, six table frames, then the stack page.
+        assert_eq!(info.bootstrap_end(), AT + 0x8000);
+        assert_eq!(info.memmap().ram_bytes(), 64 << 20);
+        // Without PAE mode declared, the magic has no "p".
+        assert!(StartInfo::parse(&mem(xen_like(MAGIC, b"")), AT).is_ok());
+    }
+
+    #[test]
+    fn refuses_a_wrong_magic() {
+        assert!(StartInfo::parse(&mem(xen_like(b"xen-3.0-x86_64pp", b"")), AT).is_err());
+        let err = StartInfo::parse(&mem(xen_like(b"xen-3.0-x86_32p", b"")), AT).unwrap_err();
+        assert!(matches!(err, StartInfoError::BadMagic(_)));
+        let text = std::format!("{err}");
+        assert!(text.contains("\"xen-3.0-x86_32p\""), "{text}");
+        // An HVM start info (PVH) is not a PV one either.
+        let err = StartInfo::parse(&mem(xen_like(&0x336e_c578u32.to_le_bytes(), b"")), AT).unwrap_err();
+        assert!(std::format!("{err}").contains("expected \"xen-3.0-x86_64\""));
+    }
+
+    #[test]
+    fn refuses_fields_outside_memory() {
+        let mut s = xen_like(MAGIC, b"");
+        s[104..112].copy_from_slice(&((64u64 << 20) - 4096).to_le_bytes()); // p2m list past the end
+        let err = StartInfo::parse(&mem(s), AT).unwrap_err();
+        assert_eq!(err, StartInfoError::Inconsistent("the p2m list lies outside the domain's memory"));
+        let mut s = xen_like(MAGIC, b"");
+        s[32..40].copy_from_slice(&0u64.to_le_bytes());
+        assert!(StartInfo::parse(&mem(s), AT).is_err());
+    }
+
+    #[test]
+    fn module_as_address_or_frame_number() {
+        let mut s = xen_like(MAGIC, b"");
+        s[112..120].copy_from_slice(&0x50_0000u64.to_le_bytes());
+        s[120..128].copy_from_slice(&0x1234u64.to_le_bytes());
+        assert_eq!(StartInfo::parse(&mem(s.clone()), AT).unwrap().module, Some((0x50_0000, 0x1234)));
+        s[112..120].copy_from_slice(&0x500u64.to_le_bytes());
+        s[48..52].copy_from_slice(&(SIF_MOD_START_PFN | SIF_INITDOMAIN).to_le_bytes());
+        assert_eq!(StartInfo::parse(&mem(s), AT).unwrap().module, Some((0x50_0000, 0x1234)));
+    }
+
+    #[test]
+    fn command_line_must_end_and_be_utf8() {
+        let info = StartInfo::parse(&mem(xen_like(MAGIC, &[b'a'; CMDLINE_LEN])), AT).unwrap();
+        assert_eq!(info.cmdline(), Err(crate::pvh::CmdlineError::TooLong));
+        let info = StartInfo::parse(&mem(xen_like(MAGIC, b"ip=\xff")), AT).unwrap();
+        assert_eq!(info.cmdline(), Err(crate::pvh::CmdlineError::NotUtf8 { valid_up_to: 3 }));
+    }
+}
