@@ -1,9 +1,12 @@
-//! The boot sequence, from the PVH entry stub to the app.
+//! The boot sequence, from an entry stub to the app. Each entry (PVH, Xen PV) does what
+//! only it can (reading its start info, setting up traps and memory its way) and then
+//! both join in [`run`].
 
 use alloc::string::String;
 
 use bootinfo::cmdline::{self, Settings};
 use bootinfo::pvh::{self, CMDLINE_MAX, StartInfo};
+use bootinfo::xen_pv;
 use bootinfo::{PhysMemory, Unreadable};
 use spin::Once;
 
@@ -35,6 +38,8 @@ impl PhysMemory for BootMemory {
 
 /// The command line, copied out of loader memory before that memory is reused.
 static CMDLINE: Once<([u8; CMDLINE_MAX], usize)> = Once::new();
+/// Xen PV's start info, copied (with its inline command line) for the same reason.
+static XEN_START_INFO: Once<xen_pv::StartInfo> = Once::new();
 
 fn fail(what: &str, why: impl core::fmt::Display) -> ! {
     crate::println!("chameleon: boot failed: {what}: {why}");
@@ -49,7 +54,53 @@ fn module_bytes(start: u64, len: u64) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) }
 }
 
-/// Called by the entry stub on the boot stack, with interrupts off.
+/// The command line's settings, with the network configuration they name.
+struct Parsed<'a> {
+    settings: Settings<'a>,
+    warnings: usize,
+    net: crate::net::NetConfig,
+}
+
+/// Parses the command line, warning about what it ignores, and starts the logger.
+fn parse_cmdline(cmdline: &str) -> Parsed<'_> {
+    let mut warnings = 0;
+    let settings: Settings<'_> = cmdline::parse(cmdline, |w| {
+        crate::println!("chameleon: warning: command line: {w}");
+        warnings += 1;
+    });
+    logger::init(settings.log);
+    let mut net = crate::net::NetConfig { ip: settings.ip, gateway: settings.gateway, mmio: [None; 8] };
+    for value in settings.virtio_mmio.iter().flatten() {
+        match drivers::virtio::mmio::parse_cmdline_device(value) {
+            Some(dev) => add_mmio_device(&mut net, dev),
+            None => crate::println!(
+                "chameleon: warning: command line: `virtio_mmio.device={value}` ignored: expected <size>@<base>:<irq>"
+            ),
+        }
+    }
+    Parsed { settings, warnings, net }
+}
+
+fn add_mmio_device(net: &mut crate::net::NetConfig, dev: drivers::virtio::mmio::MmioDevice) {
+    if let Some(slot) = net.mmio.iter_mut().find(|s| s.is_none()) {
+        *slot = Some(dev);
+    }
+}
+
+/// What an entry hands to [`run`].
+struct Booted<'a> {
+    protocol: &'static str,
+    start_info_version: u32,
+    cmdline: &'a str,
+    parsed: Parsed<'a>,
+    ram_bytes: u64,
+    free_bytes: u64,
+    nx: bool,
+    modules: alloc::vec::Vec<&'static [u8]>,
+    pv: pv::Report,
+}
+
+/// Called by the PVH entry stub on the boot stack, with interrupts off.
 pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     console::init_serial();
     gdt::init();
@@ -88,26 +139,7 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
             core::str::from_utf8(&buf[..*len]).unwrap_or_default()
         }
     };
-    let mut warnings = 0;
-    let settings: Settings<'_> = cmdline::parse(cmdline, |w| {
-        crate::println!("chameleon: warning: command line: {w}");
-        warnings += 1;
-    });
-    logger::init(settings.log);
-    let mut net = crate::net::NetConfig { ip: settings.ip, gateway: settings.gateway, mmio: [None; 8] };
-    let mut mmio_slots = net.mmio.iter_mut();
-    for value in settings.virtio_mmio.iter().flatten() {
-        match drivers::virtio::mmio::parse_cmdline_device(value) {
-            Some(dev) => {
-                if let Some(slot) = mmio_slots.next() {
-                    *slot = Some(dev);
-                }
-            }
-            None => crate::println!(
-                "chameleon: warning: command line: `virtio_mmio.device={value}` ignored: expected <size>@<base>:<irq>"
-            ),
-        }
-    }
+    let mut parsed = parse_cmdline(cmdline);
     log::info!("chameleon: booting via PVH (start info v{}), command line: {cmdline:?}", info.version);
 
     // Power-off facts must be read before the allocator can reuse the RAM the ACPI
@@ -125,17 +157,11 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         }
         if let Ok((devices, count)) = bootinfo::acpi::find_virtio_mmio(&BootMemory, rsdp) {
             for dev in &devices[..count] {
-                if let Some(slot) = mmio_slots.next() {
-                    *slot = Some(drivers::virtio::mmio::MmioDevice {
-                        base: dev.base,
-                        size: dev.size,
-                        irq: dev.gsi,
-                    });
-                }
+                let dev = drivers::virtio::mmio::MmioDevice { base: dev.base, size: dev.size, irq: dev.gsi };
+                add_mmio_device(&mut parsed.net, dev);
             }
         }
     }
-    crate::net::configure(net);
 
     let image = paging::image_layout();
     let mut reserved = [
@@ -165,13 +191,107 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     if let Err(e) = memory::init_paging(&info.memmap, &image, &guards, nx) {
         fail("memory", e);
     }
-
     log::debug!("paging: kernel page tables live, NX {}", if nx { "on" } else { "unavailable" });
+
     // SAFETY: boot: one CPU, interrupts off, nothing else running.
-    let pv = match unsafe { pv::init(settings.pv, settings.pv_patch) } {
+    let pv = match unsafe { pv::init(parsed.settings.pv, parsed.settings.pv_patch, pv::Entry::Pvh) } {
         Ok(report) => report,
         Err(e) => fail("pv", e),
     };
+    let modules = info
+        .modules()
+        .iter()
+        .filter(|m| {
+            let in_ram =
+                info.memmap.ram().any(|r| r.start <= m.start && m.start.saturating_add(m.len) <= r.end());
+            if !in_ram {
+                log::warn!("boot module at {:#x} ({} bytes) is not in RAM; ignored", m.start, m.len);
+            }
+            in_ram
+        })
+        .map(|m| module_bytes(m.start, m.len))
+        .collect();
+    run(Booted {
+        protocol: "pvh",
+        start_info_version: info.version,
+        cmdline,
+        parsed,
+        ram_bytes: info.memmap.ram_bytes(),
+        free_bytes: free,
+        nx,
+        modules,
+        pv,
+    })
+}
+
+/// Called by the Xen PV entry stub on the boot stack: ring 3, events masked, Xen's page
+/// tables. Nothing privileged may run here, so the xen_pv table goes in first, then the
+/// trap table, and only then anything that could fault.
+pub(crate) extern "C" fn xen_pv_main(start_info_addr: u64) -> ! {
+    // SAFETY: the first thing at the PV entry; nothing else runs.
+    unsafe { pv::xen_pv::install_early() };
+    console::prefer_hypervisor_console();
+    if let Err(e) = idt::init_xen_pv() {
+        fail("Xen trap table", e);
+    }
+    let info = XEN_START_INFO.call_once(|| match xen_pv::StartInfo::parse(&BootMemory, start_info_addr) {
+        Ok(info) => info,
+        Err(e) => fail("Xen start info", e),
+    });
+    let handover = pv::xen_pv::Handover {
+        shared_info: info.shared_info,
+        pt_base: info.pt_base,
+        mfn_list: info.mfn_list,
+        nr_pages: info.nr_pages,
+        dom0: info.is_dom0(),
+        console_mfn: info.console_mfn,
+        console_evtchn: info.console_evtchn,
+    };
+    // SAFETY: boot, after `install_early`; the handover is Xen's start info.
+    if let Err(e) = unsafe { pv::xen_pv::start(&handover) } {
+        fail("Xen", e);
+    }
+    let cmdline = match info.cmdline() {
+        Ok(cmdline) => cmdline,
+        Err(e) => fail("command line", e),
+    };
+    let parsed = parse_cmdline(cmdline);
+    log::info!(
+        "chameleon: booting as a Xen PV {} ({} pages), command line: {cmdline:?}",
+        if info.is_dom0() { "dom0" } else { "domU" },
+        info.nr_pages
+    );
+    // Patch while Xen's boot mapping still has text writable; `init_xen_pv` below makes
+    // it read-only.
+    // SAFETY: boot: one CPU, events masked, nothing else running.
+    let pv = match unsafe { pv::init(parsed.settings.pv, parsed.settings.pv_patch, pv::Entry::XenPv) } {
+        Ok(report) => report,
+        Err(e) => fail("pv", e),
+    };
+    let guards = entry::stacks().map(|s| s.guard);
+    let free = match memory::init_xen_pv(info, &paging::image_layout(), &guards) {
+        Ok(free) => free,
+        Err(e) => fail("memory", e),
+    };
+    let nx = pv::xen_pv::mmu::nx_bit() != 0;
+    run(Booted {
+        protocol: "xen-pv",
+        start_info_version: 0,
+        cmdline,
+        parsed,
+        ram_bytes: info.ram_end(),
+        free_bytes: free,
+        nx,
+        modules: info.module.map(|(start, len)| module_bytes(start, len)).into_iter().collect(),
+        pv,
+    })
+}
+
+/// The rest of the boot, the same for every entry: clock, console, interrupts, then the
+/// self-test or the app.
+fn run(b: Booted<'_>) -> ! {
+    let pv = b.pv;
+    crate::net::configure(b.parsed.net);
     time::start();
     console::prefer_hypervisor_console();
     if let Some(hv) = pv.detection.cpuid {
@@ -183,6 +303,9 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     if let Some(why) = pv.detection.fallback.or(pv.backend_error) {
         log::warn!("pv: {why}; using the native backend");
     }
+    if let Some(e) = pv.backend_warning {
+        log::warn!("pv: {e}; the native clock or timer serves instead");
+    }
     log::info!(
         "pv: hypervisor={} backend={} patched={}/{} sites",
         pv.detection.hypervisor,
@@ -190,62 +313,61 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         pv.patch.patched,
         pv.patch.total
     );
-    let (apic_mode, timer_mode) = interrupts::init();
+    let timer = if pv.detection.backend == pv::Backend::XenPv {
+        // No APIC or PIC to program: Xen delivers events, the timer included.
+        String::new()
+    } else {
+        let (apic_mode, timer_mode) = interrupts::init();
+        match (pv.timer, timer_mode) {
+            (Some(_), _) => alloc::format!(", APIC {apic_mode:?}"),
+            (None, pv::apic::TimerMode::CountDown) => alloc::format!(
+                ", APIC {apic_mode:?}, timer {timer_mode:?} at {} kHz",
+                pv::apic::countdown_hz() / 1000
+            ),
+            (None, pv::apic::TimerMode::TscDeadline) => {
+                alloc::format!(", APIC {apic_mode:?}, timer {timer_mode:?}")
+            }
+        }
+    };
     log::info!(
-        "time: clock from {}, TSC {} kHz, APIC {:?}, timer {:?}{}",
+        "time: clock from {}, TSC {} kHz{timer}{}",
         pv.tsc_source.name(),
         time::tsc_khz(),
-        apic_mode,
-        timer_mode,
-        match timer_mode {
-            pv::apic::TimerMode::CountDown => alloc::format!(" at {} kHz", pv::apic::countdown_hz() / 1000),
-            pv::apic::TimerMode::TscDeadline => String::new(),
-        }
+        pv.timer.map(|t| alloc::format!(", timer {t}")).unwrap_or_default()
     );
 
     let mut brand = [0; 48];
     let facts = BootFacts {
-        protocol: "pvh",
-        start_info_version: info.version,
-        ram_bytes: info.memmap.ram_bytes(),
-        free_bytes: free,
+        protocol: b.protocol,
+        start_info_version: b.start_info_version,
+        ram_bytes: b.ram_bytes,
+        free_bytes: b.free_bytes,
         cpu_brand: String::from(cpu::brand(&mut brand)),
         hypervisor: pv.detection.hypervisor,
         pv_backend: pv.detection.backend.name(),
         tsc_khz: time::tsc_khz(),
         tsc_source: pv.tsc_source.name(),
-        nx,
+        nx: b.nx,
         exit_method: crate::exit::method(),
-        modules: info
-            .modules()
-            .iter()
-            .filter(|m| {
-                let in_ram =
-                    info.memmap.ram().any(|r| r.start <= m.start && m.start.saturating_add(m.len) <= r.end());
-                if !in_ram {
-                    log::warn!("boot module at {:#x} ({} bytes) is not in RAM; ignored", m.start, m.len);
-                }
-                in_ram
-            })
-            .map(|m| module_bytes(m.start, m.len))
-            .collect(),
+        modules: b.modules,
     };
     log::info!(
         "chameleon: {} MiB RAM, {} MiB free, cpu {:?}, NX {}, exit via {}",
         facts.ram_bytes >> 20,
         facts.free_bytes >> 20,
         facts.cpu_brand,
-        if nx { "on" } else { "off" },
+        if facts.nx { "on" } else { "off" },
         facts.exit_method
     );
-    if warnings > 0 {
-        log::warn!("{warnings} command-line setting(s) ignored");
+    let settings = &b.parsed.settings;
+    if b.parsed.warnings > 0 {
+        log::warn!("{} command-line setting(s) ignored", b.parsed.warnings);
     }
 
     if let Some(name) = settings.selftest {
         exit(selftest::run(name, &facts));
     }
-    let args = app::Args { cmdline, app_args: settings.app_args, facts: &facts };
+    let args = app::Args { cmdline: b.cmdline, app_args: settings.app_args, facts: &facts };
     match app::run(&args) {
         Ok(()) => exit(ExitCode::Success),
         Err(e) => {

@@ -1,5 +1,6 @@
-//! Leaving the machine: QEMU's `isa-debug-exit` when present (the host sees the code),
-//! else ACPI S5 power-off, else halt with interrupts off.
+//! Leaving the machine: the hypervisor's shutdown call when the pv-ops backend has one
+//! (Xen), else QEMU's `isa-debug-exit` when present (the host sees the code), else ACPI
+//! S5 power-off, else halt with interrupts off.
 
 use bootinfo::acpi::{GenericAddress, PowerOff};
 use drivers::acpi_pm;
@@ -44,6 +45,9 @@ pub(crate) fn set_power_off(how: PowerOff) {
 
 /// How the machine will be left, for the boot banner.
 pub(crate) fn method() -> &'static str {
+    if (pv::ops::ops().power.available)() {
+        return "hypervisor";
+    }
     match (debug_exit(), POWER_OFF.get()) {
         (Some(_), _) => "isa-debug-exit",
         (None, Some(_)) => "acpi-s5",

@@ -32,6 +32,8 @@ pub(crate) enum MemoryError {
         free: u64,
     },
     NoFramesForPageTables,
+    /// Xen refused a page-table change (PV).
+    Xen(pv::xen_pv::mmu::MapError),
 }
 
 impl core::fmt::Display for MemoryError {
@@ -45,6 +47,7 @@ impl core::fmt::Display for MemoryError {
                 MIN_FREE_BYTES / 1024
             ),
             Self::NoFramesForPageTables => write!(f, "out of memory while building page tables"),
+            Self::Xen(e) => write!(f, "page tables under Xen PV: {e}"),
         }
     }
 }
@@ -85,6 +88,55 @@ pub(crate) fn init_paging(
     unsafe { crate::arch::cpu::write_cr3(tables.root()) };
     *KERNEL_TABLES.lock() = Some(tables);
     Ok(())
+}
+
+/// Memory for a Xen PV guest: Xen's boot tables are extended to map all of the domain's
+/// pages at their pseudo-physical addresses (table frames from the first free pages),
+/// the image gets its rights (text RX, rodata R, data RW+NX; page 0 and the stack guard
+/// pages unmapped), and what lies beyond the boot region and the new tables goes to the
+/// frame allocator. Returns the free bytes.
+pub(crate) fn init_xen_pv(
+    info: &bootinfo::xen_pv::StartInfo,
+    image: &ImageLayout,
+    guards: &[u64],
+) -> Result<u64, MemoryError> {
+    use pv::xen_pv::mmu::{self, MapError, Rights};
+    let ram_end = info.ram_end();
+    let mut next_free = info.bootstrap_end();
+    let mapped_end = mmu::first_unmapped(next_free);
+    // Table frames come from the lowest free pages, which Xen's boot mapping (at least
+    // 512 KiB past its end) or our own earlier 2 MiB steps already map.
+    let mut alloc = || {
+        let frame = next_free;
+        if frame >= ram_end || mmu::first_unmapped(frame) == frame {
+            return None;
+        }
+        next_free += PAGE_SIZE;
+        Some(frame)
+    };
+    let xen = |e: MapError| match e {
+        MapError::NoFrames => MemoryError::NoFramesForPageTables,
+        e => MemoryError::Xen(e),
+    };
+    mmu::map_ram(mapped_end, ram_end, &mut alloc).map_err(xen)?;
+    let rights = [
+        (0, PAGE_SIZE, Rights::Unmapped),
+        (image.start, image.text_end, Rights::Execute),
+        (image.text_end, image.rodata_end, Rights::Read),
+        (image.rodata_end, image.end, Rights::ReadWrite),
+    ];
+    for (start, end, r) in rights {
+        mmu::protect(start, end, r).map_err(xen)?;
+    }
+    for &guard in guards {
+        mmu::protect(guard, guard + PAGE_SIZE, Rights::Unmapped).map_err(xen)?;
+    }
+    log::debug!(
+        "memory: Xen PV: mapped {} MiB, {} KiB of boot region and new tables",
+        ram_end >> 20,
+        next_free / 1024
+    );
+    init_frames(&info.memmap(), &[(0, next_free)])
 }
 
 /// Maps a device's register window (uncached) so it can be reached at its physical

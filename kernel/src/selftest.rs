@@ -22,6 +22,8 @@ pub(crate) const NAMES: &[&str] = &[
     "clock",
     "sleep",
     "pvops-bench",
+    "xen-mmu-refused",
+    "xen-unclaimed-event",
 ];
 
 pub(crate) fn run(name: &str, facts: &BootFacts) -> ExitCode {
@@ -62,6 +64,8 @@ pub(crate) fn run(name: &str, facts: &BootFacts) -> ExitCode {
             crate::println!("pvbench: done (20000 calls x 7 rounds per op, median, TSC ticks)");
             ExitCode::Success
         }
+        "xen-mmu-refused" => xen_mmu_refused(facts),
+        "xen-unclaimed-event" => xen_unclaimed_event(facts),
         _ => {
             log::error!("unknown selftest `{name}`; known: {}", NAMES.join(", "));
             ExitCode::BootFailed
@@ -197,4 +201,41 @@ fn heap_stress(facts: &BootFacts) -> ExitCode {
         stats.frames_free / 1024
     );
     ExitCode::Success
+}
+
+/// Asks Xen, through the pv-ops `set_pte`, to make the root page table writable: Xen must
+/// refuse, and the refusal must end the run with a clear message.
+fn xen_mmu_refused(facts: &BootFacts) -> ExitCode {
+    if facts.pv_backend != "xen_pv" {
+        log::error!("selftest xen-mmu-refused needs the xen_pv backend, not {}", facts.pv_backend);
+        return ExitCode::AppFailed;
+    }
+    let Some((entry, value)) = pv::xen_pv::mmu::root_mapping_made_writable() else {
+        log::error!("the root page table is not mapped");
+        return ExitCode::AppFailed;
+    };
+    crate::println!("selftest xen-mmu-refused: asking for a writable root page table");
+    // SAFETY: `entry` is an entry of the live tree; Xen validates the change and refuses
+    // it (a writable mapping of a page table), so nothing changes.
+    unsafe { (pv::ops::ops().mmu.set_pte)(entry, value) };
+    log::error!("Xen accepted a writable mapping of the root page table");
+    ExitCode::AppFailed
+}
+
+/// Raises an event on a channel no handler is bound to; the upcall must report it and end
+/// the run.
+fn xen_unclaimed_event(facts: &BootFacts) -> ExitCode {
+    if !facts.pv_backend.starts_with("xen") {
+        log::error!("selftest xen-unclaimed-event needs a Xen backend, not {}", facts.pv_backend);
+        return ExitCode::AppFailed;
+    }
+    match pv::xen::events::raise_unclaimed() {
+        Ok(port) => {
+            crate::println!("selftest xen-unclaimed-event: raised an event on channel {port}");
+            crate::time::sleep(core::time::Duration::from_millis(100));
+            log::error!("the event on channel {port} went unreported");
+        }
+        Err(e) => log::error!("cannot raise the event: {e}"),
+    }
+    ExitCode::AppFailed
 }

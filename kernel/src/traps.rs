@@ -58,6 +58,15 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
             crate::net::on_interrupt();
             pv::site::apic_eoi();
         }
+        // Xen's event upcall (PV callback or HVM vector): the timer's event only ends a
+        // halt; an event nobody bound is a fault in the making, so it ends the run.
+        v if v == u64::from(pv::xen::events::UPCALL_VECTOR) => {
+            if let Err(e) = pv::xen::events::handle_upcall() {
+                panic!("xen: {e}");
+            }
+            pv::site::apic_eoi();
+        }
+        crate::arch::idt::XEN_FAILSAFE_VECTOR => fatal(frame),
         // Spurious interrupts need no EOI.
         v if v == u64::from(time::SPURIOUS_VECTOR) => {}
         v => {
@@ -107,7 +116,13 @@ fn fatal(frame: &TrapFrame) -> ! {
         crate::exit::exit_with(ExitCode::CpuException as u32);
     }
     crate::console::seize_for_crash();
-    let name = NAMES.get(frame.vector as usize).copied().unwrap_or("interrupt");
+    let name = match NAMES.get(frame.vector as usize) {
+        Some(name) => name,
+        None if frame.vector == crate::arch::idt::XEN_FAILSAFE_VECTOR => {
+            "Xen failsafe callback (a segment register could not be restored)"
+        }
+        None => "interrupt",
+    };
     crate::println!(
         "fatal: CPU exception: {name} (vector {}), error code {:#x}, at rip {:#018x}",
         frame.vector,

@@ -115,8 +115,10 @@ pub enum Backend {
     Native,
     Kvm,
     VMware,
-    /// Xen HVM and PVH guests (found by CPUID; PV guests come in through their own entry).
+    /// Xen HVM and PVH guests (found by CPUID).
     XenHvm,
+    /// Xen PV guests (found by their own entry point).
+    XenPv,
 }
 
 impl Backend {
@@ -126,6 +128,7 @@ impl Backend {
             Backend::Kvm => "kvm",
             Backend::VMware => "vmware",
             Backend::XenHvm => "xen_hvm",
+            Backend::XenPv => "xen_pv",
         }
     }
 }
@@ -145,6 +148,7 @@ impl Choice {
             "kvm" => Choice::Force(Backend::Kvm),
             "vmware" => Choice::Force(Backend::VMware),
             "xen_hvm" => Choice::Force(Backend::XenHvm),
+            "xen_pv" => Choice::Force(Backend::XenPv),
             _ => return None,
         })
     }
@@ -223,11 +227,40 @@ fn vmware_claim(hv: Option<Hypervisor>, p: &impl Platform) -> Claim {
     }
 }
 
+/// How the kernel was entered. Xen's PV entry point is itself the detection: nothing
+/// but Xen enters there, and nothing but the xen_pv backend can run such a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// PVH (QEMU, Firecracker, Cloud Hypervisor, Xen PVH): detect by CPUID.
+    Pvh,
+    XenPv,
+}
+
 /// Detection as a priority table: every backend states its claim, the strongest wins,
 /// and native (which always applies) is the floor.
-pub fn detect(p: &impl Platform, choice: Choice) -> Result<Detection, NotPresent> {
+pub fn detect(p: &impl Platform, choice: Choice, entry: Entry) -> Result<Detection, NotPresent> {
     let forced = choice.forced();
     let hv = hypervisor(p);
+    match (entry, forced) {
+        (Entry::XenPv, None | Some(Backend::XenPv)) => {
+            return Ok(Detection {
+                hypervisor: "xen-pv",
+                backend: Backend::XenPv,
+                cpuid: hv,
+                kvm_features: 0,
+                fallback: None,
+            });
+        }
+        (Entry::XenPv, Some(backend)) => {
+            let why = "this is a Xen PV guest (it came in through the PV entry), which only xen_pv can run";
+            return Err(NotPresent { backend, why });
+        }
+        (Entry::Pvh, Some(Backend::XenPv)) => {
+            let why = "xen_pv needs Xen's PV entry, and this boot came through PVH";
+            return Err(NotPresent { backend: Backend::XenPv, why });
+        }
+        (Entry::Pvh, _) => {}
+    }
     let kvm = kvm_claim(hv);
     let vmware = vmware_claim(hv, p);
     let hypervisor = match (hv, &vmware) {
@@ -354,18 +387,20 @@ mod tests {
         );
         let hv = hypervisor(&m).unwrap();
         assert_eq!((hv.vendor, hv.base), (Vendor::Xen, BASE + 0x100));
-        let d = detect(&m, Choice::Auto).unwrap();
+        let d = detect(&m, Choice::Auto, Entry::Pvh).unwrap();
         assert_eq!((d.hypervisor, d.backend), ("xen", Backend::XenHvm));
         // Hyper-V alone stays Hyper-V (and native).
         let alone = machine(true, &[(BASE, 0x4000_0006, b"Microsoft Hv")]);
-        assert_eq!(detect(&alone, Choice::Auto).unwrap().backend, Backend::Native);
+        assert_eq!(detect(&alone, Choice::Auto, Entry::Pvh).unwrap().backend, Backend::Native);
     }
 
     #[test]
     fn xen_needs_its_hypercall_leaf() {
-        let ok = detect(&machine(true, &[(BASE, 0x4000_0005, b"XenVMMXenVMM")]), Choice::Auto).unwrap();
+        let ok = detect(&machine(true, &[(BASE, 0x4000_0005, b"XenVMMXenVMM")]), Choice::Auto, Entry::Pvh)
+            .unwrap();
         assert_eq!(ok.backend, Backend::XenHvm);
-        let short = detect(&machine(true, &[(BASE, 0x4000_0001, b"XenVMMXenVMM")]), Choice::Auto).unwrap();
+        let short = detect(&machine(true, &[(BASE, 0x4000_0001, b"XenVMMXenVMM")]), Choice::Auto, Entry::Pvh)
+            .unwrap();
         assert_eq!(short.backend, Backend::Native);
         assert_eq!(short.fallback, Some("Xen's CPUID range ends before its hypercall-page leaf"));
     }
@@ -401,10 +436,10 @@ mod tests {
     #[test]
     fn tcg_runs_native() {
         let m = machine(true, &[(BASE, 0x4000_0001, b"TCGTCGTCGTCG")]);
-        let d = detect(&m, Choice::Auto).unwrap();
+        let d = detect(&m, Choice::Auto, Entry::Pvh).unwrap();
         assert_eq!((d.hypervisor, d.backend, d.fallback), ("tcg", Backend::Native, None));
         // QEMU's pc machine answers the backdoor under TCG too: the TCG signature wins.
-        let d = detect(&with_backdoor(m, BACKDOOR_ON), Choice::Auto).unwrap();
+        let d = detect(&with_backdoor(m, BACKDOOR_ON), Choice::Auto, Entry::Pvh).unwrap();
         assert_eq!((d.hypervisor, d.backend), ("tcg", Backend::Native));
     }
 
@@ -412,55 +447,87 @@ mod tests {
     fn kvm_is_chosen_with_its_features() {
         let mut m = machine(true, &[(BASE, 0x4000_0001, KVM)]);
         m.0.insert(BASE + 1, [0x0100_7afb, 0, 0, 0]);
-        let d = detect(&with_backdoor(m, BACKDOOR_ON), Choice::Auto).unwrap();
+        let d = detect(&with_backdoor(m, BACKDOOR_ON), Choice::Auto, Entry::Pvh).unwrap();
         assert_eq!((d.hypervisor, d.backend, d.kvm_features), ("kvm", Backend::Kvm, 0x0100_7afb));
     }
 
     #[test]
     fn kvm_with_a_lying_max_leaf_falls_back() {
-        let d = detect(&machine(true, &[(BASE, 0x4000_0000, KVM)]), Choice::Auto).unwrap();
+        let d = detect(&machine(true, &[(BASE, 0x4000_0000, KVM)]), Choice::Auto, Entry::Pvh).unwrap();
         assert_eq!(d.backend, Backend::Native);
         assert_eq!(d.fallback, Some("KVM's CPUID range ends before its feature leaf"));
     }
 
     #[test]
     fn vmware_by_signature_or_hidden_behind_the_backdoor() {
-        let d = detect(&machine(true, &[(BASE, 0x4000_0010, b"VMwareVMware")]), Choice::Auto).unwrap();
+        let d = detect(&machine(true, &[(BASE, 0x4000_0010, b"VMwareVMware")]), Choice::Auto, Entry::Pvh)
+            .unwrap();
         assert_eq!((d.hypervisor, d.backend), ("vmware", Backend::VMware));
         // KVM with `kvm=off`: hypervisor bit, no signature, backdoor answers.
-        let d = detect(&with_backdoor(machine(true, &[]), BACKDOOR_ON), Choice::Auto).unwrap();
+        let d = detect(&with_backdoor(machine(true, &[]), BACKDOOR_ON), Choice::Auto, Entry::Pvh).unwrap();
         assert_eq!((d.hypervisor, d.backend), ("vmware", Backend::VMware));
         // The same without the backdoor, or with a wrong magic: native.
-        let d = detect(&machine(true, &[]), Choice::Auto).unwrap();
+        let d = detect(&machine(true, &[]), Choice::Auto, Entry::Pvh).unwrap();
         assert_eq!((d.hypervisor, d.backend), ("unknown", Backend::Native));
-        let wrong = detect(&with_backdoor(machine(true, &[]), [6, 0x1234_5678, 2, 0]), Choice::Auto).unwrap();
+        let wrong =
+            detect(&with_backdoor(machine(true, &[]), [6, 0x1234_5678, 2, 0]), Choice::Auto, Entry::Pvh)
+                .unwrap();
         assert_eq!(wrong.backend, Backend::Native);
         // Bare metal never trusts the port.
-        let d = detect(&with_backdoor(machine(false, &[]), BACKDOOR_ON), Choice::Auto).unwrap();
+        let d = detect(&with_backdoor(machine(false, &[]), BACKDOOR_ON), Choice::Auto, Entry::Pvh).unwrap();
         assert_eq!((d.hypervisor, d.backend), ("none", Backend::Native));
     }
 
     #[test]
     fn forcing() {
         let tcg = || machine(true, &[(BASE, 0x4000_0001, b"TCGTCGTCGTCG")]);
-        assert_eq!(detect(&tcg(), Choice::Force(Backend::Native)).unwrap().backend, Backend::Native);
         assert_eq!(
-            detect(&tcg(), Choice::Force(Backend::Kvm)),
+            detect(&tcg(), Choice::Force(Backend::Native), Entry::Pvh).unwrap().backend,
+            Backend::Native
+        );
+        assert_eq!(
+            detect(&tcg(), Choice::Force(Backend::Kvm), Entry::Pvh),
             Err(NotPresent { backend: Backend::Kvm, why: "no KVM signature in CPUID" })
         );
         // pv=vmware on TCG with vmport=on, and refused with vmport=off.
         assert_eq!(
-            detect(&with_backdoor(tcg(), BACKDOOR_ON), Choice::Force(Backend::VMware)).unwrap().backend,
+            detect(&with_backdoor(tcg(), BACKDOOR_ON), Choice::Force(Backend::VMware), Entry::Pvh)
+                .unwrap()
+                .backend,
             Backend::VMware
         );
         assert_eq!(
-            detect(&tcg(), Choice::Force(Backend::VMware)).unwrap_err().why,
+            detect(&tcg(), Choice::Force(Backend::VMware), Entry::Pvh).unwrap_err().why,
             "the VMware backdoor (I/O port 0x5658) does not answer"
         );
         // Native is always available, even on KVM.
         let mut kvm = machine(true, &[(BASE, 0x4000_0001, KVM)]);
         kvm.0.insert(BASE + 1, [0x7afb, 0, 0, 0]);
-        assert_eq!(detect(&kvm, Choice::Force(Backend::Native)).unwrap().backend, Backend::Native);
+        assert_eq!(
+            detect(&kvm, Choice::Force(Backend::Native), Entry::Pvh).unwrap().backend,
+            Backend::Native
+        );
+    }
+
+    #[test]
+    fn the_pv_entry_decides() {
+        let xen = machine(true, &[(BASE, 0x4000_0005, b"XenVMMXenVMM")]);
+        let d = detect(&xen, Choice::Auto, Entry::XenPv).unwrap();
+        assert_eq!((d.hypervisor, d.backend), ("xen-pv", Backend::XenPv));
+        assert_eq!(
+            detect(&xen, Choice::Force(Backend::XenPv), Entry::XenPv).unwrap().backend,
+            Backend::XenPv
+        );
+        // Nothing else can run a ring-3 kernel, and xen_pv needs the PV entry.
+        assert_eq!(
+            detect(&xen, Choice::Force(Backend::Native), Entry::XenPv).unwrap_err().backend,
+            Backend::Native
+        );
+        assert_eq!(
+            detect(&xen, Choice::Force(Backend::XenPv), Entry::Pvh).unwrap_err().backend,
+            Backend::XenPv
+        );
+        assert_eq!(detect(&xen, Choice::Auto, Entry::Pvh).unwrap().backend, Backend::XenHvm);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! One table of privileged operations ([`ops::PvOps`]) starts out native; at boot
 //! [`detect`] decides which hypervisor this is, a backend ([`native`], [`kvm`],
-//! [`vmware`]) fills the table, and the patcher rewrites the recorded hot call sites
+//! [`vmware`], [`xen_hvm`], [`xen_pv`]) fills the table, and the patcher rewrites the recorded hot call sites
 //! ([`site`]) into inline native instructions or direct calls.
 //!
 //! The decision logic ([`detect`], [`patch`], [`clock`]) is `unsafe`-free and tested on
@@ -21,9 +21,11 @@ mod pvclock;
 pub mod site;
 pub mod tsc;
 pub mod vmware;
+pub mod xen;
 pub mod xen_hvm;
+pub mod xen_pv;
 
-pub use detect::{Backend, Choice};
+pub use detect::{Backend, Choice, Entry};
 
 /// What detection needs from the machine: CPUID, and the VMware backdoor port. The
 /// kernel answers with the real instructions; tests replay recordings.
@@ -56,6 +58,10 @@ pub struct Report {
     pub tsc_source: clock::TscSource,
     /// Why the chosen backend could not start and native runs instead.
     pub backend_error: Option<&'static str>,
+    /// What the backend does without, and why (Xen refused a hypercall).
+    pub backend_warning: Option<xen::Refused>,
+    /// The one-shot timer, when the backend brings its own (else the local APIC's).
+    pub timer: Option<&'static str>,
 }
 
 /// Detects the hypervisor, installs the chosen (or forced) backend, sets up the clock
@@ -64,10 +70,13 @@ pub struct Report {
 /// # Safety
 /// Boot only: one CPU, interrupts off, nothing else running.
 #[cfg(target_os = "none")]
-pub unsafe fn init(choice: Choice, patch: bool) -> Result<Report, detect::NotPresent> {
-    let mut detection = detect::detect(&Machine, choice)?;
+pub unsafe fn init(choice: Choice, patch: bool, entry: Entry) -> Result<Report, detect::NotPresent> {
+    let mut detection = detect::detect(&Machine, choice, entry)?;
     let hv_max_leaf = detection.cpuid.map_or(0, |h| h.max_leaf);
     let mut backend_error = None;
+    let mut backend_warning = None;
+    let mut timer = None;
+    const XEN_TIMER: &str = "Xen VIRQ_TIMER (one-shot)";
     let table = match detection.backend {
         Backend::Native => {
             tsc::calibrate(hv_max_leaf);
@@ -87,13 +96,27 @@ pub unsafe fn init(choice: Choice, patch: bool) -> Result<Report, detect::NotPre
             tsc::calibrate(hv_max_leaf);
             let (base, max_leaf) = detection.cpuid.map_or((0x4000_0000, 0), |h| (h.base, h.max_leaf));
             match xen_hvm::init(base, max_leaf) {
-                Ok(table) => table,
+                Ok((table, started)) => {
+                    backend_warning = started.clock_error.or(started.timer_error);
+                    if started.timer_error.is_none() {
+                        timer = Some(XEN_TIMER);
+                    }
+                    table
+                }
                 Err(why) => {
                     backend_error = Some(why);
                     detection.backend = Backend::Native;
                     native::OPS
                 }
             }
+        }
+        Backend::XenPv => {
+            // A PV guest cannot run without its timer: there is nothing to fall back to.
+            if let Err(e) = xen::events::bind_timer() {
+                panic!("xen_pv: no timer: {e}");
+            }
+            timer = Some(XEN_TIMER);
+            xen_pv::OPS
         }
     };
     // SAFETY: the caller guarantees boot conditions.
@@ -104,5 +127,5 @@ pub unsafe fn init(choice: Choice, patch: bool) -> Result<Report, detect::NotPre
     } else {
         site::PatchCount { patched: 0, total: site::records().len() }
     };
-    Ok(Report { detection, patch, tsc_source: tsc::source(), backend_error })
+    Ok(Report { detection, patch, tsc_source: tsc::source(), backend_error, backend_warning, timer })
 }

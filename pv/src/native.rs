@@ -75,6 +75,32 @@ extern "C" fn wbinvd() {
     unsafe { asm!("wbinvd", options(nostack, preserves_flags)) };
 }
 
+unsafe extern "C" fn poke_text(dst: *mut u8, src: *const u8, len: usize) {
+    const CR0_WP: u64 = 1 << 16;
+    let cr0 = read_cr0();
+    // SAFETY: clearing WP lets ring 0 write read-only pages; only the `len` bytes at
+    // `dst` are written (the caller vouches nobody executes them meanwhile), and WP comes
+    // back at once. Interrupts stay as they are: the callers run at boot, with them off.
+    unsafe {
+        write_cr0(cr0 & !CR0_WP);
+        core::ptr::copy_nonoverlapping(src, dst, len);
+        write_cr0(cr0);
+    }
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.native_iret, "ax"
+    .global native_iret
+native_iret:
+    iretq
+    "#
+);
+
+unsafe extern "C" {
+    fn native_iret();
+}
+
 extern "C" fn save_fl() -> u64 {
     let flags;
     // SAFETY: reads RFLAGS through the stack.
@@ -156,13 +182,13 @@ extern "C" fn io_delay() {
     outb(0x80, 0);
 }
 
-extern "C" fn console_available() -> bool {
-    false
-}
-
 extern "C" fn console_write(_bytes: *const u8, _len: usize) {}
 
 extern "C" fn shutdown(_code: u32) {}
+
+extern "C" fn no() -> bool {
+    false
+}
 
 pub const OPS: PvOps = PvOps {
     cpu: CpuOps {
@@ -179,6 +205,8 @@ pub const OPS: PvOps = PvOps {
         load_idt,
         load_tss,
         wbinvd,
+        poke_text,
+        iret: native_iret,
     },
     irq: IrqOps { save_fl, restore_fl, disable: irq_disable, enable: irq_enable, safe_halt, halt },
     mmu: MmuOps { set_pte, flush_tlb, flush_tlb_one, switch_address_space, phys_to_dma },
@@ -189,8 +217,8 @@ pub const OPS: PvOps = PvOps {
     },
     apic: ApicOps { eoi: apic::eoi, send_ipi: apic::send_ipi, set_oneshot_timer: apic::set_oneshot_timer },
     io: IoOps { inb, outb, inw, outw, inl, outl, io_delay },
-    console: ConsoleOps { available: console_available, write: console_write },
-    power: PowerOps { shutdown },
+    console: ConsoleOps { available: no, write: console_write },
+    power: PowerOps { available: no, shutdown },
 };
 
 /// The native instructions a patched site can hold instead of a call, for the ops that

@@ -40,6 +40,15 @@ pub struct CpuOps {
     /// Safety: the selector must name an available TSS in the loaded GDT.
     pub load_tss: unsafe extern "C" fn(selector: u16),
     pub wbinvd: extern "C" fn(),
+    /// Writes `len` bytes of code at `dst` (text is mapped read-only; the patcher uses
+    /// this).
+    /// Safety: nothing may execute those bytes while they change.
+    pub poke_text: unsafe extern "C" fn(dst: *mut u8, src: *const u8, len: usize),
+    /// The end of every trap handler: not called but jumped to, with all registers
+    /// restored and the interrupt frame (RIP, CS, RFLAGS, RSP, SS) at RSP (native:
+    /// IRETQ; Xen PV: the `iret` hypercall).
+    /// Safety: only trap-exit code may jump here, with that frame.
+    pub iret: unsafe extern "C" fn(),
 }
 
 /// CPUID's four result registers.
@@ -124,6 +133,8 @@ pub struct ConsoleOps {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct PowerOps {
+    /// Whether the hypervisor can end the guest (native: no).
+    pub available: extern "C" fn() -> bool,
     /// Asks the hypervisor to end this guest with `code` (0: success); returns if it
     /// cannot (native: always), so the kernel falls back to its own exits.
     pub shutdown: extern "C" fn(code: u32),

@@ -12,8 +12,8 @@ use crate::clock::PvclockRecord;
 #[repr(C, align(4096))]
 pub(crate) struct HostShared<const N: usize>(UnsafeCell<[u8; N]>);
 
-// SAFETY: the guest never writes these buffers after registering them (except KVM's PV
-// EOI word, through one atomic instruction); readers use volatile reads.
+// SAFETY: the guest reads these buffers with volatile reads, and writes them only
+// through atomics (KVM's PV EOI word, Xen's event flags and bitmaps), as the host does.
 unsafe impl<const N: usize> Sync for HostShared<N> {}
 
 impl<const N: usize> HostShared<N> {
@@ -37,6 +37,28 @@ impl<const N: usize> HostShared<N> {
 }
 
 impl<const N: usize> HostShared<N> {
+    /// The byte at `off`, shared with the host.
+    pub(crate) fn atomic_u8(&self, off: usize) -> &core::sync::atomic::AtomicU8 {
+        assert!(off < N);
+        // SAFETY: in bounds (checked); the host changes it only with atomic operations
+        // or plain stores of whole bytes, which atomics tolerate.
+        unsafe { core::sync::atomic::AtomicU8::from_ptr(self.0.get().cast::<u8>().add(off)) }
+    }
+    /// The 4-byte word at `off` (4-aligned), shared with the host.
+    pub(crate) fn atomic_u32(&self, off: usize) -> &core::sync::atomic::AtomicU32 {
+        assert!(off + 4 <= N && off.is_multiple_of(4));
+        // SAFETY: in bounds and aligned (checked; the buffer is page-aligned); the host
+        // updates these words whole.
+        unsafe { core::sync::atomic::AtomicU32::from_ptr(self.0.get().cast::<u8>().add(off).cast()) }
+    }
+    /// The 8-byte word at `off` (8-aligned), shared with the host.
+    pub(crate) fn atomic_u64(&self, off: usize) -> &core::sync::atomic::AtomicU64 {
+        assert!(off + 8 <= N && off.is_multiple_of(8));
+        // SAFETY: in bounds and aligned (checked; the buffer is page-aligned); the host
+        // updates these words with locked instructions.
+        unsafe { core::sync::atomic::AtomicU64::from_ptr(self.0.get().cast::<u8>().add(off).cast()) }
+    }
+
     /// Runs `read` until it saw a consistent snapshot: the hypervisor makes the version
     /// at `version_off` odd while it updates the fields and bumps it when done.
     pub(crate) fn read_versioned<T>(&self, version_off: usize, read: impl Fn(&Self) -> T) -> T {

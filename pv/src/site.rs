@@ -144,9 +144,8 @@ pub struct PatchCount {
 
 /// Rewrites every recorded site for the installed table.
 ///
-/// Text stays mapped read-only + executable throughout: the writes go through with
-/// CR0.WP cleared for their duration, so no page is ever writable and executable at once
-/// in the page tables. A site whose bytes are not the expected indirect call is left
+/// The bytes go in through the backend's `poke_text` (natively with CR0.WP cleared for
+/// the write, so no page is ever writable and executable at once). A site whose bytes are not the expected indirect call is left
 /// alone (and not counted).
 ///
 /// # Safety
@@ -158,13 +157,7 @@ pub unsafe fn apply() -> PatchCount {
 
     let table = crate::ops::ops();
     let table_addr = &raw const crate::ops::PV_OPS as u64;
-    let cpu = table.cpu;
     let mut count = PatchCount { patched: 0, total: 0 };
-    let cr0 = (cpu.read_cr0)();
-    const CR0_WP: u64 = 1 << 16;
-    // SAFETY: clearing WP lets ring 0 write read-only pages; only the site bytes below are
-    // written, and WP is restored before returning.
-    unsafe { (cpu.write_cr0)(cr0 & !CR0_WP) };
     for record in records() {
         count.total += 1;
         let Some(installed) = crate::ops::op_address(table, record.op) else { continue };
@@ -184,12 +177,10 @@ pub unsafe fn apply() -> PatchCount {
         let Ok((bytes, len)) = plan(record, replacement) else { continue };
         // SAFETY: as above; the caller guarantees nothing executes these bytes while
         // they change.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), site, len) };
+        unsafe { (table.cpu.poke_text)(site, bytes.as_ptr(), len) };
         count.patched += 1;
     }
-    // SAFETY: restores the caller's CR0.
-    unsafe { (cpu.write_cr0)(cr0) };
     // CPUID serialises, so the CPU executes the new bytes from here on.
-    let _ = (cpu.cpuid)(0, 0);
+    let _ = (table.cpu.cpuid)(0, 0);
     count
 }

@@ -19,14 +19,17 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Sets the rate and restarts the clock at zero.
+/// Sets the rate and restarts the clock at zero. A pvclock backend only records the
+/// rate (its wall clock is the hypervisor's, and a Xen PV guest has no CMOS to read).
 pub fn set_khz(khz: u64, source: TscSource) {
     let khz = khz.max(1);
     KHZ.store(khz, Ordering::Relaxed);
     NS_PER_TICK_32.store(((1_000_000u128 << 32) / u128::from(khz)) as u64, Ordering::Relaxed);
     SOURCE.store(source as u8, Ordering::Relaxed);
     BASE.store(rdtsc(), Ordering::Relaxed);
-    WALL_BASE_NS.store(read_rtc_ns().unwrap_or(0), Ordering::Relaxed);
+    if source != TscSource::Pvclock {
+        WALL_BASE_NS.store(read_rtc_ns().unwrap_or(0), Ordering::Relaxed);
+    }
 }
 
 pub fn source() -> TscSource {

@@ -1,82 +1,18 @@
-//! The Xen HVM/PVH backend (first part): the hypercall page, the console through the
-//! `console_io` hypercall (Xen owns the serial port), shutdown through `sched_op`, and
-//! the clock from `shared_info` (vCPU 0's pvclock record and the wall clock). Event
-//! channels and Xen's timer are not used yet: the local APIC timer serves.
-
-use core::sync::atomic::{AtomicU64, Ordering};
+//! The Xen HVM/PVH backend: the hypercall page through Xen's MSR, the console through
+//! `console_io` (Xen owns the serial port), shutdown through `sched_op`, the clock from
+//! `shared_info` (placed with `XENMEM_add_to_physmap`), and Xen's one-shot timer raising
+//! VIRQ_TIMER on an event channel whose upcall arrives on an IDT vector. The rest (the
+//! interrupt flag, page tables, idle) is native: an HVM guest owns its CPU state.
 
 use crate::clock::TscSource;
 use crate::native;
-use crate::ops::{ConsoleOps, PowerOps, PvOps, TimeOps, ops};
-use crate::pvclock::{self, HostShared};
+use crate::ops::{ApicOps, ConsoleOps, PowerOps, PvOps, ops};
+use crate::xen::{self, HYPERVISOR_HVM_OP, HYPERVISOR_MEMORY_OP, Refused, SHARED_INFO, check, events};
 
-const HYPERVISOR_CONSOLE_IO: usize = 18;
-const HYPERVISOR_SCHED_OP: usize = 29;
-const CONSOLEIO_WRITE: u64 = 0;
-const SCHEDOP_SHUTDOWN: u64 = 2;
-const SHUTDOWN_POWEROFF: u32 = 0;
-const SHUTDOWN_CRASH: u32 = 3;
-
-// The page Xen fills with hypercall stubs (32 bytes each). It lives in text so it is
-// executable; Xen writes it through its physical address.
-core::arch::global_asm!(
-    r#"
-    .section .text.xen_hypercall_page, "ax"
-    .balign 4096
-    .global xen_hypercall_page
-xen_hypercall_page:
-    .fill 4096, 1, 0xcc
-    "#
-);
-
-unsafe extern "C" {
-    static xen_hypercall_page: u8;
-}
-
-fn stub(index: usize) -> u64 {
-    &raw const xen_hypercall_page as u64 + 32 * index as u64
-}
-
-/// A two- or three-argument hypercall (64-bit ABI: rdi, rsi, rdx; result in rax).
-///
-/// # Safety
-/// The hypercall page must be installed, and the arguments must be valid for `index`.
-unsafe fn hypercall3(index: usize, a1: u64, a2: u64, a3: u64) -> i64 {
-    let ret: i64;
-    // SAFETY: the stub is Xen's code for this hypercall; it follows the C ABI's
-    // clobbers, and the caller vouches for the arguments.
-    unsafe {
-        core::arch::asm!(
-            "call {stub}",
-            stub = in(reg) stub(index),
-            inlateout("rdi") a1 => _,
-            inlateout("rsi") a2 => _,
-            inlateout("rdx") a3 => _,
-            lateout("rax") ret,
-            clobber_abi("C"),
-        )
-    };
-    ret
-}
-
-extern "C" fn console_available() -> bool {
-    true
-}
-
-extern "C" fn console_write(bytes: *const u8, len: usize) {
-    // SAFETY: the page was installed by `init` before this op was; the buffer is the
-    // caller's, `len` bytes long, and Xen only reads it.
-    unsafe { hypercall3(HYPERVISOR_CONSOLE_IO, CONSOLEIO_WRITE, len as u64, bytes as u64) };
-}
-
-extern "C" fn shutdown(code: u32) {
-    let reason: u32 = if code == 0 { SHUTDOWN_POWEROFF } else { SHUTDOWN_CRASH };
-    // SAFETY: `reason` is a valid `sched_shutdown` for the duration of the call.
-    unsafe { hypercall3(HYPERVISOR_SCHED_OP, SCHEDOP_SHUTDOWN, &raw const reason as u64, 0) };
-}
-
-const HYPERVISOR_MEMORY_OP: usize = 12;
 const XENMEM_MEMORY_MAP: u64 = 9;
+const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
+const XENMAPSPACE_SHARED_INFO: u32 = 0;
+const HVMOP_SET_EVTCHN_UPCALL_VECTOR: u64 = 23;
 
 /// Installs the hypercall page through the MSR that Xen's leaf `base + 2` names.
 fn install_hypercall_page(base: u32) -> Result<(), &'static str> {
@@ -86,7 +22,7 @@ fn install_hypercall_page(base: u32) -> Result<(), &'static str> {
     }
     // SAFETY: Xen's CPUID names this MSR for exactly this write: the page-aligned
     // physical address (identity-mapped kernel) of a page reserved for the stubs.
-    unsafe { (ops().cpu.wrmsr)(leaf.ebx, &raw const xen_hypercall_page as u64) };
+    unsafe { (ops().cpu.wrmsr)(leaf.ebx, xen::hypercall_page()) };
     Ok(())
 }
 
@@ -109,7 +45,7 @@ pub fn memory_map(mut push: impl FnMut(u64, u64, u32)) -> Result<usize, &'static
     let mut map = XenMemoryMap { nr_entries: MAX as u32, buffer: entries.as_mut_ptr() as u64 };
     // SAFETY: the page is installed; `map` names a buffer of `MAX` e820 entries that Xen
     // fills, and both live across the call.
-    let rc = unsafe { hypercall3(HYPERVISOR_MEMORY_OP, XENMEM_MEMORY_MAP, &raw mut map as u64, 0) };
+    let rc = unsafe { xen::hypercall3(HYPERVISOR_MEMORY_OP, XENMEM_MEMORY_MAP, &raw mut map as u64, 0) };
     if rc != 0 {
         return Err("XENMEM_memory_map failed");
     }
@@ -121,31 +57,8 @@ pub fn memory_map(mut push: impl FnMut(u64, u64, u32)) -> Result<usize, &'static
     Ok(n)
 }
 
-const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
-const DOMID_SELF: u16 = 0x7ff0;
-const XENMAPSPACE_SHARED_INFO: u32 = 0;
-/// vCPU 0's `vcpu_time_info` inside `shared_info`.
-const VCPU0_TIME: usize = 32;
-const WC_VERSION: usize = 3072;
-
-/// The frame Xen's `shared_info` page is placed at.
-static SHARED_INFO: HostShared<4096> = HostShared::new();
-static WALL_BASE_NS: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn monotonic_ns() -> u64 {
-    pvclock::read_ns(&SHARED_INFO, VCPU0_TIME)
-}
-
-extern "C" fn tsc_khz() -> u64 {
-    pvclock::record(&SHARED_INFO, VCPU0_TIME).tsc_khz()
-}
-
-extern "C" fn wall_clock_base_ns() -> u64 {
-    WALL_BASE_NS.load(Ordering::Relaxed)
-}
-
 /// Has Xen put `shared_info` at our page (`XENMEM_add_to_physmap`).
-fn map_shared_info() -> Result<(), &'static str> {
+fn map_shared_info() -> Result<(), Refused> {
     #[repr(C)]
     struct AddToPhysmap {
         domid: u16,
@@ -155,54 +68,75 @@ fn map_shared_info() -> Result<(), &'static str> {
         gpfn: u64,
     }
     let args = AddToPhysmap {
-        domid: DOMID_SELF,
+        domid: xen::DOMID_SELF as u16,
         size: 0,
         space: XENMAPSPACE_SHARED_INFO,
         idx: 0,
         gpfn: SHARED_INFO.addr() >> 12,
     };
-    // SAFETY: the page is installed; `args` lives across the call, and the frame it names
-    // is a page of ours that nothing else uses.
-    let rc = unsafe { hypercall3(HYPERVISOR_MEMORY_OP, XENMEM_ADD_TO_PHYSMAP, &raw const args as u64, 0) };
-    if rc != 0 {
-        return Err("XENMEM_add_to_physmap(shared_info) failed");
-    }
-    Ok(())
+    // SAFETY: `args` lives across the call, and the frame it names is a page of ours that
+    // nothing else uses.
+    let rc =
+        unsafe { xen::hypercall3(HYPERVISOR_MEMORY_OP, XENMEM_ADD_TO_PHYSMAP, &raw const args as u64, 0) };
+    check("XENMEM_add_to_physmap(shared_info)", rc).map(|_| ())
 }
 
-/// Wall time at system time 0, under `wc_version`.
-fn wall_clock() -> u64 {
-    SHARED_INFO.read_versioned(WC_VERSION, |s| {
-        let sec = u64::from(s.read_u32(WC_VERSION + 4)) | (u64::from(s.read_u32(WC_VERSION + 12)) << 32);
-        sec.saturating_mul(1_000_000_000).saturating_add(u64::from(s.read_u32(WC_VERSION + 8)))
-    })
+/// Has vCPU 0's event upcalls delivered on [`events::UPCALL_VECTOR`] and binds
+/// VIRQ_TIMER, so Xen's one-shot timer can replace the local APIC's.
+fn start_events() -> Result<(), Refused> {
+    #[repr(C)]
+    struct UpcallVector {
+        vcpu: u32,
+        vector: u8,
+    }
+    let arg = UpcallVector { vcpu: 0, vector: events::UPCALL_VECTOR };
+    // SAFETY: `arg` lives across the call.
+    let rc = unsafe {
+        xen::hypercall3(HYPERVISOR_HVM_OP, HVMOP_SET_EVTCHN_UPCALL_VECTOR, &raw const arg as u64, 0)
+    };
+    check("HVMOP_set_evtchn_upcall_vector", rc)?;
+    events::bind_timer().map(|_| ())
+}
+
+/// What the backend could set up beyond the console and shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    /// Why Xen's clock is not used (the TSC, rated by Xen's leaf, serves instead).
+    pub clock_error: Option<Refused>,
+    /// Why Xen's timer is not used (the local APIC's serves instead).
+    pub timer_error: Option<Refused>,
 }
 
 /// Installs the hypercall page and `shared_info`, and returns the backend's table: the
 /// pvclock from `shared_info` when Xen maps it, else the TSC rated by Xen's timing leaf
-/// (base + 3: ECX is the guest's TSC kHz).
-pub fn init(base: u32, max_leaf: u32) -> Result<PvOps, &'static str> {
+/// (base + 3: ECX is the guest's TSC kHz); Xen's timer when events can be delivered.
+pub fn init(base: u32, max_leaf: u32) -> Result<(PvOps, Started), &'static str> {
     install_hypercall_page(base)?;
-    let time = match map_shared_info() {
+    let mut table = PvOps {
+        console: ConsoleOps { available: xen::always, write: xen::console_write },
+        power: PowerOps { available: xen::always, shutdown: xen::shutdown },
+        ..native::OPS
+    };
+    let mut started = Started { clock_error: None, timer_error: None };
+    match map_shared_info() {
         Ok(()) => {
-            WALL_BASE_NS.store(wall_clock(), Ordering::Relaxed);
-            crate::tsc::set_khz(tsc_khz(), TscSource::Pvclock);
-            TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns }
+            xen::start_clock();
+            table.time = xen::TIME;
+            match start_events() {
+                Ok(()) => table.apic = ApicOps { set_oneshot_timer: events::set_timer, ..native::OPS.apic },
+                Err(e) => started.timer_error = Some(e),
+            }
         }
-        Err(_) => {
+        Err(e) => {
+            started.clock_error = Some(e);
+            started.timer_error = Some(e);
             if max_leaf >= base + 3 && matches!(crate::tsc::source(), TscSource::Assumed | TscSource::Pit) {
                 let khz = (ops().cpu.cpuid)(base + 3, 0).ecx;
                 if khz != 0 {
                     crate::tsc::set_khz(u64::from(khz), TscSource::HypervisorLeaf);
                 }
             }
-            native::OPS.time
         }
-    };
-    Ok(PvOps {
-        time,
-        console: ConsoleOps { available: console_available, write: console_write },
-        power: PowerOps { shutdown },
-        ..native::OPS
-    })
+    }
+    Ok((table, started))
 }

@@ -1,68 +1,177 @@
-//! The same hello image as a Xen 4.17 PVH dom0 (Xen itself running under QEMU TCG):
-//! detection, the xen_hvm backend's console and shutdown, and a panic reaching Xen.
+//! The same hello image under Xen 4.17 (itself running under QEMU TCG), as a **PV dom0**
+//! (ring-3 kernel, the xen_pv backend) and as a **PVH dom0** (the xen_hvm backend):
+//! detection, console, Xen's clock and timer, traps, W^X, and the bad-input paths, each
+//! ending in a shutdown that Xen reports.
 
 use std::time::Duration;
 
 use tests::{Running, Vm, build_app, xen_binary};
 
-/// Boots Xen with `image args` as the dom0 module; QEMU keeps running after Xen halts.
-fn pvh_dom0(args: &str) -> Option<Running> {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dom0 {
+    Pv,
+    Pvh,
+}
+
+/// Boots Xen with `hello args` as the dom0 module; QEMU keeps running after Xen halts.
+fn dom0(mode: Dom0, args: &str) -> Option<Running> {
     let Some(xen) = xen_binary() else {
         eprintln!("skipped: no Xen 4.17 binary (apt-get download xen-hypervisor-4.17-amd64 failed)");
         return None;
     };
     let image = build_app("hello");
-    let vm = Vm::new(xen)
-        .machine("q35,kernel-irqchip=split")
-        .memory_mib(512)
-        .debug_exit(false)
-        .cmdline("console=com1 com1=115200,8n1 noreboot dom0_mem=64M dom0=pvh iommu=1")
-        .arg("-cpu")
-        .arg("max")
-        .arg("-device")
-        .arg("intel-iommu,intremap=on")
-        .arg("-initrd")
-        .arg(format!("{} {args}", image.display()))
-        .timeout(Duration::from_secs(120));
+    let mut vm = Vm::new(xen).memory_mib(512).debug_exit(false).arg("-cpu").arg("max");
+    vm = match mode {
+        Dom0::Pv => vm.cmdline("console=com1 com1=115200,8n1 noreboot dom0_mem=64M"),
+        Dom0::Pvh => vm
+            .machine("q35,kernel-irqchip=split")
+            .cmdline("console=com1 com1=115200,8n1 noreboot dom0_mem=64M dom0=pvh iommu=1")
+            .arg("-device")
+            .arg("intel-iommu,intremap=on"),
+    };
+    let vm = vm.arg("-initrd").arg(format!("{} {args}", image.display())).timeout(Duration::from_secs(120));
     Some(vm.spawn().expect("spawn QEMU"))
+}
+
+/// `patched=N/M sites` with N == M > 0.
+fn assert_all_patched(line: &str) {
+    let counts = line.split("patched=").nth(1).and_then(|r| r.split_whitespace().next()).expect("counts");
+    let (patched, total) = counts.split_once('/').expect("N/M");
+    assert!(patched == total && total != "0", "not every site patched: {line}");
+}
+
+const HALTED: &str = "(XEN) Hardware Dom0 halted";
+const CRASHED: &str = "(XEN) Hardware Dom0 crashed";
+
+#[test]
+fn hello_as_pv_dom0() {
+    let Some(mut run) = dom0(Dom0::Pv, "") else { return };
+    run.wait_for("booting as a Xen PV dom0").expect("the PV entry");
+    let line = run.wait_for("pv: hypervisor=xen-pv backend=xen_pv patched=").expect("xen_pv backend");
+    assert_all_patched(&line.text);
+    let time = run.wait_for("time: clock from pvclock").expect("Xen's pvclock from shared_info");
+    assert!(time.text.contains("timer Xen VIRQ_TIMER (one-shot)"), "Xen's timer: {}", time.text);
+    let hello = run.wait_for("hello from chameleon: boot=xen-pv").expect("hello over console_io");
+    assert!(hello.text.contains("exit=hypervisor"), "exit through Xen: {}", hello.text);
+    run.wait_for("chameleon: exit code 0").expect("exit");
+    run.wait_for(HALTED).expect("a poweroff shutdown reaches Xen");
 }
 
 #[test]
 fn hello_as_pvh_dom0() {
-    let Some(mut run) = pvh_dom0("") else { return };
-    run.wait_for("pv: hypervisor=xen backend=xen_hvm patched=").expect("xen_hvm backend");
-    run.wait_for("time: clock from pvclock").expect("Xen's pvclock from shared_info");
+    let Some(mut run) = dom0(Dom0::Pvh, "") else { return };
+    let line = run.wait_for("pv: hypervisor=xen backend=xen_hvm patched=").expect("xen_hvm backend");
+    assert_all_patched(&line.text);
+    let time = run.wait_for("time: clock from pvclock").expect("Xen's pvclock from shared_info");
+    assert!(
+        time.text.contains("timer Xen VIRQ_TIMER (one-shot)"),
+        "Xen's timer on the upcall vector: {}",
+        time.text
+    );
     run.wait_for("hello from chameleon: boot=pvh").expect("hello over console_io");
     run.wait_for("chameleon: exit code 0").expect("exit");
-    run.wait_for("(XEN) Hardware Dom0 halted").expect("a poweroff shutdown reaches Xen");
+    run.wait_for(HALTED).expect("a poweroff shutdown reaches Xen");
+}
+
+fn panic_is_a_crash_shutdown(mode: Dom0) {
+    let Some(mut run) = dom0(mode, "selftest=panic") else { return };
+    run.wait_for("panic at kernel/src/selftest.rs").expect("the panic message");
+    run.wait_for("chameleon: exit code 101").expect("exit code");
+    run.wait_for(CRASHED).expect("a crash shutdown reaches Xen");
+}
+
+#[test]
+fn panic_as_pv_dom0_is_a_crash_shutdown() {
+    panic_is_a_crash_shutdown(Dom0::Pv);
 }
 
 #[test]
 fn panic_as_pvh_dom0_is_a_crash_shutdown() {
-    let Some(mut run) = pvh_dom0("selftest=panic") else { return };
-    run.wait_for("panic at kernel/src/selftest.rs").expect("the panic message");
-    run.wait_for("chameleon: exit code 101").expect("exit code");
-    run.wait_for("(XEN) Hardware Dom0 crashed").expect("a crash shutdown reaches Xen");
+    panic_is_a_crash_shutdown(Dom0::Pvh);
 }
 
-#[test]
-fn one_second_sleep_as_pvh_dom0() {
-    let Some(mut run) = pvh_dom0("selftest=sleep") else { return };
+/// A 1 s sleep on Xen's one-shot timer takes 1 s of host time.
+fn one_second_sleep(mode: Dom0) {
+    let Some(mut run) = dom0(mode, "selftest=sleep") else { return };
     let start = run.wait_for("selftest sleep: start").expect("sleep start");
     let done = run.wait_for("selftest sleep: done").expect("sleep done");
     let host = done.at - start.at;
     assert!(
         host >= Duration::from_millis(900) && host <= Duration::from_millis(1100),
-        "a 1 s guest sleep took {host:?} of host time under Xen"
+        "a 1 s guest sleep took {host:?} of host time as a {mode:?} dom0"
     );
-    run.wait_for("(XEN) Hardware Dom0 halted").expect("shutdown");
+    run.wait_for(HALTED).expect("shutdown");
+}
+
+#[test]
+fn one_second_sleep_as_pv_dom0() {
+    one_second_sleep(Dom0::Pv);
+}
+
+#[test]
+fn one_second_sleep_as_pvh_dom0() {
+    one_second_sleep(Dom0::Pvh);
+}
+
+fn page_fault_is_reported(mode: Dom0) {
+    let Some(mut run) = dom0(mode, "selftest=page-fault") else { return };
+    run.wait_for("page fault: read at address 0x00007fffdead0000: page not mapped")
+        .expect("the fault report");
+    run.wait_for("chameleon: exit code 102").expect("exit code");
+    run.wait_for(CRASHED).expect("a crash shutdown reaches Xen");
+}
+
+#[test]
+fn page_fault_as_pv_dom0_is_reported_through_the_trap_table() {
+    page_fault_is_reported(Dom0::Pv);
 }
 
 #[test]
 fn page_fault_as_pvh_dom0_is_reported() {
-    let Some(mut run) = pvh_dom0("selftest=page-fault") else { return };
-    run.wait_for("page fault: read at address 0x00007fffdead0000: page not mapped")
-        .expect("the fault report");
-    run.wait_for("chameleon: exit code 102").expect("exit code");
-    run.wait_for("(XEN) Hardware Dom0 crashed").expect("a crash shutdown reaches Xen");
+    page_fault_is_reported(Dom0::Pvh);
+}
+
+/// Under PV the image's rights are set through `mmu_update`: text is read-only and
+/// rodata is not executable.
+#[test]
+fn w_xor_x_as_pv_dom0() {
+    let Some(mut run) = dom0(Dom0::Pv, "selftest=write-text") else { return };
+    let fault = run.wait_for("page fault: write at address").expect("a write to text faults");
+    assert!(fault.text.ends_with("protection violation"), "{}", fault.text);
+    run.wait_for(CRASHED).expect("crash shutdown");
+    let Some(mut run) = dom0(Dom0::Pv, "selftest=exec-data") else { return };
+    run.wait_for("page fault: instruction fetch at address").expect("executing rodata faults");
+    run.wait_for(CRASHED).expect("crash shutdown");
+}
+
+/// A page-table change Xen refuses ends the run with the hypercall, the error and a
+/// crash shutdown, not a silent spin.
+#[test]
+fn refused_mmu_update_as_pv_dom0_is_reported() {
+    let Some(mut run) = dom0(Dom0::Pv, "selftest=xen-mmu-refused") else { return };
+    run.wait_for("selftest xen-mmu-refused: asking").expect("the attempt");
+    run.wait_for("Xen refused mmu_update: error -").expect("the refusal, named");
+    run.wait_for("chameleon: exit code 101").expect("exit code");
+    run.wait_for(CRASHED).expect("a crash shutdown reaches Xen");
+}
+
+/// An event on a channel nothing bound is reported and ends the run.
+fn unclaimed_event_is_reported(mode: Dom0) {
+    let Some(mut run) = dom0(mode, "selftest=xen-unclaimed-event") else { return };
+    let raised = run.wait_for("selftest xen-unclaimed-event: raised an event on channel").expect("the event");
+    let port = raised.text.rsplit(' ').next().expect("a port").to_string();
+    run.wait_for(&format!("xen: an event arrived on channel {port}, which no handler is bound to"))
+        .expect("the report");
+    run.wait_for("chameleon: exit code 101").expect("exit code");
+    run.wait_for(CRASHED).expect("a crash shutdown reaches Xen");
+}
+
+#[test]
+fn unclaimed_event_as_pv_dom0_is_reported() {
+    unclaimed_event_is_reported(Dom0::Pv);
+}
+
+#[test]
+fn unclaimed_event_as_pvh_dom0_is_reported() {
+    unclaimed_event_is_reported(Dom0::Pvh);
 }

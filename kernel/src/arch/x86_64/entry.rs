@@ -1,9 +1,14 @@
-//! The PVH entry: 32-bit protected mode, paging off, EBX = `hvm_start_info` (physical).
+//! The two ways into the image, each announced by an ELF note in PT_NOTE:
 //!
-//! The stub builds throw-away page tables that identity-map the first 4 GiB with 2 MiB
-//! pages (enough for the image, the start info and everything the loader put beside
-//! it), enters long mode and calls [`crate::boot::pvh_main`], which replaces those
-//! tables with the real ones.
+//! - PVH (XEN_ELFNOTE_PHYS32_ENTRY): 32-bit protected mode, paging off, EBX =
+//!   `hvm_start_info` (physical). The stub builds throw-away page tables that
+//!   identity-map the first 4 GiB with 2 MiB pages (enough for the image, the start info
+//!   and everything the loader put beside it), enters long mode and calls
+//!   [`crate::boot::pvh_main`], which replaces those tables with the real ones.
+//! - Xen PV (XEN_ELFNOTE_ENTRY and the notes a PV domain builder requires): 64-bit, ring
+//!   3, paging on with Xen's tables mapping the image at VIRT_BASE 0 + its physical
+//!   address (so at the same addresses as under PVH), RSI = `start_info`. The stub
+//!   switches to the boot stack and calls [`crate::boot::xen_pv_main`].
 
 /// Bytes of the boot stack; apps run on it.
 pub const BOOT_STACK_SIZE: usize = 256 * 1024;
@@ -20,6 +25,36 @@ core::arch::global_asm!(
     .asciz "Xen"
     .balign 4
     .quad pvh_start32
+
+    /* The Xen PV notes: a descriptor between labels 1 and 2 of each note. */
+    .macro XEN_NOTE type
+    .balign 4
+    .long 4
+    .long 2f - 1f
+    .long \type
+    .asciz "Xen"
+    .balign 4
+1:
+    .endm
+    XEN_NOTE 6                  /* GUEST_OS */
+    .asciz "Chameleon"
+2:  XEN_NOTE 5                  /* XEN_VERSION: the PV ABI generation */
+    .asciz "xen-3.0"
+2:  XEN_NOTE 8                  /* LOADER */
+    .asciz "generic"
+2:  XEN_NOTE 3                  /* VIRT_BASE: virtual == physical */
+    .quad 0
+2:  XEN_NOTE 4                  /* PADDR_OFFSET */
+    .quad 0
+2:  XEN_NOTE 1                  /* ENTRY */
+    .quad xen_pv_start
+2:  XEN_NOTE 2                  /* HYPERCALL_PAGE: Xen fills it at load */
+    .quad xen_hypercall_page
+2:  XEN_NOTE 10                 /* FEATURES: none required; fit to be dom0 */
+    .asciz "dom0"
+2:  XEN_NOTE 9                  /* PAE_MODE */
+    .asciz "yes"
+2:  .balign 4
 
     .section .text.boot, "ax"
     .code32
@@ -103,6 +138,15 @@ long_mode_entry:
     call {pvh_main}
     ud2
 
+    .global xen_pv_start
+xen_pv_start:
+    cld
+    lea __boot_stack_top(%rip), %rsp
+    xor %ebp, %ebp
+    mov %rsi, %rdi                      /* start_info (virtual) */
+    call {xen_pv_main}
+    ud2
+
     .section .rodata.boot, "a"
 no_long_mode_msg:
     .asciz "chameleon: this CPU has no long mode (x86_64); cannot boot\n"
@@ -136,6 +180,7 @@ __\name\()_top:
     STACK ist_machine_check, {ist}
     "#,
     pvh_main = sym crate::boot::pvh_main,
+    xen_pv_main = sym crate::boot::xen_pv_main,
     boot_stack = const BOOT_STACK_SIZE,
     ist = const IST_STACK_SIZE,
     options(att_syntax)

@@ -1,6 +1,8 @@
 //! Exception entry: one assembly stub per vector builds a uniform [`TrapFrame`] and
 //! calls [`crate::traps::handle`]. Own stubs (not `extern "x86-interrupt"`, which is
-//! unstable) also leave room for Xen PV, whose exception frames differ.
+//! unstable) also serve Xen PV, whose frames differ: Xen puts RCX and R11 above the
+//! CPU-style frame, so a PV trampoline pops those two and joins the native stub. Every
+//! handler leaves through the pv-ops `iret` (IRETQ, or Xen's `iret` hypercall).
 
 use core::arch::global_asm;
 use spin::Once;
@@ -137,15 +139,97 @@ trap_common:
     pop %rbx
     pop %rax
     add $16, %rsp
-    iretq
+    jmp *{table}+{iret}(%rip)
+
+    /* Xen PV: the same stubs behind trampolines that drop Xen's RCX and R11. */
+    .macro XEN_PV_TRAP vector
+    .section .text.traps, "ax"
+    .balign 16
+xen_pv_trap_\vector:
+    pop %rcx
+    pop %r11
+    jmp trap_\vector
+    .section .rodata.trap_vectors, "a"
+    .quad xen_pv_trap_\vector
+    .endm
+
+    .section .rodata.trap_vectors, "a"
+    .balign 8
+    .global xen_pv_trap_vectors
+xen_pv_trap_vectors:
+    XEN_PV_TRAP 0
+    XEN_PV_TRAP 1
+    XEN_PV_TRAP 2
+    XEN_PV_TRAP 3
+    XEN_PV_TRAP 4
+    XEN_PV_TRAP 5
+    XEN_PV_TRAP 6
+    XEN_PV_TRAP 7
+    XEN_PV_TRAP 8
+    XEN_PV_TRAP 9
+    XEN_PV_TRAP 10
+    XEN_PV_TRAP 11
+    XEN_PV_TRAP 12
+    XEN_PV_TRAP 13
+    XEN_PV_TRAP 14
+    XEN_PV_TRAP 15
+    XEN_PV_TRAP 16
+    XEN_PV_TRAP 17
+    XEN_PV_TRAP 18
+    XEN_PV_TRAP 19
+    XEN_PV_TRAP 20
+    XEN_PV_TRAP 21
+    XEN_PV_TRAP 22
+    XEN_PV_TRAP 23
+    XEN_PV_TRAP 24
+    XEN_PV_TRAP 25
+    XEN_PV_TRAP 26
+    XEN_PV_TRAP 27
+    XEN_PV_TRAP 28
+    XEN_PV_TRAP 29
+    XEN_PV_TRAP 30
+    XEN_PV_TRAP 31
+
+    .section .text.traps, "ax"
+    /* The event upcall: Xen's RCX, R11, then a CPU-style frame without error code. */
+    .balign 16
+    .global xen_pv_event_entry
+xen_pv_event_entry:
+    pop %rcx
+    pop %r11
+    push $0
+    push ${upcall}
+    jmp trap_common
+
+    /* Xen could not load a segment register on the way back: RCX, R11, DS, ES, FS, GS
+       above the frame. Reported as fatal. */
+    .balign 16
+    .global xen_pv_failsafe_entry
+xen_pv_failsafe_entry:
+    pop %rcx
+    pop %r11
+    add $32, %rsp
+    push $0
+    push ${failsafe}
+    jmp trap_common
     "#,
     handler = sym trap_entry,
+    table = sym pv::ops::PV_OPS,
+    iret = const core::mem::offset_of!(pv::ops::PvOps, cpu.iret),
+    upcall = const pv::xen::events::UPCALL_VECTOR,
+    failsafe = const XEN_FAILSAFE_VECTOR,
     options(att_syntax)
 );
 
+/// The vector number Xen PV's failsafe callback reports itself as (no IDT vector).
+pub const XEN_FAILSAFE_VECTOR: u64 = 0x100;
+
 unsafe extern "C" {
     static trap_vectors: [u64; EXCEPTIONS];
+    static xen_pv_trap_vectors: [u64; EXCEPTIONS];
     static irq_stubs: u8;
+    static xen_pv_event_entry: u8;
+    static xen_pv_failsafe_entry: u8;
 }
 
 const EXCEPTIONS: usize = 32;
@@ -210,4 +294,24 @@ pub fn init() {
     // SAFETY: the IDT is a static that lives for the whole run and every gate points at
     // a stub above.
     unsafe { (pv::ops::ops().cpu.load_idt)(&pointer) };
+}
+
+static XEN_PV_TRAPS: Once<[pv::xen_pv::TrapInfo; EXCEPTIONS + 1]> = Once::new();
+
+/// Xen PV's IDT: the trap table (every exception, events masked on entry) and the event
+/// and failsafe callbacks.
+pub fn init_xen_pv() -> Result<(), pv::xen::Refused> {
+    use pv::xen_pv::TrapInfo;
+    let table = XEN_PV_TRAPS.call_once(|| {
+        // SAFETY: `xen_pv_trap_vectors` is the read-only table of trampoline addresses
+        // defined above.
+        let entries = unsafe { &xen_pv_trap_vectors };
+        let mut table = [TrapInfo::END; EXCEPTIONS + 1];
+        for (vector, (slot, &addr)) in table.iter_mut().zip(entries).enumerate() {
+            *slot = TrapInfo::exception(vector as u8, addr);
+        }
+        table
+    });
+    pv::xen_pv::set_trap_table(table)?;
+    pv::xen_pv::set_callbacks(&raw const xen_pv_event_entry as u64, &raw const xen_pv_failsafe_entry as u64)
 }

@@ -1,0 +1,137 @@
+//! Event channels (2-level ABI) and Xen's one-shot timer: VIRQ_TIMER bound to a port,
+//! and the upcall handler that finds which ports fired. PV guests get the upcall through
+//! their event callback, HVM/PVH guests on an IDT vector ([`UPCALL_VECTOR`]).
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use super::{
+    EVTCHN_MASK, EVTCHN_PENDING, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_VCPU_OP, Refused, SHARED_INFO,
+    VCPU0_PENDING_SEL, VCPU0_UPCALL_PENDING, check, hypercall3,
+};
+
+/// The IDT vector Xen's event upcall arrives on (HVM/PVH), and the vector number the PV
+/// event callback reports itself as, so both reach the same handler.
+pub const UPCALL_VECTOR: u8 = 0xf3;
+
+const EVTCHNOP_BIND_VIRQ: u64 = 1;
+const EVTCHNOP_SEND: u64 = 4;
+const EVTCHNOP_BIND_IPI: u64 = 7;
+const EVTCHNOP_UNMASK: u64 = 9;
+const VIRQ_TIMER: u32 = 0;
+const VCPUOP_STOP_PERIODIC_TIMER: u64 = 7;
+const VCPUOP_SET_SINGLESHOT_TIMER: u64 = 8;
+const VCPUOP_STOP_SINGLESHOT_TIMER: u64 = 9;
+
+const NO_PORT: u32 = u32::MAX;
+/// The port VIRQ_TIMER is bound to.
+static TIMER_PORT: AtomicU32 = AtomicU32::new(NO_PORT);
+
+fn event_channel_op<T>(call: &'static str, cmd: u64, arg: &mut T) -> Result<i64, Refused> {
+    // SAFETY: `arg` is the structure `cmd` takes, alive across the call.
+    check(call, unsafe { hypercall3(HYPERVISOR_EVENT_CHANNEL_OP, cmd, arg as *mut T as u64, 0) })
+}
+
+fn unmask(port: u32) -> Result<(), Refused> {
+    let mut arg = port;
+    event_channel_op("EVTCHNOP_unmask", EVTCHNOP_UNMASK, &mut arg).map(|_| ())
+}
+
+/// Binds VIRQ_TIMER on vCPU 0 and turns off the periodic tick Xen starts PV vCPUs with,
+/// so the only timer events are the ones [`set_timer`] asks for.
+pub(crate) fn bind_timer() -> Result<u32, Refused> {
+    // SAFETY: stop_periodic_timer takes no argument.
+    let rc = unsafe { hypercall3(HYPERVISOR_VCPU_OP, VCPUOP_STOP_PERIODIC_TIMER, 0, 0) };
+    check("VCPUOP_stop_periodic_timer", rc)?;
+    #[repr(C)]
+    struct BindVirq {
+        virq: u32,
+        vcpu: u32,
+        port: u32,
+    }
+    let mut arg = BindVirq { virq: VIRQ_TIMER, vcpu: 0, port: 0 };
+    event_channel_op("EVTCHNOP_bind_virq(VIRQ_TIMER)", EVTCHNOP_BIND_VIRQ, &mut arg)?;
+    TIMER_PORT.store(arg.port, Ordering::Relaxed);
+    unmask(arg.port)?;
+    Ok(arg.port)
+}
+
+/// The one-shot timer op: fire VIRQ_TIMER at Xen system time `deadline_ns` (the pvclock
+/// reading), or disarm with 0. A deadline already past fires at once.
+pub(crate) extern "C" fn set_timer(deadline_ns: u64) {
+    #[repr(C)]
+    struct SingleShot {
+        timeout_abs_ns: u64,
+        flags: u32,
+    }
+    let arg = SingleShot { timeout_abs_ns: deadline_ns, flags: 0 };
+    let (cmd, ptr) = if deadline_ns == 0 {
+        (VCPUOP_STOP_SINGLESHOT_TIMER, 0)
+    } else {
+        (VCPUOP_SET_SINGLESHOT_TIMER, &raw const arg as u64)
+    };
+    // SAFETY: `arg` lives across the call; stop takes no argument.
+    let rc = unsafe { hypercall3(HYPERVISOR_VCPU_OP, cmd, 0, ptr) };
+    if let Err(e) = check("VCPUOP_set_singleshot_timer", rc) {
+        panic!("xen: the one-shot timer cannot be armed: {e}");
+    }
+}
+
+/// An event on a port nothing here bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unclaimed {
+    pub port: u32,
+}
+
+impl core::fmt::Display for Unclaimed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "an event arrived on channel {}, which no handler is bound to", self.port)
+    }
+}
+
+/// Handles an upcall: finds every pending, unmasked port and acknowledges it. The timer
+/// needs no more than that (its event only ends a halt). Any other port is masked, so it
+/// cannot storm, and reported.
+pub fn handle_upcall() -> Result<(), Unclaimed> {
+    let pending_flag = SHARED_INFO.atomic_u8(VCPU0_UPCALL_PENDING);
+    let selector = SHARED_INFO.atomic_u64(VCPU0_PENDING_SEL);
+    let mut unclaimed = None;
+    loop {
+        // Cleared before the scan, so an event set during it brings us round again.
+        pending_flag.store(0, Ordering::SeqCst);
+        let mut words = selector.swap(0, Ordering::SeqCst);
+        while words != 0 {
+            let word = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let pending = SHARED_INFO.atomic_u64(EVTCHN_PENDING + 8 * word);
+            let mask = SHARED_INFO.atomic_u64(EVTCHN_MASK + 8 * word);
+            let mut ready = pending.load(Ordering::SeqCst) & !mask.load(Ordering::SeqCst);
+            while ready != 0 {
+                let bit = ready.trailing_zeros();
+                ready &= ready - 1;
+                pending.fetch_and(!(1 << bit), Ordering::SeqCst);
+                let port = (word * 64) as u32 + bit;
+                if port != TIMER_PORT.load(Ordering::Relaxed) {
+                    mask.fetch_or(1 << bit, Ordering::SeqCst);
+                    unclaimed = Some(Unclaimed { port });
+                }
+            }
+        }
+        if pending_flag.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+    }
+    match unclaimed {
+        Some(u) => Err(u),
+        None => Ok(()),
+    }
+}
+
+/// Raises an event that nothing claims (an IPI channel to ourselves with no handler):
+/// the bad-input self-test. It arrives once events are enabled.
+pub fn raise_unclaimed() -> Result<u32, Refused> {
+    let mut bind = [0u32; 2]; // vcpu in, port out
+    event_channel_op("EVTCHNOP_bind_ipi", EVTCHNOP_BIND_IPI, &mut bind)?;
+    let mut send = bind[1];
+    event_channel_op("EVTCHNOP_send", EVTCHNOP_SEND, &mut send)?;
+    Ok(bind[1])
+}

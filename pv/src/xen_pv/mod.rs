@@ -1,0 +1,298 @@
+//! The Xen PV backend: the kernel runs in ring 3 and cannot execute one privileged
+//! instruction, so every op in the table becomes a memory write or a hypercall.
+//!
+//! - interrupt flag: vCPU 0's `evtchn_upcall_mask` in `shared_info` (a byte write; enable
+//!   also checks `evtchn_upcall_pending` and forces the upcall with a hypercall);
+//! - exceptions: Xen's trap table ([`set_trap_table`]) with Xen's frames, and the return
+//!   through the `iret` hypercall ([`ops::CpuOps::iret`]);
+//! - events: an upcall through [`set_callbacks`], VIRQ_TIMER and the one-shot timer;
+//! - page tables: read-only to the kernel, changed through `mmu_update` and
+//!   `update_va_mapping`, with `mmuext_op` for flushes and base switches ([`mmu`]);
+//! - the p2m list from the start info for machine addresses (DMA);
+//! - idle with `SCHEDOP_block`, power-off with `SCHEDOP_shutdown`;
+//! - CPUID through Xen's forced-emulation prefix, so Xen's leaves are seen;
+//! - console through `console_io` for dom0, else the console ring.
+
+pub mod mmu;
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, compiler_fence};
+
+use crate::native;
+use crate::ops::{ApicOps, ConsoleOps, CpuOps, CpuidResult, IrqOps, MmuOps, PowerOps, PvOps};
+use crate::pvclock::HostShared;
+use crate::xen::{
+    self, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_PHYSDEV_OP, HYPERVISOR_SET_CALLBACKS,
+    HYPERVISOR_SET_TRAP_TABLE, HYPERVISOR_XEN_VERSION, Refused, SCHEDOP_BLOCK, SCHEDOP_YIELD, SHARED_INFO,
+    VCPU0_CR2, VCPU0_UPCALL_MASK, VCPU0_UPCALL_PENDING, check, events,
+};
+
+/// `FLAT_KERNEL_CS64`: the code segment Xen gives 64-bit PV kernels.
+pub const KERNEL_CS: u16 = 0xe033;
+
+const RFLAGS_IF: u64 = 1 << 9;
+
+fn upcall_mask() -> &'static AtomicU8 {
+    SHARED_INFO.atomic_u8(VCPU0_UPCALL_MASK)
+}
+
+/// Any hypercall makes Xen deliver a pending upcall on its way back.
+fn force_upcall() {
+    // SAFETY: XENVER_version (0) takes no argument.
+    unsafe { xen::hypercall3(HYPERVISOR_XEN_VERSION, 0, 0, 0) };
+}
+
+extern "C" fn irq_disable() {
+    upcall_mask().store(1, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+}
+
+extern "C" fn irq_enable() {
+    compiler_fence(Ordering::SeqCst);
+    upcall_mask().store(0, Ordering::Relaxed);
+    // An event that came in while masked only set the pending byte: deliver it now.
+    compiler_fence(Ordering::SeqCst);
+    if SHARED_INFO.atomic_u8(VCPU0_UPCALL_PENDING).load(Ordering::Relaxed) != 0 {
+        force_upcall();
+    }
+}
+
+extern "C" fn save_fl() -> u64 {
+    if upcall_mask().load(Ordering::Relaxed) == 0 { RFLAGS_IF } else { 0 }
+}
+
+extern "C" fn restore_fl(flags: u64) {
+    if flags & RFLAGS_IF != 0 { irq_enable() } else { irq_disable() }
+}
+
+/// `SCHEDOP_block` unmasks events and blocks unless one is pending, atomically: the PV
+/// `sti; hlt`. The event is delivered as the hypercall returns.
+extern "C" fn safe_halt() {
+    xen::sched_op(SCHEDOP_BLOCK);
+}
+
+extern "C" fn halt() {
+    xen::sched_op(SCHEDOP_YIELD);
+}
+
+/// CPUID behind `ud2; .ascii "xen"`, which Xen emulates with the guest's CPUID policy
+/// (a bare CPUID in ring 3 may see the host's leaves).
+extern "C" fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    let (eax, ebx, ecx, edx);
+    // SAFETY: Xen recognises the prefix and emulates the CPUID that follows; RBX, which
+    // asm! may not name, is saved and restored around it.
+    unsafe {
+        asm!(
+            "mov {saved:r}, rbx",
+            "ud2",
+            ".ascii \"xen\"",
+            "cpuid",
+            "xchg {saved:r}, rbx",
+            saved = out(reg) ebx,
+            inout("eax") leaf => eax,
+            inout("ecx") subleaf => ecx,
+            out("edx") edx,
+            options(nostack, preserves_flags),
+        )
+    };
+    CpuidResult { eax, ebx, ecx, edx }
+}
+
+extern "C" fn read_cr2() -> u64 {
+    SHARED_INFO.read_u64(VCPU0_CR2)
+}
+
+extern "C" fn read_cr3() -> u64 {
+    mmu::root()
+}
+
+/// Text is patched while Xen's boot mapping still has it writable (before
+/// [`mmu::protect_image`]), so a plain copy does.
+unsafe extern "C" fn poke_text(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: the caller guarantees the bytes are text nobody executes meanwhile; the
+    // boot sequence patches before the image is made read-only.
+    unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
+}
+
+// Return from a trap: the frame (RIP, CS, RFLAGS, RSP, SS) is at RSP. The `iret`
+// hypercall takes it with a flags word (0: restore everything) and, pushed by its stub,
+// RAX, R11 and RCX; it also restores the event mask from the frame's RFLAGS.IF.
+core::arch::global_asm!(
+    r#"
+    .section .text.xen_pv_iret, "ax"
+    .global xen_pv_iret
+xen_pv_iret:
+    push $0
+    jmp xen_hypercall_page + {iret} * 32
+    "#,
+    iret = const xen::HYPERVISOR_IRET,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn xen_pv_iret();
+}
+
+extern "C" fn no_eoi() {}
+
+extern "C" fn no_ipi(_apic_id: u32, _vector: u8) {}
+
+extern "C" fn is_dom0() -> bool {
+    CONSOLE_RING.load(Ordering::Relaxed) == 0
+}
+
+extern "C" fn console_write(bytes: *const u8, len: usize) {
+    if is_dom0() {
+        xen::console_write(bytes, len)
+    } else {
+        // SAFETY: the op's contract: `len` readable bytes at `bytes`.
+        ring_write(unsafe { core::slice::from_raw_parts(bytes, len) })
+    }
+}
+
+/// The console ring page (domU): `xencons_interface` mapped here, 0 for none.
+static CONSOLE_RING: AtomicU64 = AtomicU64::new(0);
+static CONSOLE_EVTCHN: AtomicU32 = AtomicU32::new(0);
+/// The page the console ring's frame is mapped at.
+static CONSOLE_PAGE: HostShared<4096> = HostShared::new();
+const RING_OUT: usize = 1024;
+const RING_OUT_SIZE: u32 = 2048;
+const RING_OUT_CONS: usize = 3080;
+const RING_OUT_PROD: usize = 3084;
+
+/// Appends to the console ring's output half and kicks the console backend; waits
+/// (yielding) while the ring is full.
+fn ring_write(mut bytes: &[u8]) {
+    let ring = &CONSOLE_PAGE;
+    let cons = ring.atomic_u32(RING_OUT_CONS);
+    let prod = ring.atomic_u32(RING_OUT_PROD);
+    while !bytes.is_empty() {
+        let p = prod.load(Ordering::Relaxed);
+        let room = RING_OUT_SIZE - p.wrapping_sub(cons.load(Ordering::Acquire));
+        if room == 0 {
+            notify_console();
+            xen::sched_op(SCHEDOP_YIELD);
+            continue;
+        }
+        let n = (room as usize).min(bytes.len());
+        for (i, &b) in bytes[..n].iter().enumerate() {
+            let at = RING_OUT + (p.wrapping_add(i as u32) % RING_OUT_SIZE) as usize;
+            ring.atomic_u8(at).store(b, Ordering::Relaxed);
+        }
+        prod.store(p.wrapping_add(n as u32), Ordering::Release);
+        bytes = &bytes[n..];
+    }
+    notify_console();
+}
+
+fn notify_console() {
+    let mut port = CONSOLE_EVTCHN.load(Ordering::Relaxed);
+    // SAFETY: EVTCHNOP_send (4) takes the port, which lives across the call.
+    unsafe { xen::hypercall3(HYPERVISOR_EVENT_CHANNEL_OP, 4, &raw mut port as u64, 0) };
+}
+
+/// The whole table.
+pub const OPS: PvOps = PvOps {
+    cpu: CpuOps { cpuid, read_cr2, read_cr3, poke_text, iret: xen_pv_iret, ..native::OPS.cpu },
+    irq: IrqOps { save_fl, restore_fl, disable: irq_disable, enable: irq_enable, safe_halt, halt },
+    mmu: MmuOps {
+        set_pte: mmu::set_pte,
+        flush_tlb: mmu::flush_tlb,
+        flush_tlb_one: mmu::flush_tlb_one,
+        switch_address_space: mmu::switch_address_space,
+        phys_to_dma: mmu::phys_to_machine,
+    },
+    time: xen::TIME,
+    apic: ApicOps { eoi: no_eoi, send_ipi: no_ipi, set_oneshot_timer: events::set_timer },
+    io: native::OPS.io,
+    console: ConsoleOps { available: xen::always, write: console_write },
+    power: PowerOps { available: xen::always, shutdown: xen::shutdown },
+};
+
+/// Installs the table as the first thing at the PV entry: until then not even the
+/// interrupt flag can be touched.
+///
+/// # Safety
+/// Boot only: the PV entry, before anything else runs.
+pub unsafe fn install_early() {
+    // SAFETY: the caller guarantees boot conditions.
+    unsafe { crate::ops::install(OPS) };
+}
+
+/// One `trap_info` entry: Xen's form of an IDT gate.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct TrapInfo {
+    pub vector: u8,
+    /// Bits 0-1: the lowest privilege that may raise it with INT; bit 2: mask events on
+    /// entry (an interrupt gate).
+    pub flags: u8,
+    pub cs: u16,
+    pub address: u64,
+}
+
+impl TrapInfo {
+    /// An exception handler entered with events masked.
+    pub const fn exception(vector: u8, address: u64) -> Self {
+        TrapInfo { vector, flags: 1 << 2, cs: KERNEL_CS, address }
+    }
+    /// The table's terminator.
+    pub const END: TrapInfo = TrapInfo { vector: 0, flags: 0, cs: 0, address: 0 };
+}
+
+/// Hands Xen the exception handlers (`set_trap_table`); `table` ends with
+/// [`TrapInfo::END`].
+pub fn set_trap_table(table: &'static [TrapInfo]) -> Result<(), Refused> {
+    assert!(table.last().is_some_and(|t| t.address == 0), "the trap table must end with TrapInfo::END");
+    // SAFETY: the table is static and terminated; Xen copies it.
+    let rc = unsafe { xen::hypercall3(HYPERVISOR_SET_TRAP_TABLE, table.as_ptr() as u64, 0, 0) };
+    check("set_trap_table", rc).map(|_| ())
+}
+
+/// Registers the event upcall and the failsafe callback (Xen could not restore a segment
+/// register on a return).
+pub fn set_callbacks(event: u64, failsafe: u64) -> Result<(), Refused> {
+    // SAFETY: both are entry points that take Xen's callback frames.
+    let rc = unsafe { xen::hypercall3(HYPERVISOR_SET_CALLBACKS, event, failsafe, 0) };
+    check("set_callbacks", rc).map(|_| ())
+}
+
+/// What [`start`] needs from the start info.
+#[derive(Debug, Clone, Copy)]
+pub struct Handover {
+    pub shared_info: u64,
+    pub pt_base: u64,
+    pub mfn_list: u64,
+    pub nr_pages: u64,
+    pub dom0: bool,
+    pub console_mfn: u64,
+    pub console_evtchn: u32,
+}
+
+const PHYSDEVOP_SET_IOPL: u64 = 6;
+
+/// Maps `shared_info` (its vCPU 0 record holds the event mask, pvclock and CR2), takes
+/// the p2m list and the boot page tables into use, picks the console, and for dom0 asks
+/// for I/O-port access so port instructions are emulated, not faults.
+///
+/// # Safety
+/// Boot only, after [`install_early`]; the handover's addresses are Xen's.
+pub unsafe fn start(h: &Handover) -> Result<(), Refused> {
+    // SAFETY: the caller vouches for the handover; `mfn_list` holds `nr_pages` entries.
+    unsafe { mmu::init(h.pt_base, h.mfn_list, h.nr_pages) };
+    let nx = mmu::nx_bit();
+    mmu::remap_page(SHARED_INFO.addr(), h.shared_info | mmu::PRESENT | mmu::WRITABLE | nx)?;
+    xen::start_clock();
+    if h.dom0 {
+        let iopl = 1u32;
+        // SAFETY: `iopl` lives across the call.
+        let rc =
+            unsafe { xen::hypercall3(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_SET_IOPL, &raw const iopl as u64, 0) };
+        check("PHYSDEVOP_set_iopl", rc)?;
+    } else if h.console_mfn != 0 {
+        mmu::remap_page(CONSOLE_PAGE.addr(), (h.console_mfn << 12) | mmu::PRESENT | mmu::WRITABLE | nx)?;
+        CONSOLE_EVTCHN.store(h.console_evtchn, Ordering::Relaxed);
+        CONSOLE_RING.store(CONSOLE_PAGE.addr(), Ordering::Relaxed);
+    }
+    Ok(())
+}
