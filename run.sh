@@ -5,6 +5,9 @@
 #   ./run.sh build [APP]               build APP and print the image path
 #   ./run.sh test                      run every test: host unit tests, then QEMU boots
 #   ./run.sh bench boot [--runs N]     QEMU start -> exit of hello vs a bare PVH stub
+#   ./run.sh xen pv|pvh [APP]          boot APP (default: hello) as a Xen 4.17 dom0, Xen
+#                                      itself under QEMU TCG; stops when Xen reports the
+#                                      dom0 halted (exit 0) or crashed (exit 1)
 #
 # Environment: ACCEL=kvm|tcg (default: kvm when /dev/kvm is usable and the CPU has
 # hardware virtualisation, else tcg), MEM (MiB, default 64), MACHINE (default pc),
@@ -125,6 +128,54 @@ boot() {
     exit "$status"
 }
 
+# Xen 4.17 from Debian, unpacked once into target/xen (as the tests fetch it).
+xen_binary() {
+    local dir=target/xen
+    if [ ! -f "$dir/xen-4.17" ]; then
+        mkdir -p "$dir"
+        (cd "$dir" && apt-get download xen-hypervisor-4.17-amd64 >/dev/null &&
+            dpkg -x xen-hypervisor-4.17-amd64_*.deb x && zcat x/boot/xen-4.17-amd64.gz > xen-4.17.tmp &&
+            mv xen-4.17.tmp xen-4.17 && rm -rf x ./*.deb) >&2 ||
+            die "could not fetch Xen 4.17 (apt-get download xen-hypervisor-4.17-amd64)"
+    fi
+    echo "$dir/xen-4.17"
+}
+
+# Boots APP as Xen's dom0 (PV: ring 3, the xen_pv backend; PVH: the xen_hvm backend,
+# which Xen 4.17 runs only with an IOMMU). QEMU keeps running after Xen halts, so the
+# serial output is watched for Xen's verdict.
+xen() {
+    local mode=${1:-pv} app=${2:-hello} image xen machine args
+    image=$(build "$app")
+    xen=$(xen_binary)
+    local extra=()
+    case $mode in
+        pv) machine=pc args="" ;;
+        pvh) machine=q35,kernel-irqchip=split args="dom0=pvh iommu=1" extra=(-device intel-iommu,intremap=on) ;;
+        *) die "xen: expected pv or pvh, got '$mode'" ;;
+    esac
+    local cmd=(qemu-system-x86_64 -accel tcg -cpu max -M "$machine" -m 512 -display none -nodefaults
+        -serial stdio -kernel "$xen" -append "console=com1 com1=115200,8n1 noreboot dom0_mem=${MEM:-64}M $args"
+        -initrd "$image ${CMDLINE:-}" "${extra[@]}")
+    echo "\$ ${cmd[*]}" >&2
+    local fifo status=1
+    fifo=$(mktemp -u)
+    mkfifo "$fifo"
+    "${cmd[@]}" > "$fifo" &
+    local qemu=$!
+    while IFS= read -r line; do
+        printf '%s\n' "$line"
+        case $line in
+            *"Hardware Dom0 halted"*) status=0; break ;;
+            *"Hardware Dom0 crashed"*) status=1; break ;;
+        esac
+    done < "$fifo"
+    kill "$qemu" 2>/dev/null || true
+    wait "$qemu" 2>/dev/null || true
+    rm -f "$fifo"
+    exit "$status"
+}
+
 case "${1:-}" in
     build)
         build "${2:-httpd}"
@@ -146,8 +197,12 @@ case "${1:-}" in
         setup
         cargo run --release -q -p tests --bin bench -- "$@"
         ;;
+    xen)
+        shift
+        xen "$@"
+        ;;
     -h|--help|help)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
         ;;
     *)
         app=httpd

@@ -62,8 +62,9 @@ fn bare_cr3_reload() {
 }
 
 /// Runs every measurement, handing `out` one line per op:
-/// `pvbench: NAME site TICKS bare TICKS|-`.
-pub fn run(mut out: impl FnMut(core::fmt::Arguments<'_>)) {
+/// `pvbench: NAME site TICKS bare TICKS|-`. `bare` says whether the native instructions
+/// can run at all (not in a Xen PV guest's ring 3).
+pub fn run(bare: bool, mut out: impl FnMut(core::fmt::Arguments<'_>)) {
     let mut row = |name: &str, site_ticks: u64, bare_ticks: Option<u64>, empty: u64| {
         let site = site_ticks.saturating_sub(empty);
         match bare_ticks {
@@ -79,22 +80,22 @@ pub fn run(mut out: impl FnMut(core::fmt::Arguments<'_>)) {
     static PROBE: u8 = 0;
     let page = &raw const PROBE as u64;
 
-    row("irq_disable", measure(site::irq_disable), Some(measure(bare_cli)), empty);
+    row("irq_disable", measure(site::irq_disable), bare.then(|| measure(bare_cli)), empty);
     let site_sti_cli = || {
         site::irq_enable();
         site::irq_disable();
     };
-    row("irq_enable", measure(site_sti_cli), Some(measure(bare_sti_cli)), empty);
+    row("irq_enable", measure(site_sti_cli), bare.then(|| measure(bare_sti_cli)), empty);
     let site_save = || {
         core::hint::black_box(site::irq_save());
     };
     let bare_save = || {
         core::hint::black_box(bare_pushf_pop());
     };
-    row("irq_save", measure(site_save), Some(measure(bare_save)), empty);
-    row("irq_restore", measure(|| site::irq_restore(flags)), Some(measure(|| bare_push_popf(flags))), empty);
-    row("flush_tlb_one", measure(|| site::flush_tlb_one(page)), Some(measure(|| bare_invlpg(page))), empty);
-    row("flush_tlb", measure(site::flush_tlb), Some(measure(bare_cr3_reload)), empty);
+    row("irq_save", measure(site_save), bare.then(|| measure(bare_save)), empty);
+    row("irq_restore", measure(|| site::irq_restore(flags)), bare.then(|| measure(|| bare_push_popf(flags))), empty);
+    row("flush_tlb_one", measure(|| site::flush_tlb_one(page)), bare.then(|| measure(|| bare_invlpg(page))), empty);
+    row("flush_tlb", measure(site::flush_tlb), bare.then(|| measure(bare_cr3_reload)), empty);
     let clock = || {
         core::hint::black_box(site::monotonic_ns());
     };

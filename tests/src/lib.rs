@@ -710,6 +710,34 @@ pub fn xen_binary() -> Option<PathBuf> {
     .clone()
 }
 
+/// How Xen starts the image as its dom0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dom0 {
+    /// A PV dom0: ring 3, Xen's page tables, the xen_pv backend.
+    Pv,
+    /// A PVH dom0 (needs an IOMMU): the xen_hvm backend.
+    Pvh,
+}
+
+/// A VM running Xen 4.17 under QEMU TCG with `image args` as its dom0 (64 MiB). QEMU
+/// does not exit when Xen halts: wait for [`XEN_HALTED`] or [`XEN_CRASHED`].
+pub fn xen_dom0(xen: &Path, mode: Dom0, image: &Path, args: &str) -> Vm {
+    let vm = Vm::new(xen).memory_mib(512).debug_exit(false).arg("-cpu").arg("max");
+    let vm = match mode {
+        Dom0::Pv => vm.cmdline("console=com1 com1=115200,8n1 noreboot dom0_mem=64M"),
+        Dom0::Pvh => vm
+            .machine("q35,kernel-irqchip=split")
+            .cmdline("console=com1 com1=115200,8n1 noreboot dom0_mem=64M dom0=pvh iommu=1")
+            .arg("-device")
+            .arg("intel-iommu,intremap=on"),
+    };
+    vm.arg("-initrd").arg(format!("{} {args}", image.display()))
+}
+
+/// What Xen prints when its dom0 powers off, and when it crashes.
+pub const XEN_HALTED: &str = "(XEN) Hardware Dom0 halted";
+pub const XEN_CRASHED: &str = "(XEN) Hardware Dom0 crashed";
+
 #[cfg(test)]
 mod unit {
     use super::*;

@@ -5,31 +5,15 @@
 
 use std::time::Duration;
 
-use tests::{Running, Vm, build_app, xen_binary};
+use tests::{Dom0, Running, XEN_CRASHED, XEN_HALTED, build_app, xen_binary, xen_dom0};
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Dom0 {
-    Pv,
-    Pvh,
-}
-
-/// Boots Xen with `hello args` as the dom0 module; QEMU keeps running after Xen halts.
+/// Boots Xen with `hello args` as the dom0 module.
 fn dom0(mode: Dom0, args: &str) -> Option<Running> {
     let Some(xen) = xen_binary() else {
         eprintln!("skipped: no Xen 4.17 binary (apt-get download xen-hypervisor-4.17-amd64 failed)");
         return None;
     };
-    let image = build_app("hello");
-    let mut vm = Vm::new(xen).memory_mib(512).debug_exit(false).arg("-cpu").arg("max");
-    vm = match mode {
-        Dom0::Pv => vm.cmdline("console=com1 com1=115200,8n1 noreboot dom0_mem=64M"),
-        Dom0::Pvh => vm
-            .machine("q35,kernel-irqchip=split")
-            .cmdline("console=com1 com1=115200,8n1 noreboot dom0_mem=64M dom0=pvh iommu=1")
-            .arg("-device")
-            .arg("intel-iommu,intremap=on"),
-    };
-    let vm = vm.arg("-initrd").arg(format!("{} {args}", image.display())).timeout(Duration::from_secs(120));
+    let vm = xen_dom0(&xen, mode, &build_app("hello"), args).timeout(Duration::from_secs(120));
     Some(vm.spawn().expect("spawn QEMU"))
 }
 
@@ -40,8 +24,8 @@ fn assert_all_patched(line: &str) {
     assert!(patched == total && total != "0", "not every site patched: {line}");
 }
 
-const HALTED: &str = "(XEN) Hardware Dom0 halted";
-const CRASHED: &str = "(XEN) Hardware Dom0 crashed";
+const HALTED: &str = XEN_HALTED;
+const CRASHED: &str = XEN_CRASHED;
 
 #[test]
 fn hello_as_pv_dom0() {

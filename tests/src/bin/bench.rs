@@ -4,11 +4,12 @@
 //! spawn to QEMU exit of the `hello` app against a *floor*: a PVH stub that
 //! exits immediately under the identical QEMU command line. Runs alternate
 //! between the two so machine noise (thermal, other load) hits both equally.
+//! Then hello as a Xen PV and PVH dom0: QEMU start to Xen's halt line.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
-use tests::{Vm, build_app, build_floor_stub, require_qemu};
+use tests::{Dom0, Vm, XEN_HALTED, build_app, build_floor_stub, require_qemu, xen_binary, xen_dom0};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -151,7 +152,33 @@ fn boot(runs: usize, image: Option<PathBuf>) -> ExitCode {
         None => println!("image size stripped:   unavailable (need strip or objcopy)"),
     }
     let _ = std::fs::remove_dir_all(&tmp);
+    match xen_binary() {
+        Some(xen) => xen_boot(&xen, &hello, runs.div_ceil(3).max(3)),
+        None => println!("xen: no Xen 4.17 binary; the Xen boot rows are skipped"),
+    }
     ExitCode::SUCCESS
+}
+
+/// QEMU start to Xen's report that hello's dom0 halted, as a PV and a PVH dom0, and the
+/// dom0's own share: from Xen handing over (its "Freed ... init memory" line) to the halt.
+fn xen_boot(xen: &Path, image: &Path, runs: usize) {
+    println!("\nxen: QEMU start -> \"{XEN_HALTED}\" for hello as dom0, {runs} runs each (Xen 4.17 under TCG)");
+    println!("{:<10} {:>16} {:>24}", "dom0", "median total ms", "median dom0 share ms");
+    for mode in [Dom0::Pv, Dom0::Pvh] {
+        let (mut total, mut share) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let vm = xen_dom0(xen, mode, image, "").verbose(false).timeout(Duration::from_secs(120));
+            let start = std::time::Instant::now();
+            let mut run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
+            let handover = run.wait_for("(XEN) Freed").unwrap_or_else(|e| panic!("{e}"));
+            let halted = run.wait_for(XEN_HALTED).unwrap_or_else(|e| panic!("{e}"));
+            run.kill();
+            total.push((halted.at - start).as_secs_f64() * 1e3);
+            share.push((halted.at - handover.at).as_secs_f64() * 1e3);
+        }
+        let (t, d) = (stats(total), stats(share));
+        println!("{:<10} {:>16.1} {:>24.1}", format!("{mode:?}"), t.median, d.median);
+    }
 }
 
 /// One pvops row as the guest prints it: `pvbench: NAME site N bare M|-`.
@@ -161,50 +188,85 @@ struct OpTicks {
     bare: Option<u64>,
 }
 
-/// Boots hello with `selftest=pvops-bench` and collects its rows.
-fn pvops_run(vm: Vm) -> Vec<OpTicks> {
-    let mut run = vm.verbose(false).spawn().unwrap_or_else(|e| panic!("{e}"));
-    let out = run.wait_exit().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(out.guest_code(), Some(0), "pvops bench failed:\n{}", out.output());
-    out.lines
-        .iter()
-        .filter_map(|l| {
-            let rest = l.text.strip_prefix("pvbench: ")?;
-            let words: Vec<&str> = rest.split_whitespace().collect();
-            match words.as_slice() {
-                [name, "site", site, "bare", bare] => Some(OpTicks {
-                    name: name.to_string(),
-                    site: site.parse().ok()?,
-                    bare: bare.parse().ok(),
-                }),
-                _ => None,
+fn parse_pvbench(line: &str) -> Option<OpTicks> {
+    let rest = line.strip_prefix("pvbench: ")?;
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    match words.as_slice() {
+        [name, "site", site, "bare", bare] => {
+            Some(OpTicks { name: name.to_string(), site: site.parse().ok()?, bare: bare.parse().ok() })
+        }
+        _ => None,
+    }
+}
+
+/// Where the pvops bench runs: plain QEMU (the VM exits with the guest's code), or as a
+/// Xen dom0 (Xen halts; QEMU is stopped).
+#[derive(Clone)]
+enum Host {
+    Qemu(Vm),
+    Xen(PathBuf, Dom0),
+}
+
+/// Boots hello with `cmdline` (which includes `selftest=pvops-bench`) and collects its
+/// rows.
+fn pvops_run(host: &Host, image: &Path, cmdline: &str) -> Vec<OpTicks> {
+    match host {
+        Host::Qemu(vm) => {
+            let vm = vm.clone().cmdline(cmdline.to_string()).verbose(false);
+            let mut run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
+            let out = run.wait_exit().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(out.guest_code(), Some(0), "pvops bench failed:\n{}", out.output());
+            out.lines.iter().filter_map(|l| parse_pvbench(&l.text)).collect()
+        }
+        Host::Xen(xen, mode) => {
+            let vm = xen_dom0(xen, *mode, image, cmdline).verbose(false).timeout(Duration::from_secs(600));
+            let mut run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
+            let mut rows = Vec::new();
+            loop {
+                let line = run.wait_for("pvbench: ").unwrap_or_else(|e| panic!("{e}"));
+                if line.text.starts_with("pvbench: done") {
+                    break;
+                }
+                rows.extend(parse_pvbench(&line.text));
             }
-        })
-        .collect()
+            run.wait_for(XEN_HALTED).unwrap_or_else(|e| panic!("{e}"));
+            run.kill();
+            rows
+        }
+    }
 }
 
 /// Cycles per hot pv op, patched vs unpatched vs the bare native instruction, for each
-/// backend that runs here.
+/// backend that runs here: native, vmware and (with a usable /dev/kvm) kvm under QEMU,
+/// then xen_pv and xen_hvm under Xen 4.17 (itself under QEMU TCG).
 fn pvops(with_kvm: bool) -> ExitCode {
     require_qemu();
     let image = build_app("hello");
     let cmd = "log=warn selftest=pvops-bench";
-    let mut backends: Vec<(&str, Vm, String)> = vec![
-        ("native (TCG)", Vm::new(&image).accel("tcg"), cmd.to_string()),
+    let mut backends: Vec<(&str, Host, String)> = vec![
+        ("native (TCG)", Host::Qemu(Vm::new(&image).accel("tcg")), cmd.to_string()),
         (
             "vmware (TCG, pv=vmware)",
-            Vm::new(&image).accel("tcg").machine("pc,vmport=on"),
+            Host::Qemu(Vm::new(&image).accel("tcg").machine("pc,vmport=on")),
             format!("{cmd} pv=vmware"),
         ),
     ];
     if with_kvm && Path::new("/dev/kvm").exists() {
         let kvm = Vm::new(&image).accel("kvm").arg("-cpu").arg("host,-arch-capabilities");
-        backends.push(("kvm (KVM)", kvm.timeout(Duration::from_secs(600)), cmd.to_string()));
+        backends.push(("kvm (KVM)", Host::Qemu(kvm.timeout(Duration::from_secs(600))), cmd.to_string()));
+    }
+    match xen_binary() {
+        Some(xen) => {
+            backends.push(("xen_pv (Xen 4.17 PV dom0, TCG)", Host::Xen(xen.clone(), Dom0::Pv), cmd.to_string()));
+            backends.push(("xen_hvm (Xen 4.17 PVH dom0, TCG)", Host::Xen(xen, Dom0::Pvh), cmd.to_string()));
+        }
+        None => eprintln!("pvops: no Xen 4.17 binary; the Xen rows are skipped"),
     }
     println!("pvops: TSC ticks per call (median of 7 rounds x 20000 calls, empty-loop cost removed)");
-    for (name, vm, cmdline) in backends {
-        let patched = pvops_run(vm.clone().cmdline(cmdline.clone()));
-        let indirect = pvops_run(vm.cmdline(format!("{cmdline} pv.patch=off")));
+    println!("bare: the native instruction itself ('-' where it cannot run, as in a PV guest's ring 3)");
+    for (name, host, cmdline) in backends {
+        let patched = pvops_run(&host, &image, &cmdline);
+        let indirect = pvops_run(&host, &image, &format!("{cmdline} pv.patch=off"));
         println!("\n{name}");
         println!(
             "{:<14} {:>9} {:>11} {:>6} {:>16}",
