@@ -155,7 +155,7 @@ xen() {
         *) die "xen: expected pv or pvh, got '$mode'" ;;
     esac
     local cmd=(qemu-system-x86_64 -accel tcg -cpu max -M "$machine" -m 512 -display none -nodefaults
-        -serial stdio -kernel "$xen" -append "console=com1 com1=115200,8n1 noreboot dom0_mem=${MEM:-64}M $args"
+        -serial stdio -kernel "$xen" -append "console=com1 com1=115200,8n1 noreboot guest_loglvl=all dom0_mem=${MEM:-64}M $args"
         -initrd "$image ${CMDLINE:-}" "${extra[@]}")
     echo "\$ ${cmd[*]}" >&2
     local fifo status=1

@@ -14,15 +14,40 @@ static COM1: Once<Uart16550<PortRange>> = Once::new();
 /// The console in use; the lock also keeps lines from different writers whole.
 static CONSOLE: Mutex<Option<&'static dyn Console>> = Mutex::new(None);
 
-/// Sets up COM1 as the console if a UART answers there.
+/// Sets up COM1 as the console if a UART answers there. Under Xen, whose serial port is
+/// Xen's own, nothing answers: then Xen's debug port 0xE9 carries the output (Xen prints
+/// it as `(dN) ...` lines, with `guest_loglvl=all` on release builds) until the
+/// hypervisor console takes over, so a boot that fails before that is not silent.
 pub(crate) fn init_serial() {
     // SAFETY: 0x3f8..0x400 is COM1 on every PC platform, driven only by this handle.
     let ports = unsafe { PortRange::new(COM1_BASE, 8) };
     if let Some(uart) = Uart16550::init(ports) {
         let uart = COM1.call_once(|| uart);
         *CONSOLE.lock() = Some(uart);
+    } else if pv::detect::hypervisor(&pv::Machine).is_some_and(|h| h.vendor == pv::detect::Vendor::Xen) {
+        *CONSOLE.lock() = Some(XEN_DEBUG_PORT.call_once(|| {
+            // SAFETY: Xen emulates port 0xE9 as its debug console in every HVM domain;
+            // only this handle writes it.
+            XenDebugPort(unsafe { PortRange::new(XEN_DEBUG_PORT_BASE, 1) })
+        }));
     }
 }
+
+const XEN_DEBUG_PORT_BASE: u16 = 0xe9;
+
+/// Xen's HVM debug console: one byte per OUT to port 0xE9.
+struct XenDebugPort(PortRange);
+
+impl Console for XenDebugPort {
+    fn write(&self, bytes: &[u8]) {
+        use drivers::Registers;
+        for &b in bytes {
+            self.0.write8(0, b);
+        }
+    }
+}
+
+static XEN_DEBUG_PORT: Once<XenDebugPort> = Once::new();
 
 /// The hypervisor's console, through the pv-ops table.
 struct HypervisorConsole;

@@ -93,8 +93,18 @@ pub fn run(bare: bool, mut out: impl FnMut(core::fmt::Arguments<'_>)) {
         core::hint::black_box(bare_pushf_pop());
     };
     row("irq_save", measure(site_save), bare.then(|| measure(bare_save)), empty);
-    row("irq_restore", measure(|| site::irq_restore(flags)), bare.then(|| measure(|| bare_push_popf(flags))), empty);
-    row("flush_tlb_one", measure(|| site::flush_tlb_one(page)), bare.then(|| measure(|| bare_invlpg(page))), empty);
+    row(
+        "irq_restore",
+        measure(|| site::irq_restore(flags)),
+        bare.then(|| measure(|| bare_push_popf(flags))),
+        empty,
+    );
+    row(
+        "flush_tlb_one",
+        measure(|| site::flush_tlb_one(page)),
+        bare.then(|| measure(|| bare_invlpg(page))),
+        empty,
+    );
     row("flush_tlb", measure(site::flush_tlb), bare.then(|| measure(bare_cr3_reload)), empty);
     let clock = || {
         core::hint::black_box(site::monotonic_ns());

@@ -724,10 +724,10 @@ pub enum Dom0 {
 pub fn xen_dom0(xen: &Path, mode: Dom0, image: &Path, args: &str) -> Vm {
     let vm = Vm::new(xen).memory_mib(512).debug_exit(false).arg("-cpu").arg("max");
     let vm = match mode {
-        Dom0::Pv => vm.cmdline("console=com1 com1=115200,8n1 noreboot dom0_mem=64M"),
+        Dom0::Pv => vm.cmdline("console=com1 com1=115200,8n1 noreboot guest_loglvl=all dom0_mem=64M"),
         Dom0::Pvh => vm
             .machine("q35,kernel-irqchip=split")
-            .cmdline("console=com1 com1=115200,8n1 noreboot dom0_mem=64M dom0=pvh iommu=1")
+            .cmdline("console=com1 com1=115200,8n1 noreboot guest_loglvl=all dom0_mem=64M dom0=pvh iommu=1")
             .arg("-device")
             .arg("intel-iommu,intremap=on"),
     };

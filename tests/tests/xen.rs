@@ -159,3 +159,13 @@ fn unclaimed_event_as_pv_dom0_is_reported() {
 fn unclaimed_event_as_pvh_dom0_is_reported() {
     unclaimed_event_is_reported(Dom0::Pvh);
 }
+
+/// With the Xen backend refused (`pv=native`, as when Xen's hypercall leaf is missing),
+/// the kernel still speaks: through Xen's debug port 0xE9, which Xen prints as `(d0)`.
+#[test]
+fn without_the_xen_backend_pvh_dom0_still_reports() {
+    let Some(mut run) = dom0(Dom0::Pvh, "pv=native") else { return };
+    let line = run.wait_for("pv: hypervisor=xen backend=native").expect("the boot line through port 0xE9");
+    assert!(line.text.starts_with("(d0) "), "not through Xen's debug console: {}", line.text);
+    run.wait_for("(d0) hello from chameleon: boot=pvh").expect("hello through port 0xE9");
+}

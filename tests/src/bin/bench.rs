@@ -162,7 +162,9 @@ fn boot(runs: usize, image: Option<PathBuf>) -> ExitCode {
 /// QEMU start to Xen's report that hello's dom0 halted, as a PV and a PVH dom0, and the
 /// dom0's own share: from Xen handing over (its "Freed ... init memory" line) to the halt.
 fn xen_boot(xen: &Path, image: &Path, runs: usize) {
-    println!("\nxen: QEMU start -> \"{XEN_HALTED}\" for hello as dom0, {runs} runs each (Xen 4.17 under TCG)");
+    println!(
+        "\nxen: QEMU start -> \"{XEN_HALTED}\" for hello as dom0, {runs} runs each (Xen 4.17 under TCG)"
+    );
     println!("{:<10} {:>16} {:>24}", "dom0", "median total ms", "median dom0 share ms");
     for mode in [Dom0::Pv, Dom0::Pvh] {
         let (mut total, mut share) = (Vec::new(), Vec::new());
@@ -257,7 +259,11 @@ fn pvops(with_kvm: bool) -> ExitCode {
     }
     match xen_binary() {
         Some(xen) => {
-            backends.push(("xen_pv (Xen 4.17 PV dom0, TCG)", Host::Xen(xen.clone(), Dom0::Pv), cmd.to_string()));
+            backends.push((
+                "xen_pv (Xen 4.17 PV dom0, TCG)",
+                Host::Xen(xen.clone(), Dom0::Pv),
+                cmd.to_string(),
+            ));
             backends.push(("xen_hvm (Xen 4.17 PVH dom0, TCG)", Host::Xen(xen, Dom0::Pvh), cmd.to_string()));
         }
         None => eprintln!("pvops: no Xen 4.17 binary; the Xen rows are skipped"),
