@@ -7,7 +7,7 @@ use core::fmt;
 /// Facts about this boot, for apps to report or act on.
 #[derive(Debug, Clone)]
 pub struct BootFacts {
-    /// How the kernel was entered ("pvh").
+    /// How the kernel was entered ("pvh" or "xen-pv").
     pub protocol: &'static str,
     pub start_info_version: u32,
     /// RAM the memory map reports.
@@ -15,16 +15,17 @@ pub struct BootFacts {
     /// RAM left for the heap and drivers once the kernel was loaded.
     pub free_bytes: u64,
     pub cpu_brand: String,
-    /// The hypervisor as detected ("kvm", "tcg", "vmware", ...), or "none".
+    /// The hypervisor as detected ("kvm", "tcg", "vmware", "xen", "xen-pv", ...), or
+    /// "none".
     pub hypervisor: &'static str,
-    /// The pv-ops backend in use ("native", "kvm", "vmware").
+    /// The pv-ops backend in use ("native", "kvm", "vmware", "xen_hvm", "xen_pv").
     pub pv_backend: &'static str,
     pub tsc_khz: u64,
     /// Where the clock's rate came from.
     pub tsc_source: &'static str,
     /// Whether pages can be made non-executable (W^X holds fully only then).
     pub nx: bool,
-    /// How the kernel will leave: "isa-debug-exit", "acpi-s5" or "halt".
+    /// How the kernel will leave: "hypervisor", "isa-debug-exit", "acpi-s5" or "halt".
     pub exit_method: &'static str,
     /// The boot modules (e.g. QEMU's `-initrd`), in the loader's order.
     pub modules: Vec<&'static [u8]>,

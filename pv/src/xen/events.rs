@@ -135,3 +135,35 @@ pub fn raise_unclaimed() -> Result<u32, Refused> {
     event_channel_op("EVTCHNOP_send", EVTCHNOP_SEND, &mut send)?;
     Ok(bind[1])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The upcall scan over a `shared_info` laid out by hand: the timer's port is
+    /// acknowledged, a stranger's is acknowledged, masked and reported, and a masked port
+    /// stays pending for later.
+    #[test]
+    fn upcall_scan() {
+        let word = |off: usize| SHARED_INFO.atomic_u64(off);
+        TIMER_PORT.store(3, Ordering::Relaxed);
+        word(EVTCHN_PENDING).store(1 << 3, Ordering::Relaxed);
+        word(EVTCHN_PENDING + 8).store((1 << 6) | (1 << 9), Ordering::Relaxed); // ports 70, 73
+        word(EVTCHN_MASK + 8).store(1 << 9, Ordering::Relaxed); // 73 is masked
+        word(VCPU0_PENDING_SEL).store(0b11, Ordering::Relaxed);
+        SHARED_INFO.atomic_u8(VCPU0_UPCALL_PENDING).store(1, Ordering::Relaxed);
+
+        assert_eq!(handle_upcall(), Err(Unclaimed { port: 70 }));
+        assert_eq!(word(EVTCHN_PENDING).load(Ordering::Relaxed), 0);
+        assert_eq!(word(EVTCHN_PENDING + 8).load(Ordering::Relaxed), 1 << 9, "the masked port stays pending");
+        assert_eq!(word(EVTCHN_MASK + 8).load(Ordering::Relaxed), (1 << 6) | (1 << 9), "70 is masked now");
+        assert_eq!(word(VCPU0_PENDING_SEL).load(Ordering::Relaxed), 0);
+        assert_eq!(SHARED_INFO.atomic_u8(VCPU0_UPCALL_PENDING).load(Ordering::Relaxed), 0);
+
+        // The timer alone is no error.
+        word(EVTCHN_PENDING).store(1 << 3, Ordering::Relaxed);
+        word(VCPU0_PENDING_SEL).store(1, Ordering::Relaxed);
+        assert_eq!(handle_upcall(), Ok(()));
+        assert_eq!(word(EVTCHN_PENDING).load(Ordering::Relaxed), 0);
+    }
+}
