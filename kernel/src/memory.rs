@@ -106,9 +106,10 @@ pub(crate) fn init_xen_pv(
     let mapped_end = mmu::first_unmapped(next_free);
     // Table frames come from the lowest free pages, which Xen's boot mapping (at least
     // 512 KiB past its end) or our own earlier 2 MiB steps already map.
+    let module = info.module.map_or((0, 0), |(start, len)| (start, start.saturating_add(len)));
     let mut alloc = || {
         let frame = next_free;
-        if frame >= ram_end || mmu::first_unmapped(frame) == frame {
+        if frame >= ram_end || !mmu::is_mapped(frame) || (module.0..module.1).contains(&frame) {
             return None;
         }
         next_free += PAGE_SIZE;
@@ -118,25 +119,35 @@ pub(crate) fn init_xen_pv(
         MapError::NoFrames => MemoryError::NoFramesForPageTables,
         e => MemoryError::Xen(e),
     };
-    mmu::map_ram(mapped_end, ram_end, &mut alloc).map_err(xen)?;
+    // SAFETY: beyond Xen's boot mapping all of the domain's pages are free RAM, and the
+    // allocator hands out free, mapped frames below the mapping's growing end.
+    unsafe { mmu::map_ram(mapped_end, ram_end, &mut alloc) }.map_err(xen)?;
     let rights = [
         (0, PAGE_SIZE, Rights::Unmapped),
         (image.start, image.text_end, Rights::Execute),
         (image.text_end, image.rodata_end, Rights::Read),
         (image.rodata_end, image.end, Rights::ReadWrite),
     ];
-    for (start, end, r) in rights {
-        mmu::protect(start, end, r).map_err(xen)?;
-    }
-    for &guard in guards {
-        mmu::protect(guard, guard + PAGE_SIZE, Rights::Unmapped).map_err(xen)?;
+    // SAFETY: the rights are the image's own (code executable, data writable); page 0
+    // and the guard pages are never used. Only the stack's guard page cannot work as on
+    // PVH: Xen writes exception frames on the faulting stack, so an overflow ends in
+    // Xen's own crash report of the domain, not ours.
+    unsafe {
+        for (start, end, r) in rights {
+            mmu::protect(start, end, r).map_err(xen)?;
+        }
+        for &guard in guards {
+            mmu::protect(guard, guard + PAGE_SIZE, Rights::Unmapped).map_err(xen)?;
+        }
     }
     log::debug!(
         "memory: Xen PV: mapped {} MiB, {} KiB of boot region and new tables",
         ram_end >> 20,
         next_free / 1024
     );
-    init_frames(&info.memmap(), &[(0, next_free)])
+    // A module Xen placed after the domain's other pages (SIF_MOD_START_PFN) lies beyond
+    // the boot region.
+    init_frames(&info.memmap(), &[(0, next_free), module])
 }
 
 /// Maps a device's register window (uncached) so it can be reached at its physical

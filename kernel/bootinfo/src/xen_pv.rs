@@ -26,9 +26,12 @@ pub struct StartInfo {
     /// Machine address of the `shared_info` page.
     pub shared_info: u64,
     pub flags: u32,
-    /// Machine frame and event channel of the console ring (domU only; 0 for dom0).
+    /// Machine frame and event channel of the console ring (domU only; 0 for dom0, whose
+    /// start info holds VGA facts there instead).
     pub console_mfn: u64,
     pub console_evtchn: u32,
+    /// The xenstore ring's event channel (domU; 0 for none).
+    pub store_evtchn: u32,
     /// Virtual address of the boot L4 and how many page-table frames Xen built.
     pub pt_base: u64,
     pub nr_pt_frames: u64,
@@ -88,6 +91,7 @@ impl StartInfo {
         let mut cmdline = [0u8; CMDLINE_LEN];
         mem.read(addr + 128, &mut cmdline)?;
         let flags = mem.read_u32(addr + 48)?;
+        let dom0 = flags & SIF_INITDOMAIN != 0;
         let mod_start = mem.read_u64(addr + 112)?;
         let mod_len = mem.read_u64(addr + 120)?;
         let info = StartInfo {
@@ -95,8 +99,9 @@ impl StartInfo {
             nr_pages: mem.read_u64(addr + 32)?,
             shared_info: mem.read_u64(addr + 40)?,
             flags,
-            console_mfn: mem.read_u64(addr + 72)?,
-            console_evtchn: mem.read_u32(addr + 80)?,
+            console_mfn: if dom0 { 0 } else { mem.read_u64(addr + 72)? },
+            console_evtchn: if dom0 { 0 } else { mem.read_u32(addr + 80)? },
+            store_evtchn: mem.read_u32(addr + 64)?,
             pt_base: mem.read_u64(addr + 88)?,
             nr_pt_frames: mem.read_u64(addr + 96)?,
             mfn_list: mem.read_u64(addr + 104)?,
@@ -195,12 +200,25 @@ mod tests {
         assert_eq!(info.shared_info, 0x7ff_f000);
         assert!(info.is_dom0());
         assert_eq!(info.module, None);
+        assert_eq!((info.console_mfn, info.console_evtchn), (0, 0), "dom0 has no console ring");
         assert_eq!(info.cmdline(), Ok("selftest=sleep log=debug"));
         // Start info page, six table frames, then the stack page.
         assert_eq!(info.bootstrap_end(), AT + 0x8000);
         assert_eq!(info.memmap().ram_bytes(), 64 << 20);
         // Without PAE mode declared, the magic has no "p".
         assert!(StartInfo::parse(&mem(xen_like(MAGIC, b"")), AT).is_ok());
+    }
+
+    #[test]
+    fn a_domu_has_console_and_xenstore_channels() {
+        let mut s = xen_like(MAGIC, b"");
+        s[48..52].copy_from_slice(&0u32.to_le_bytes());
+        s[64..68].copy_from_slice(&1u32.to_le_bytes()); // store_evtchn
+        s[72..80].copy_from_slice(&0x12345u64.to_le_bytes()); // console mfn
+        s[80..84].copy_from_slice(&2u32.to_le_bytes()); // console evtchn
+        let info = StartInfo::parse(&mem(s), AT).unwrap();
+        assert!(!info.is_dom0());
+        assert_eq!((info.console_mfn, info.console_evtchn, info.store_evtchn), (0x12345, 2, 1));
     }
 
     #[test]

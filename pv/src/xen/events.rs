@@ -25,6 +25,20 @@ const VCPUOP_STOP_SINGLESHOT_TIMER: u64 = 9;
 const NO_PORT: u32 = u32::MAX;
 /// The port VIRQ_TIMER is bound to.
 static TIMER_PORT: AtomicU32 = AtomicU32::new(NO_PORT);
+/// Ports bound before we ran whose events need no handler (a PV domU's console and
+/// xenstore channels).
+static EXPECTED: [AtomicU32; 2] = [AtomicU32::new(NO_PORT), AtomicU32::new(NO_PORT)];
+
+/// Accepts events on `port` without a handler.
+pub(crate) fn expect(port: u32) {
+    if let Some(slot) = EXPECTED.iter().find(|s| s.load(Ordering::Relaxed) == NO_PORT) {
+        slot.store(port, Ordering::Relaxed);
+    }
+}
+
+fn claimed(port: u32) -> bool {
+    port == TIMER_PORT.load(Ordering::Relaxed) || EXPECTED.iter().any(|s| s.load(Ordering::Relaxed) == port)
+}
 
 fn event_channel_op<T>(call: &'static str, cmd: u64, arg: &mut T) -> Result<i64, Refused> {
     // SAFETY: `arg` is the structure `cmd` takes, alive across the call.
@@ -89,8 +103,8 @@ impl core::fmt::Display for Unclaimed {
 }
 
 /// Handles an upcall: finds every pending, unmasked port and acknowledges it. The timer
-/// needs no more than that (its event only ends a halt). Any other port is masked, so it
-/// cannot storm, and reported.
+/// and the expected ports need no more than that (their events only end a halt). Any
+/// other port is masked, so it cannot storm, and reported.
 pub fn handle_upcall() -> Result<(), Unclaimed> {
     let pending_flag = SHARED_INFO.atomic_u8(VCPU0_UPCALL_PENDING);
     let selector = SHARED_INFO.atomic_u64(VCPU0_PENDING_SEL);
@@ -110,7 +124,7 @@ pub fn handle_upcall() -> Result<(), Unclaimed> {
                 ready &= ready - 1;
                 pending.fetch_and(!(1 << bit), Ordering::SeqCst);
                 let port = (word * 64) as u32 + bit;
-                if port != TIMER_PORT.load(Ordering::Relaxed) {
+                if !claimed(port) {
                     mask.fetch_or(1 << bit, Ordering::SeqCst);
                     unclaimed = Some(Unclaimed { port });
                 }
@@ -160,8 +174,9 @@ mod tests {
         assert_eq!(word(VCPU0_PENDING_SEL).load(Ordering::Relaxed), 0);
         assert_eq!(SHARED_INFO.atomic_u8(VCPU0_UPCALL_PENDING).load(Ordering::Relaxed), 0);
 
-        // The timer alone is no error.
-        word(EVTCHN_PENDING).store(1 << 3, Ordering::Relaxed);
+        // The timer and an expected port are no error.
+        expect(5);
+        word(EVTCHN_PENDING).store((1 << 3) | (1 << 5), Ordering::Relaxed);
         word(VCPU0_PENDING_SEL).store(1, Ordering::Relaxed);
         assert_eq!(handle_upcall(), Ok(()));
         assert_eq!(word(EVTCHN_PENDING).load(Ordering::Relaxed), 0);

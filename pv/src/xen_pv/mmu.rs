@@ -51,14 +51,23 @@ pub(crate) fn root() -> u64 {
     ROOT.load(Ordering::Relaxed)
 }
 
-/// The no-execute bit where the CPU has it (Xen turns EFER.NXE on when it does).
+/// The no-execute bit where the CPU has it (Xen turns EFER.NXE on when it does). Asked
+/// once: each CPUID is a trap into Xen.
 pub fn nx_bit() -> u64 {
+    const UNKNOWN: u64 = 1;
+    static NX: AtomicU64 = AtomicU64::new(UNKNOWN);
+    let nx = NX.load(Ordering::Relaxed);
+    if nx != UNKNOWN {
+        return nx;
+    }
     let cpuid = crate::ops::ops().cpu.cpuid;
-    if cpuid(0x8000_0000, 0).eax >= 0x8000_0001 && cpuid(0x8000_0001, 0).edx & (1 << 20) != 0 {
+    let nx = if cpuid(0x8000_0000, 0).eax >= 0x8000_0001 && cpuid(0x8000_0001, 0).edx & (1 << 20) != 0 {
         NO_EXECUTE
     } else {
         0
-    }
+    };
+    NX.store(nx, Ordering::Relaxed);
+    nx
 }
 
 /// The machine frame behind pseudo-physical frame `pfn`.
@@ -119,8 +128,12 @@ fn mmuext(cmd: u32, arg1: u64) -> Result<(), Refused> {
 }
 
 /// Points the page at `va` at `pte` (which holds a machine address) and flushes it.
-pub fn remap_page(va: u64, pte: u64) -> Result<(), Refused> {
-    // SAFETY: Xen validates the new entry; the caller owns the page at `va`.
+///
+/// # Safety
+/// Nothing may be using the page at `va` as what it mapped before (no references into
+/// it, not the running code or stack).
+pub unsafe fn remap_page(va: u64, pte: u64) -> Result<(), Refused> {
+    // SAFETY: Xen validates the new entry; the caller vouches for the page at `va`.
     let rc = unsafe { xen::hypercall3(HYPERVISOR_UPDATE_VA_MAPPING, va, pte, UVMF_INVLPG) };
     check("update_va_mapping", rc).map(|_| ())
 }
@@ -179,13 +192,15 @@ fn l1_entry(va: u64) -> Option<u64> {
     Some(table + index(va, 1) * 8)
 }
 
+/// Whether the page at `va` is mapped.
+pub fn is_mapped(va: u64) -> bool {
+    // SAFETY: `l1_entry` returns an entry of a live, mapped table.
+    l1_entry(va).is_some_and(|e| unsafe { (e as *const u64).read_volatile() } & PRESENT != 0)
+}
+
 /// The first page at or above `va` that is not mapped.
 pub fn first_unmapped(mut va: u64) -> u64 {
-    while let Some(e) = l1_entry(va) {
-        // SAFETY: `l1_entry` returns an entry of a live, mapped table.
-        if unsafe { (e as *const u64).read_volatile() } & PRESENT == 0 {
-            break;
-        }
+    while is_mapped(va) {
         va += PAGE;
     }
     va
@@ -222,11 +237,12 @@ fn table_at(table: u64, index: u64, alloc: &mut dyn FnMut() -> Option<u64>) -> R
         return Ok(child(e));
     }
     let frame = alloc().ok_or(MapError::NoFrames)?;
-    // SAFETY: the allocator hands out a free frame that is already mapped writable at its
-    // pseudo-physical address, and nothing else refers to it.
+    // SAFETY: `map_ram`'s contract: the allocator hands out a free frame that is already
+    // mapped writable at its pseudo-physical address, and nothing else refers to it.
     unsafe { core::ptr::write_bytes(frame as *mut u8, 0, PAGE as usize) };
     let mfn = pfn_to_mfn(frame / PAGE);
-    remap_page(frame, (mfn * PAGE) | PRESENT | ACCESSED | nx_bit())?;
+    // SAFETY: as above; the frame becomes a page table and nothing else uses it.
+    unsafe { remap_page(frame, (mfn * PAGE) | PRESENT | ACCESSED | nx_bit()) }?;
     let link = MmuUpdate {
         ptr: phys_to_machine(table + index * 8),
         val: (mfn * PAGE) | PRESENT | WRITABLE | USER | ACCESSED,
@@ -238,7 +254,11 @@ fn table_at(table: u64, index: u64, alloc: &mut dyn FnMut() -> Option<u64>) -> R
 /// Maps pseudo-physical `[from, to)` at the same addresses, read-write and no-execute,
 /// one `mmu_update` per 2 MiB. `alloc` gives table frames that are already mapped (the
 /// lowest free ones: the mapping grows upward far faster than tables use frames).
-pub fn map_ram(from: u64, to: u64, alloc: &mut dyn FnMut() -> Option<u64>) -> Result<(), MapError> {
+///
+/// # Safety
+/// `[from, to)` must be free RAM of this domain that nothing maps yet, and every frame
+/// `alloc` returns must be free, mapped writable, and unused by anything else.
+pub unsafe fn map_ram(from: u64, to: u64, alloc: &mut dyn FnMut() -> Option<u64>) -> Result<(), MapError> {
     let nx = nx_bit();
     let mut batch = [MmuUpdate::default(); 512];
     let mut va = from & !(PAGE - 1);
@@ -272,7 +292,11 @@ pub enum Rights {
 
 /// Gives the mapped pages of `[start, end)` new rights, keeping the frames they map
 /// (some of the image's pages map Xen's frames, such as `shared_info`).
-pub fn protect(start: u64, end: u64, rights: Rights) -> Result<(), MapError> {
+///
+/// # Safety
+/// The new rights must allow every use still made of those pages (no running code made
+/// non-executable, no live data unmapped or made read-only).
+pub unsafe fn protect(start: u64, end: u64, rights: Rights) -> Result<(), MapError> {
     let nx = nx_bit();
     let flags = match rights {
         Rights::Unmapped => 0,

@@ -71,9 +71,21 @@ extern "C" fn safe_halt() {
     xen::sched_op(SCHEDOP_BLOCK);
 }
 
+/// `SCHEDOP_poll` on no channels and with no timeout blocks without touching the event
+/// mask, until an event is signalled: `hlt` with the interrupt flag left as it is.
 extern "C" fn halt() {
-    xen::sched_op(SCHEDOP_YIELD);
+    #[repr(C)]
+    struct Poll {
+        ports: u64,
+        nr_ports: u32,
+        timeout: u64,
+    }
+    let poll = Poll { ports: 0, nr_ports: 0, timeout: 0 };
+    // SAFETY: `poll` lives across the call and names no ports.
+    unsafe { xen::hypercall3(xen::HYPERVISOR_SCHED_OP, SCHEDOP_POLL, &raw const poll as u64, 0) };
 }
+
+const SCHEDOP_POLL: u64 = 3;
 
 /// CPUID behind `ud2; .ascii "xen"`, which Xen emulates with the guest's CPUID policy
 /// (a bare CPUID in ring 3 may see the host's leaves).
@@ -137,12 +149,9 @@ extern "C" fn no_eoi() {}
 
 extern "C" fn no_ipi(_apic_id: u32, _vector: u8) {}
 
-extern "C" fn is_dom0() -> bool {
-    CONSOLE_RING.load(Ordering::Relaxed) == 0
-}
-
+/// `console_io` for dom0 (and until the ring is mapped); the console ring for a domU.
 extern "C" fn console_write(bytes: *const u8, len: usize) {
-    if is_dom0() {
+    if CONSOLE_RING.load(Ordering::Relaxed) == 0 {
         xen::console_write(bytes, len)
     } else {
         // SAFETY: the op's contract: `len` readable bytes at `bytes`.
@@ -168,7 +177,12 @@ fn ring_write(mut bytes: &[u8]) {
     let prod = ring.atomic_u32(RING_OUT_PROD);
     while !bytes.is_empty() {
         let p = prod.load(Ordering::Relaxed);
-        let room = RING_OUT_SIZE - p.wrapping_sub(cons.load(Ordering::Acquire));
+        let used = p.wrapping_sub(cons.load(Ordering::Acquire));
+        if used > RING_OUT_SIZE {
+            // The backend's index is nonsense: drop the output rather than overrun.
+            return;
+        }
+        let room = RING_OUT_SIZE - used;
         if room == 0 {
             notify_console();
             xen::sched_op(SCHEDOP_YIELD);
@@ -215,6 +229,9 @@ pub const OPS: PvOps = PvOps {
 /// # Safety
 /// Boot only: the PV entry, before anything else runs.
 pub unsafe fn install_early() {
+    // Events are masked at the PV entry; the stand-in page says so too until Xen's
+    // `shared_info` replaces it.
+    upcall_mask().store(1, Ordering::Relaxed);
     // SAFETY: the caller guarantees boot conditions.
     unsafe { crate::ops::install(OPS) };
 }
@@ -242,17 +259,26 @@ impl TrapInfo {
 
 /// Hands Xen the exception handlers (`set_trap_table`); `table` ends with
 /// [`TrapInfo::END`].
-pub fn set_trap_table(table: &'static [TrapInfo]) -> Result<(), Refused> {
+///
+/// # Safety
+/// Every address must be an entry point that takes Xen's exception frame (RCX, R11, the
+/// error code where the vector has one, then a CPU-style frame).
+pub unsafe fn set_trap_table(table: &'static [TrapInfo]) -> Result<(), Refused> {
     assert!(table.last().is_some_and(|t| t.address == 0), "the trap table must end with TrapInfo::END");
-    // SAFETY: the table is static and terminated; Xen copies it.
+    // SAFETY: the table is static and terminated (Xen copies it); the caller vouches
+    // for the handlers.
     let rc = unsafe { xen::hypercall3(HYPERVISOR_SET_TRAP_TABLE, table.as_ptr() as u64, 0, 0) };
     check("set_trap_table", rc).map(|_| ())
 }
 
 /// Registers the event upcall and the failsafe callback (Xen could not restore a segment
 /// register on a return).
-pub fn set_callbacks(event: u64, failsafe: u64) -> Result<(), Refused> {
-    // SAFETY: both are entry points that take Xen's callback frames.
+///
+/// # Safety
+/// Both must be entry points that take Xen's callback frames (RCX, R11, a CPU-style
+/// frame; the failsafe one with DS, ES, FS and GS between them).
+pub unsafe fn set_callbacks(event: u64, failsafe: u64) -> Result<(), Refused> {
+    // SAFETY: the caller vouches for the entry points.
     let rc = unsafe { xen::hypercall3(HYPERVISOR_SET_CALLBACKS, event, failsafe, 0) };
     check("set_callbacks", rc).map(|_| ())
 }
@@ -267,6 +293,8 @@ pub struct Handover {
     pub dom0: bool,
     pub console_mfn: u64,
     pub console_evtchn: u32,
+    /// The xenstore channel (domU), bound by the domain builder; 0 for none.
+    pub store_evtchn: u32,
 }
 
 const PHYSDEVOP_SET_IOPL: u64 = 6;
@@ -281,7 +309,9 @@ pub unsafe fn start(h: &Handover) -> Result<(), Refused> {
     // SAFETY: the caller vouches for the handover; `mfn_list` holds `nr_pages` entries.
     unsafe { mmu::init(h.pt_base, h.mfn_list, h.nr_pages) };
     let nx = mmu::nx_bit();
-    mmu::remap_page(SHARED_INFO.addr(), h.shared_info | mmu::PRESENT | mmu::WRITABLE | nx)?;
+    // SAFETY: the stand-in page is only read through `SHARED_INFO`'s volatile and atomic
+    // accessors, which from now on see Xen's page.
+    unsafe { mmu::remap_page(SHARED_INFO.addr(), h.shared_info | mmu::PRESENT | mmu::WRITABLE | nx) }?;
     xen::start_clock();
     if h.dom0 {
         let iopl = 1u32;
@@ -290,9 +320,19 @@ pub unsafe fn start(h: &Handover) -> Result<(), Refused> {
             unsafe { xen::hypercall3(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_SET_IOPL, &raw const iopl as u64, 0) };
         check("PHYSDEVOP_set_iopl", rc)?;
     } else if h.console_mfn != 0 {
-        mmu::remap_page(CONSOLE_PAGE.addr(), (h.console_mfn << 12) | mmu::PRESENT | mmu::WRITABLE | nx)?;
+        // SAFETY: the console page is ours alone and used only through `ring_write`.
+        unsafe {
+            mmu::remap_page(CONSOLE_PAGE.addr(), (h.console_mfn << 12) | mmu::PRESENT | mmu::WRITABLE | nx)
+        }?;
         CONSOLE_EVTCHN.store(h.console_evtchn, Ordering::Relaxed);
         CONSOLE_RING.store(CONSOLE_PAGE.addr(), Ordering::Relaxed);
+    }
+    // The domain builder bound these before we ran; their events (the console backend
+    // consuming output, xenstore) are expected and need no handler.
+    for port in [h.console_evtchn, h.store_evtchn] {
+        if port != 0 {
+            events::expect(port);
+        }
     }
     Ok(())
 }

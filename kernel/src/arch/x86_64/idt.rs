@@ -312,6 +312,13 @@ pub fn init_xen_pv() -> Result<(), pv::xen::Refused> {
         }
         table
     });
-    pv::xen_pv::set_trap_table(table)?;
-    pv::xen_pv::set_callbacks(&raw const xen_pv_event_entry as u64, &raw const xen_pv_failsafe_entry as u64)
+    // SAFETY: every entry is a trampoline above that takes Xen's exception frame.
+    unsafe { pv::xen_pv::set_trap_table(table) }?;
+    // SAFETY: the two entries above take Xen's event and failsafe frames.
+    unsafe {
+        pv::xen_pv::set_callbacks(
+            &raw const xen_pv_event_entry as u64,
+            &raw const xen_pv_failsafe_entry as u64,
+        )
+    }
 }
