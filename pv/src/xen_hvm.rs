@@ -3,6 +3,13 @@
 //! `shared_info` (placed with `XENMEM_add_to_physmap`), and Xen's one-shot timer raising
 //! VIRQ_TIMER on an event channel whose upcall arrives on an IDT vector. The rest (the
 //! interrupt flag, page tables, idle) is native: an HVM guest owns its CPU state.
+//!
+//! Idle stays `sti; hlt`, which Xen turns into a block of the vCPU itself. The hypercall
+//! (`SCHEDOP_block`) cannot replace it safely: issued right after `sti` it runs in STI's
+//! interrupt shadow, so Xen counts an interrupt already pending as not deliverable and
+//! blocks anyway, and the event that should wake the vCPU has already been signalled
+//! (tried: the unclaimed-event self-test then hangs). Issued with interrupts on, a wake-up
+//! could be taken just before it and lost.
 
 use crate::clock::TscSource;
 use crate::native;

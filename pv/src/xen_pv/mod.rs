@@ -19,7 +19,9 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, compiler_fence};
 
 use crate::native;
-use crate::ops::{ApicOps, ConsoleOps, CpuOps, CpuidResult, IrqOps, MmuOps, PowerOps, PvOps};
+use crate::ops::{
+    ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, IrqOps, MmuOps, PowerOps, PvOps,
+};
 use crate::pvclock::HostShared;
 use crate::xen::{
     self, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_PHYSDEV_OP, HYPERVISOR_SET_CALLBACKS,
@@ -118,6 +120,25 @@ extern "C" fn read_cr3() -> u64 {
     mmu::root()
 }
 
+// A PV guest has no descriptor tables of its own to load and may not flush caches: Xen
+// keeps the GDT (its flat selectors serve), the trap table replaces the IDT, and there
+// is no TSS. The kernel never asks under PV; if it did, it would say so.
+unsafe extern "C" fn load_gdt(_: &DescriptorPointer) {
+    panic!("xen_pv: a PV guest cannot load a GDT (Xen's flat segments are used)");
+}
+
+unsafe extern "C" fn load_idt(_: &DescriptorPointer) {
+    panic!("xen_pv: a PV guest cannot load an IDT (set_trap_table takes its place)");
+}
+
+unsafe extern "C" fn load_tss(_: u16) {
+    panic!("xen_pv: a PV guest has no TSS");
+}
+
+extern "C" fn wbinvd() {
+    panic!("xen_pv: a PV guest cannot write back caches (WBINVD)");
+}
+
 /// Text is patched while Xen's boot mapping still has it writable (before
 /// [`mmu::protect_image`]), so a plain copy does.
 unsafe extern "C" fn poke_text(dst: *mut u8, src: *const u8, len: usize) {
@@ -207,7 +228,20 @@ fn notify_console() {
 
 /// The whole table.
 pub const OPS: PvOps = PvOps {
-    cpu: CpuOps { cpuid, read_cr2, read_cr3, poke_text, iret: xen_pv_iret, ..native::OPS.cpu },
+    // MSRs and CR0/CR4 stay native: Xen emulates those instructions for PV guests
+    // (reads, and the writes it allows).
+    cpu: CpuOps {
+        cpuid,
+        read_cr2,
+        read_cr3,
+        load_gdt,
+        load_idt,
+        load_tss,
+        wbinvd,
+        poke_text,
+        iret: xen_pv_iret,
+        ..native::OPS.cpu
+    },
     irq: IrqOps { save_fl, restore_fl, disable: irq_disable, enable: irq_enable, safe_halt, halt },
     mmu: MmuOps {
         set_pte: mmu::set_pte,
