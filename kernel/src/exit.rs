@@ -63,7 +63,14 @@ pub fn exit(code: ExitCode) -> ! {
 pub(crate) fn exit_with(code: u32) -> ! {
     crate::println!("chameleon: exit code {code}");
     // A hypervisor that can end the guest itself does so (Xen: sched_op shutdown).
-    (pv::ops::ops().power.shutdown)(code);
+    let power = pv::ops::ops().power;
+    (power.shutdown)(code);
+    if !(power.available)()
+        && pv::detect::hypervisor(&pv::Machine).is_some_and(|h| h.vendor == pv::detect::Vendor::Xen)
+    {
+        // Under Xen without its backend, Xen still takes the shutdown hypercall.
+        pv::xen_hvm::shutdown_direct(code);
+    }
     if let Some(dev) = debug_exit() {
         dev.exit(code);
     }

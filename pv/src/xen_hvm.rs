@@ -105,6 +105,41 @@ fn start_events() -> Result<(), Refused> {
     events::bind_timer().map(|_| ())
 }
 
+/// Shuts down through the hypercall instruction itself, for an HVM/PVH guest under Xen
+/// whose xen_hvm backend is not in use (forced native, or Xen's leaves lack the
+/// hypercall page): Xen takes a hypercall from any HVM guest's VMCALL (Intel) or VMMCALL
+/// (AMD, Hygon), the page only holds those instructions. Returns if Xen refuses.
+pub fn shutdown_direct(code: u32) {
+    let leaf0 = (ops().cpu.cpuid)(0, 0);
+    let amd = matches!(
+        (leaf0.ebx, leaf0.edx, leaf0.ecx),
+        (0x6874_7541, 0x6974_6e65, 0x444d_4163) | (0x6f67_7948, 0x6e65_476e, 0x656e_6975)
+    );
+    let reason: u32 = if code == 0 { 0 } else { 3 }; // poweroff, crash
+    let arg = &raw const reason as u64;
+    // SAFETY: sched_op(SCHEDOP_shutdown, &reason): `reason` lives across the call, and
+    // every register Xen may clobber is declared.
+    unsafe {
+        if amd {
+            core::arch::asm!(
+                "vmmcall",
+                inlateout("rax") xen::HYPERVISOR_SCHED_OP as u64 => _,
+                inlateout("rdi") 2u64 => _,
+                inlateout("rsi") arg => _,
+                lateout("rdx") _, lateout("r10") _, lateout("r8") _,
+            )
+        } else {
+            core::arch::asm!(
+                "vmcall",
+                inlateout("rax") xen::HYPERVISOR_SCHED_OP as u64 => _,
+                inlateout("rdi") 2u64 => _,
+                inlateout("rsi") arg => _,
+                lateout("rdx") _, lateout("r10") _, lateout("r8") _,
+            )
+        }
+    }
+}
+
 /// What the backend could set up beyond the console and shutdown.
 #[derive(Debug, Clone, Copy)]
 pub struct Started {

@@ -161,11 +161,16 @@ fn unclaimed_event_as_pvh_dom0_is_reported() {
 }
 
 /// With the Xen backend refused (`pv=native`, as when Xen's hypercall leaf is missing),
-/// the kernel still speaks: through Xen's debug port 0xE9, which Xen prints as `(d0)`.
+/// the kernel still speaks, through Xen's debug port 0xE9 (printed as `(d0)`), and still
+/// ends with a shutdown Xen sees: a crash for a panic.
 #[test]
 fn without_the_xen_backend_pvh_dom0_still_reports() {
     let Some(mut run) = dom0(Dom0::Pvh, "pv=native") else { return };
     let line = run.wait_for("pv: hypervisor=xen backend=native").expect("the boot line through port 0xE9");
     assert!(line.text.starts_with("(d0) "), "not through Xen's debug console: {}", line.text);
     run.wait_for("(d0) hello from chameleon: boot=pvh").expect("hello through port 0xE9");
+    run.wait_for(HALTED).expect("a poweroff shutdown reaches Xen");
+    let Some(mut run) = dom0(Dom0::Pvh, "pv=native selftest=panic") else { return };
+    run.wait_for("(d0) chameleon: exit code 101").expect("the exit code through port 0xE9");
+    run.wait_for(CRASHED).expect("a crash shutdown reaches Xen");
 }
