@@ -174,3 +174,16 @@ fn without_the_xen_backend_pvh_dom0_still_reports() {
     run.wait_for("(d0) chameleon: exit code 101").expect("the exit code through port 0xE9");
     run.wait_for(CRASHED).expect("a crash shutdown reaches Xen");
 }
+
+/// Xen's clock as a PV dom0: a million reads of the pvclock never go backwards, and the
+/// wall clock from `shared_info` agrees with the host's within 10 s.
+#[test]
+fn clock_as_pv_dom0() {
+    let Some(mut run) = dom0(Dom0::Pv, "selftest=clock") else { return };
+    let line = run.wait_for("selftest clock: 1000000 reads monotonic").expect("monotonic reads");
+    let guest: u64 =
+        line.text.split("wall clock ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(guest.abs_diff(host) <= 10, "guest wall clock {guest}, host {host}");
+    run.wait_for(HALTED).expect("shutdown");
+}
