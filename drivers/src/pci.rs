@@ -217,6 +217,35 @@ pub fn msix_set_entry(table: &impl crate::Registers, index: u16, apic_id: u8, ve
     table.write32(base + 12, 0); // unmasked
 }
 
+/// Programs MSI, the fallback for functions without MSI-X: one message delivering
+/// `vector` (fixed, edge) to the local APIC `apic_id`, unmasked, then enabled. `false`
+/// when the function has no MSI capability.
+pub fn msi_enable(cfg: &impl ConfigSpace, bdf: Bdf, apic_id: u8, vector: u8) -> bool {
+    let Some((_, cap)) = capabilities(cfg, bdf).into_iter().find(|(id, _)| *id == CAP_MSI) else {
+        return false;
+    };
+    const ENABLE: u16 = 1 << 0;
+    const MULTIPLE_ENABLE: u16 = 0b111 << 4;
+    const ADDRESS_64: u16 = 1 << 7;
+    const PER_VECTOR_MASK: u16 = 1 << 8;
+    let control = cfg.read16(bdf, cap + 2);
+    cfg.write32(bdf, cap + 4, 0xfee0_0000 | (u32::from(apic_id) << 12));
+    // The layout after the address depends on its width: data, then (optionally) the
+    // mask bits two registers on.
+    let data = if control & ADDRESS_64 != 0 {
+        cfg.write32(bdf, cap + 8, 0);
+        cap + 12
+    } else {
+        cap + 8
+    };
+    cfg.write16(bdf, data, u16::from(vector));
+    if control & PER_VECTOR_MASK != 0 {
+        cfg.write32(bdf, data + 4, 0);
+    }
+    cfg.write16(bdf, cap + 2, (control & !MULTIPLE_ENABLE) | ENABLE);
+    true
+}
+
 #[cfg(test)]
 pub(crate) mod fake {
     //! A configuration space made of per-function register arrays, with BAR sizing.
@@ -292,6 +321,36 @@ mod tests {
                 (bdf(1, 0, 0), 0x1af4, 0x1041),
             ]
         );
+    }
+
+    #[test]
+    fn msi_programs_address_data_and_enable() {
+        let mut cfg = FakeConfig::default();
+        let f = bdf(0, 4, 0);
+        cfg.add(f, 0x1234, 0x11e8, 0x00ff_0000, 0);
+        cfg.set(f, 0x04, 0x0010_0000); // status: capability list
+        cfg.set(f, 0x34, 0x40);
+        // MSI at 0x40: 64-bit, per-vector masking, 4 messages capable, masked.
+        cfg.set(f, 0x40, ((1 << 8 | 1 << 7 | 0b010 << 1) << 16) | CAP_MSI as u32);
+        cfg.set(f, 0x50, 1);
+        assert!(msi_enable(&cfg, f, 3, 0x41));
+        assert_eq!(cfg.read32(f, 0x44), 0xfee0_3000, "address: local APIC 3");
+        assert_eq!(cfg.read32(f, 0x48), 0, "upper address");
+        assert_eq!(cfg.read16(f, 0x4c), 0x41, "data: the vector, fixed, edge");
+        assert_eq!(cfg.read32(f, 0x50), 0, "unmasked");
+        assert_eq!(cfg.read16(f, 0x42) & 0x71, 1, "enabled, one message");
+
+        // A 32-bit capability puts the data right after the address; no capability, no MSI.
+        let g = bdf(0, 5, 0);
+        cfg.add(g, 0x1234, 0x11e8, 0x00ff_0000, 0);
+        cfg.set(g, 0x04, 0x0010_0000);
+        cfg.set(g, 0x34, 0x40);
+        cfg.set(g, 0x40, CAP_MSI as u32);
+        assert!(msi_enable(&cfg, g, 0, 0x42));
+        assert_eq!(cfg.read16(g, 0x48), 0x42);
+        let h = bdf(0, 6, 0);
+        cfg.add(h, 0x1234, 0x11e8, 0x00ff_0000, 0);
+        assert!(!msi_enable(&cfg, h, 0, 0x42));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub(crate) const NAMES: &[&str] = &[
     "clock",
     "sleep",
     "pvops-bench",
+    "pci-msi",
     "xen-mmu-refused",
     "xen-unclaimed-event",
 ];
@@ -64,6 +65,7 @@ pub(crate) fn run(name: &str, facts: &BootFacts) -> ExitCode {
             crate::println!("pvbench: done (20000 calls x 7 rounds per op, median, TSC ticks)");
             ExitCode::Success
         }
+        "pci-msi" => pci_msi(),
         "xen-mmu-refused" => xen_mmu_refused(facts),
         "xen-unclaimed-event" => xen_unclaimed_event(facts),
         _ => {
@@ -238,4 +240,55 @@ fn xen_unclaimed_event(facts: &BootFacts) -> ExitCode {
         Err(e) => log::error!("cannot raise the event: {e}"),
     }
     ExitCode::AppFailed
+}
+
+/// The vector the `pci-msi` self-test's device signals on, and whether it arrived.
+pub(crate) const MSI_TEST_VECTOR: u8 = 0x41;
+static MSI_SEEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn on_msi_test_interrupt() {
+    MSI_SEEN.store(true, core::sync::atomic::Ordering::Release);
+}
+
+/// MSI end to end on QEMU's `edu` teaching device (1234:11e8; `-device edu`), the one
+/// QEMU device here that has MSI but not MSI-X: program its MSI capability, have it raise
+/// an interrupt (register 0x60), and wait for the vector.
+fn pci_msi() -> ExitCode {
+    use core::sync::atomic::Ordering;
+    use drivers::Registers;
+    const EDU: (u16, u16) = (0x1234, 0x11e8);
+    const STATUS: u16 = 0x24;
+    const RAISE: u16 = 0x60;
+    const ACK: u16 = 0x64;
+    let Some(f) = crate::pci::functions().iter().find(|f| (f.vendor, f.device) == EDU) else {
+        log::error!("selftest pci-msi: no edu device (QEMU: -device edu)");
+        return ExitCode::AppFailed;
+    };
+    let Some(regs) = crate::pci::map_bar(f.bdf, 0, 0, 0x100) else {
+        log::error!("selftest pci-msi: cannot map the edu device's BAR 0");
+        return ExitCode::AppFailed;
+    };
+    let cfg = crate::pci::config();
+    if !drivers::pci::msi_enable(cfg, f.bdf, pv::apic::id() as u8, MSI_TEST_VECTOR) {
+        log::error!("selftest pci-msi: {} has no MSI capability", f.bdf);
+        return ExitCode::AppFailed;
+    }
+    drivers::pci::enable(cfg, f.bdf, true);
+    let start = crate::time::since_boot_ns();
+    regs.write32(RAISE, 0x5a);
+    while !MSI_SEEN.load(Ordering::Acquire) && crate::time::since_boot_ns() - start < 1_000_000_000 {
+        crate::time::halt_until_ns(start + 1_000_000_000, || MSI_SEEN.load(Ordering::Acquire));
+    }
+    let status = regs.read32(STATUS);
+    regs.write32(ACK, status);
+    if !MSI_SEEN.load(Ordering::Acquire) {
+        log::error!("selftest pci-msi: no interrupt within 1 s (device status {status:#x})");
+        return ExitCode::AppFailed;
+    }
+    crate::println!(
+        "selftest pci-msi: {} raised status {status:#x}, delivered on vector {MSI_TEST_VECTOR:#x} by MSI after {} us",
+        f.bdf,
+        (crate::time::since_boot_ns() - start) / 1000
+    );
+    ExitCode::Success
 }

@@ -67,6 +67,10 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
             pv::site::apic_eoi();
         }
         crate::arch::idt::XEN_FAILSAFE_VECTOR => fatal(frame),
+        v if v == u64::from(crate::selftest::MSI_TEST_VECTOR) => {
+            crate::selftest::on_msi_test_interrupt();
+            pv::site::apic_eoi();
+        }
         // Spurious interrupts need no EOI.
         v if v == u64::from(time::SPURIOUS_VECTOR) => {}
         v => {
