@@ -5,6 +5,8 @@
 //! exits immediately under the identical QEMU command line. Runs alternate
 //! between the two so machine noise (thermal, other load) hits both equally.
 //! Then hello as a Xen PV and PVH dom0: QEMU start to Xen's halt line.
+//! `bench pvops` times the hot pv ops, `bench first200` QEMU start to httpd's first
+//! 200, and `bench http` runs wrk against httpd and Linux guests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -13,7 +15,7 @@ use tests::{Dom0, Vm, XEN_HALTED, build_app, build_floor_stub, require_qemu, xen
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench http [--duration SECONDS]"
+        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS]"
     );
     ExitCode::from(2)
 }
@@ -38,6 +40,13 @@ fn main() -> ExitCode {
             }
         }
         return http(secs, tap);
+    }
+    if cmd == "first200" {
+        return match rest {
+            [] => first200(5),
+            [flag, n] if flag == "--runs" => n.parse().ok().filter(|&n| n > 0).map_or_else(usage, first200),
+            _ => usage(),
+        };
     }
     if cmd == "pvops" {
         return match rest {
@@ -284,6 +293,39 @@ fn pvops(with_kvm: bool) -> ExitCode {
                 if p.site == 0 { "-".to_string() } else { format!("{:.2}", u.site as f64 / p.site as f64) };
             println!("{:<14} {:>9} {:>11} {:>6} {:>16}", p.name, p.site, u.site, bare, ratio);
         }
+    }
+    ExitCode::SUCCESS
+}
+
+/// QEMU start to httpd's first 200 through QEMU's user network, on the `pc` machine
+/// (SeaBIOS loads the PVH image) and on `microvm` (qboot, virtio-mmio: the Firecracker
+/// model), `runs` boots each.
+fn first200(runs: usize) -> ExitCode {
+    require_qemu();
+    let httpd = build_app("httpd");
+    println!("first200: QEMU start -> first HTTP 200 from httpd, user network, TCG, {runs} runs each");
+    println!("{:<10} {:>10} {:>10} {:>10}", "machine", "median s", "min s", "max s");
+    for (machine, device) in [("pc", "virtio-net-pci"), ("microvm", "virtio-net-device")] {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let port = free_port();
+            let vm = Vm::new(&httpd)
+                .machine(machine)
+                .memory_mib(64)
+                .cmdline("log=warn")
+                .arg("-netdev")
+                .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"))
+                .arg("-device")
+                .arg(format!("{device},netdev=n0"))
+                .verbose(false)
+                .timeout(Duration::from_secs(60));
+            let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
+            let first = first_200(port, run.started, Duration::from_secs(30)).expect("httpd answers");
+            drop(run);
+            times.push(first.as_secs_f64());
+        }
+        let t = stats(times);
+        println!("{:<10} {:>10.3} {:>10.3} {:>10.3}", machine, t.median, t.min, t.max);
     }
     ExitCode::SUCCESS
 }
