@@ -115,7 +115,7 @@ pub fn shutdown_direct(code: u32) {
         (leaf0.ebx, leaf0.edx, leaf0.ecx),
         (0x6874_7541, 0x6974_6e65, 0x444d_4163) | (0x6f67_7948, 0x6e65_476e, 0x656e_6975)
     );
-    let reason: u32 = if code == 0 { 0 } else { 3 }; // poweroff, crash
+    let reason = xen::shutdown_reason(code);
     let arg = &raw const reason as u64;
     // SAFETY: sched_op(SCHEDOP_shutdown, &reason): `reason` lives across the call, and
     // every register Xen may clobber is declared.
@@ -124,7 +124,7 @@ pub fn shutdown_direct(code: u32) {
             core::arch::asm!(
                 "vmmcall",
                 inlateout("rax") xen::HYPERVISOR_SCHED_OP as u64 => _,
-                inlateout("rdi") 2u64 => _,
+                inlateout("rdi") xen::SCHEDOP_SHUTDOWN => _,
                 inlateout("rsi") arg => _,
                 lateout("rdx") _, lateout("r10") _, lateout("r8") _,
             )
@@ -132,7 +132,7 @@ pub fn shutdown_direct(code: u32) {
             core::arch::asm!(
                 "vmcall",
                 inlateout("rax") xen::HYPERVISOR_SCHED_OP as u64 => _,
-                inlateout("rdi") 2u64 => _,
+                inlateout("rdi") xen::SCHEDOP_SHUTDOWN => _,
                 inlateout("rsi") arg => _,
                 lateout("rdx") _, lateout("r10") _, lateout("r8") _,
             )

@@ -140,13 +140,18 @@ pub fn handle_upcall() -> Result<(), Unclaimed> {
     }
 }
 
+/// Signals `port` (EVTCHNOP_send).
+pub(crate) fn send(port: u32) -> Result<(), Refused> {
+    let mut arg = port;
+    event_channel_op("EVTCHNOP_send", EVTCHNOP_SEND, &mut arg).map(|_| ())
+}
+
 /// Raises an event that nothing claims (an IPI channel to ourselves with no handler):
 /// the bad-input self-test. It arrives once events are enabled.
 pub fn raise_unclaimed() -> Result<u32, Refused> {
     let mut bind = [0u32; 2]; // vcpu in, port out
     event_channel_op("EVTCHNOP_bind_ipi", EVTCHNOP_BIND_IPI, &mut bind)?;
-    let mut send = bind[1];
-    event_channel_op("EVTCHNOP_send", EVTCHNOP_SEND, &mut send)?;
+    send(bind[1])?;
     Ok(bind[1])
 }
 

@@ -32,9 +32,14 @@ pub(crate) const DOMID_SELF: u64 = 0x7ff0;
 const CONSOLEIO_WRITE: u64 = 0;
 pub(crate) const SCHEDOP_YIELD: u64 = 0;
 pub(crate) const SCHEDOP_BLOCK: u64 = 1;
-const SCHEDOP_SHUTDOWN: u64 = 2;
+pub(crate) const SCHEDOP_SHUTDOWN: u64 = 2;
 const SHUTDOWN_POWEROFF: u32 = 0;
 const SHUTDOWN_CRASH: u32 = 3;
+
+/// The `sched_shutdown` reason for exit code `code`: poweroff for 0, crash otherwise.
+pub(crate) fn shutdown_reason(code: u32) -> u32 {
+    if code == 0 { SHUTDOWN_POWEROFF } else { SHUTDOWN_CRASH }
+}
 
 // The page Xen fills with hypercall stubs (32 bytes each). It lives in text so it is
 // executable. A PV domain builder fills it at load time (XEN_ELFNOTE_HYPERCALL_PAGE names
@@ -125,7 +130,7 @@ pub(crate) extern "C" fn console_write(bytes: *const u8, len: usize) {
 }
 
 pub(crate) extern "C" fn shutdown(code: u32) {
-    let reason: u32 = if code == 0 { SHUTDOWN_POWEROFF } else { SHUTDOWN_CRASH };
+    let reason = shutdown_reason(code);
     // SAFETY: `reason` is a valid `sched_shutdown` for the duration of the call.
     unsafe { hypercall3(HYPERVISOR_SCHED_OP, SCHEDOP_SHUTDOWN, &raw const reason as u64, 0) };
 }

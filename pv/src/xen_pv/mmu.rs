@@ -179,8 +179,8 @@ fn index(va: u64, level: u32) -> u64 {
     (va >> (12 + 9 * (level - 1))) & 511
 }
 
-/// The address of the L1 entry for `va`, if its tables exist.
-fn l1_entry(va: u64) -> Option<u64> {
+/// The L1 entry for `va`, if its tables exist: its address and its value.
+fn l1_entry(va: u64) -> Option<(u64, u64)> {
     let mut table = root();
     for level in (2..=4).rev() {
         let e = entry(table, index(va, level));
@@ -189,13 +189,12 @@ fn l1_entry(va: u64) -> Option<u64> {
         }
         table = child(e);
     }
-    Some(table + index(va, 1) * 8)
+    Some((table + index(va, 1) * 8, entry(table, index(va, 1))))
 }
 
 /// Whether the page at `va` is mapped.
 pub fn is_mapped(va: u64) -> bool {
-    // SAFETY: `l1_entry` returns an entry of a live, mapped table.
-    l1_entry(va).is_some_and(|e| unsafe { (e as *const u64).read_volatile() } & PRESENT != 0)
+    l1_entry(va).is_some_and(|(_, pte)| pte & PRESENT != 0)
 }
 
 /// The first page at or above `va` that is not mapped.
@@ -308,14 +307,12 @@ pub unsafe fn protect(start: u64, end: u64, rights: Rights) -> Result<(), MapErr
     let mut n = 0;
     let mut va = start & !(PAGE - 1);
     while va < end {
-        if let Some(e) = l1_entry(va) {
-            // SAFETY: `l1_entry` returns an entry of a live, mapped table.
-            let old = unsafe { (e as *const u64).read_volatile() };
-            if old & PRESENT != 0 {
-                let val = if flags == 0 { 0 } else { (old & ADDR_MASK) | flags };
-                batch[n] = MmuUpdate { ptr: phys_to_machine(e), val };
-                n += 1;
-            }
+        if let Some((e, old)) = l1_entry(va)
+            && old & PRESENT != 0
+        {
+            let val = if flags == 0 { 0 } else { (old & ADDR_MASK) | flags };
+            batch[n] = MmuUpdate { ptr: phys_to_machine(e), val };
+            n += 1;
         }
         va += PAGE;
         if n == batch.len() || (va >= end && n > 0) {
@@ -330,8 +327,6 @@ pub unsafe fn protect(start: u64, end: u64, rights: Rights) -> Result<(), MapErr
 /// For the bad-input self-test: the L1 entry that maps the root table (read-only, as Xen
 /// requires) and that entry made writable, a change Xen must refuse.
 pub fn root_mapping_made_writable() -> Option<(*mut u64, u64)> {
-    let e = l1_entry(root())?;
-    // SAFETY: as in `protect`.
-    let old = unsafe { (e as *const u64).read_volatile() };
+    let (e, old) = l1_entry(root())?;
     Some((e as *mut u64, old | WRITABLE))
 }

@@ -16,7 +16,7 @@
 pub mod mmu;
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering, compiler_fence};
 
 use crate::native;
 use crate::ops::{
@@ -24,9 +24,9 @@ use crate::ops::{
 };
 use crate::pvclock::HostShared;
 use crate::xen::{
-    self, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_PHYSDEV_OP, HYPERVISOR_SET_CALLBACKS,
-    HYPERVISOR_SET_TRAP_TABLE, HYPERVISOR_XEN_VERSION, Refused, SCHEDOP_BLOCK, SCHEDOP_YIELD, SHARED_INFO,
-    VCPU0_CR2, VCPU0_UPCALL_MASK, VCPU0_UPCALL_PENDING, check, events,
+    self, HYPERVISOR_PHYSDEV_OP, HYPERVISOR_SET_CALLBACKS, HYPERVISOR_SET_TRAP_TABLE, HYPERVISOR_XEN_VERSION,
+    Refused, SCHEDOP_BLOCK, SCHEDOP_YIELD, SHARED_INFO, VCPU0_CR2, VCPU0_UPCALL_MASK, VCPU0_UPCALL_PENDING,
+    check, events,
 };
 
 /// `FLAT_KERNEL_CS64`: the code segment Xen gives 64-bit PV kernels.
@@ -172,7 +172,7 @@ extern "C" fn no_ipi(_apic_id: u32, _vector: u8) {}
 
 /// `console_io` for dom0 (and until the ring is mapped); the console ring for a domU.
 extern "C" fn console_write(bytes: *const u8, len: usize) {
-    if CONSOLE_RING.load(Ordering::Relaxed) == 0 {
+    if !CONSOLE_RING.load(Ordering::Relaxed) {
         xen::console_write(bytes, len)
     } else {
         // SAFETY: the op's contract: `len` readable bytes at `bytes`.
@@ -180,8 +180,8 @@ extern "C" fn console_write(bytes: *const u8, len: usize) {
     }
 }
 
-/// The console ring page (domU): `xencons_interface` mapped here, 0 for none.
-static CONSOLE_RING: AtomicU64 = AtomicU64::new(0);
+/// Whether the console ring (domU) is mapped at `CONSOLE_PAGE`.
+static CONSOLE_RING: AtomicBool = AtomicBool::new(false);
 static CONSOLE_EVTCHN: AtomicU32 = AtomicU32::new(0);
 /// The page the console ring's frame is mapped at.
 static CONSOLE_PAGE: HostShared<4096> = HostShared::new();
@@ -221,9 +221,8 @@ fn ring_write(mut bytes: &[u8]) {
 }
 
 fn notify_console() {
-    let mut port = CONSOLE_EVTCHN.load(Ordering::Relaxed);
-    // SAFETY: EVTCHNOP_send (4) takes the port, which lives across the call.
-    unsafe { xen::hypercall3(HYPERVISOR_EVENT_CHANNEL_OP, 4, &raw mut port as u64, 0) };
+    // A refused kick has nowhere to be reported: this is the console.
+    let _ = events::send(CONSOLE_EVTCHN.load(Ordering::Relaxed));
 }
 
 /// The whole table.
@@ -359,7 +358,7 @@ pub unsafe fn start(h: &Handover) -> Result<(), Refused> {
             mmu::remap_page(CONSOLE_PAGE.addr(), (h.console_mfn << 12) | mmu::PRESENT | mmu::WRITABLE | nx)
         }?;
         CONSOLE_EVTCHN.store(h.console_evtchn, Ordering::Relaxed);
-        CONSOLE_RING.store(CONSOLE_PAGE.addr(), Ordering::Relaxed);
+        CONSOLE_RING.store(true, Ordering::Relaxed);
     }
     // The domain builder bound these before we ran; their events (the console backend
     // consuming output, xenstore) are expected and need no handler.
