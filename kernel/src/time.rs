@@ -57,22 +57,37 @@ pub fn sleep_until_ns(deadline_ns: u64) {
     }
 }
 
+/// The backend-clock deadline the one-shot timer is armed for; `u64::MAX` for none, or
+/// once it fired (timers may fire a little early: a calibrated count-down, Xen's slop).
+static ARMED_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Called from the timer's interrupt (or Xen event): the one-shot timer is spent.
+pub(crate) fn on_timer_interrupt() {
+    ARMED_NS.store(u64::MAX, Ordering::Relaxed);
+}
+
 /// Halts once: until an interrupt or `deadline_ns` (kernel clock), unless the deadline
 /// has passed or `pending()` says there is work already. Interrupts are off again on
 /// return.
+///
+/// The timer is re-armed only when the new deadline is earlier than the armed one, or
+/// the armed one fired. A later deadline leaves the armed one alone, which then wakes us
+/// early, once; a server moves its deadline on every request (retransmission, idle
+/// timeouts), and reprogramming the timer around every halt would cost two trips to the
+/// hypervisor per request.
 pub(crate) fn halt_until_ns(deadline_ns: u64, pending: impl Fn() -> bool) {
     let deadline = BOOT_NS.load(Ordering::Relaxed).saturating_add(deadline_ns);
     site::irq_disable();
     if site::monotonic_ns() >= deadline || pending() {
         return;
     }
-    if deadline != u64::MAX {
+    if deadline != u64::MAX && deadline < ARMED_NS.load(Ordering::Relaxed) {
         (ops().apic.set_oneshot_timer)(deadline);
+        ARMED_NS.store(deadline, Ordering::Relaxed);
     }
     // Enables interrupts and halts atomically; the timer (or any interrupt) wakes us.
     (ops().irq.safe_halt)();
     site::irq_disable();
-    (ops().apic.set_oneshot_timer)(0);
 }
 
 /// Sleeps for `duration`.

@@ -53,16 +53,22 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
     match frame.vector {
         0..=31 => fatal(frame),
         // The timer and the network card only end a halt; the executor does the work.
-        v if v == u64::from(time::TIMER_VECTOR) => pv::site::apic_eoi(),
+        v if v == u64::from(time::TIMER_VECTOR) => {
+            time::on_timer_interrupt();
+            pv::site::apic_eoi();
+        }
         v if v == u64::from(crate::net::NET_VECTOR) => {
             crate::net::on_interrupt();
             pv::site::apic_eoi();
         }
         // Xen's event upcall (PV callback or HVM vector): the timer's event only ends a
-        // halt; an event nobody bound is a fault in the making, so it ends the run.
+        // halt (and spends the timer); an event nobody bound is a fault in the making, so
+        // it ends the run.
         v if v == u64::from(pv::xen::events::UPCALL_VECTOR) => {
-            if let Err(e) = pv::xen::events::handle_upcall() {
-                panic!("xen: {e}");
+            match pv::xen::events::handle_upcall() {
+                Ok(events) if events.timer => time::on_timer_interrupt(),
+                Ok(_) => {}
+                Err(e) => panic!("xen: {e}"),
             }
             pv::site::apic_eoi();
         }

@@ -102,13 +102,21 @@ impl core::fmt::Display for Unclaimed {
     }
 }
 
+/// What an upcall delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivered {
+    /// The one-shot timer's event (VIRQ_TIMER) was among them.
+    pub timer: bool,
+}
+
 /// Handles an upcall: finds every pending, unmasked port and acknowledges it. The timer
 /// and the expected ports need no more than that (their events only end a halt). Any
 /// other port is masked, so it cannot storm, and reported.
-pub fn handle_upcall() -> Result<(), Unclaimed> {
+pub fn handle_upcall() -> Result<Delivered, Unclaimed> {
     let pending_flag = SHARED_INFO.atomic_u8(VCPU0_UPCALL_PENDING);
     let selector = SHARED_INFO.atomic_u64(VCPU0_PENDING_SEL);
     let mut unclaimed = None;
+    let mut delivered = Delivered::default();
     loop {
         // Cleared before the scan, so an event set during it brings us round again.
         pending_flag.store(0, Ordering::SeqCst);
@@ -124,6 +132,7 @@ pub fn handle_upcall() -> Result<(), Unclaimed> {
                 ready &= ready - 1;
                 pending.fetch_and(!(1 << bit), Ordering::SeqCst);
                 let port = (word * 64) as u32 + bit;
+                delivered.timer |= port == TIMER_PORT.load(Ordering::Relaxed);
                 if !claimed(port) {
                     mask.fetch_or(1 << bit, Ordering::SeqCst);
                     unclaimed = Some(Unclaimed { port });
@@ -136,7 +145,7 @@ pub fn handle_upcall() -> Result<(), Unclaimed> {
     }
     match unclaimed {
         Some(u) => Err(u),
-        None => Ok(()),
+        None => Ok(delivered),
     }
 }
 
@@ -160,8 +169,8 @@ mod tests {
     use super::*;
 
     /// The upcall scan over a `shared_info` laid out by hand: the timer's port is
-    /// acknowledged, a stranger's is acknowledged, masked and reported, and a masked port
-    /// stays pending for later.
+    /// acknowledged (and reported as the timer), a stranger's is acknowledged, masked and
+    /// reported, and a masked port stays pending for later.
     #[test]
     fn upcall_scan() {
         let word = |off: usize| SHARED_INFO.atomic_u64(off);
@@ -183,7 +192,12 @@ mod tests {
         expect(5);
         word(EVTCHN_PENDING).store((1 << 3) | (1 << 5), Ordering::Relaxed);
         word(VCPU0_PENDING_SEL).store(1, Ordering::Relaxed);
-        assert_eq!(handle_upcall(), Ok(()));
+        assert_eq!(handle_upcall(), Ok(Delivered { timer: true }));
         assert_eq!(word(EVTCHN_PENDING).load(Ordering::Relaxed), 0);
+
+        // An expected port alone does not spend the timer.
+        word(EVTCHN_PENDING).store(1 << 5, Ordering::Relaxed);
+        word(VCPU0_PENDING_SEL).store(1, Ordering::Relaxed);
+        assert_eq!(handle_upcall(), Ok(Delivered { timer: false }));
     }
 }
