@@ -431,6 +431,16 @@ impl Running {
     /// Waits for a serial line containing `needle`, searching only lines after
     /// the previous successful match so that a sequence of `wait_for` calls
     /// checks ordering.
+    /// Heap bytes from the newest `net: ... heap N bytes` line received so far (the
+    /// network stack logs one at `log=debug` whenever a closed connection is reaped).
+    pub fn heap_figure(&mut self) -> Option<u64> {
+        self.drain_queued();
+        self.lines.iter().rev().find_map(|l| {
+            let rest = l.text.split("; heap ").nth(1)?;
+            rest.split(' ').next()?.parse().ok()
+        })
+    }
+
     pub fn wait_for(&mut self, needle: &str) -> Result<Line, HarnessError> {
         // Lines before `scan_from` are known not to match this needle; the
         // cursor itself only moves on success, so a failed wait consumes nothing.

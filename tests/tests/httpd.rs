@@ -241,14 +241,6 @@ fn microvm_modern_mmio_from_the_command_line() {
     assert_eq!(body, std::fs::read(site().join("logo.png")).unwrap());
 }
 
-/// Heap bytes from the newest `net: ... heap N bytes` debug line.
-fn heap_figure(run: &Running) -> Option<u64> {
-    run.lines.iter().rev().find_map(|l| {
-        let rest = l.text.split("; heap ").nth(1)?;
-        rest.split(' ').next()?.parse().ok()
-    })
-}
-
 /// Hostile clients: a slow one (a byte every 0.7 s), silent connections, binary
 /// garbage and a 1 MiB request line. Others keep being served, and once the hostile
 /// connections are gone the heap is back near where it was.
@@ -259,7 +251,7 @@ fn hostile_clients_do_not_stop_service_or_leak() {
     // Warm up: one full connection, then note the heap once it is reaped.
     let _ = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let _ = srv.run.wait_for("; heap ");
-    let idle = heap_figure(&srv.run).expect("a heap figure");
+    let idle = srv.run.heap_figure().expect("a heap figure");
 
     let slow = std::thread::spawn(move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -290,7 +282,7 @@ fn hostile_clients_do_not_stop_service_or_leak() {
     std::thread::sleep(Duration::from_secs(5));
     let _ = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     std::thread::sleep(Duration::from_secs(1));
-    let after = heap_figure(&srv.run).expect("a heap figure");
+    let after = srv.run.heap_figure().expect("a heap figure");
     assert!(after <= idle + 128 * 1024, "heap {idle} bytes idle, {after} after the hostile clients");
 }
 

@@ -122,6 +122,7 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
             features,
             dropped: 0,
         };
+        net.tx.set_interrupts(false);
         for _ in 0..rx_size {
             let buffer = alloc.alloc_buffer(BUFFER_LEN).ok_or(Error::OutOfMemory)?;
             net.post_rx(buffer);
@@ -229,9 +230,10 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
         Some(result)
     }
 
-    /// Whether received frames are waiting.
-    pub fn has_rx(&self) -> bool {
-        self.rx.has_used()
+    /// Whether received frames are waiting, or a transmit buffer came back while every
+    /// one was in flight.
+    pub fn has_work(&self) -> bool {
+        self.rx.has_used() || (self.tx_pool.is_empty() && self.tx.has_used())
     }
 
     /// Acknowledges an interrupt (needed with INTx and on MMIO; harmless with MSI-X).
@@ -239,8 +241,12 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
         self.transport.interrupt_status()
     }
 
-    /// Turns receive interrupts on or off (suppressed while the stack is busy polling).
-    pub fn set_rx_interrupts(&mut self, on: bool) {
+    /// Turns interrupts on or off (suppressed while the stack is busy polling): for
+    /// received frames, and for sent ones only while every transmit buffer is in flight.
+    /// Completed sends are otherwise reclaimed on the next send, so an interrupt per
+    /// packet sent would be wasted.
+    pub fn set_interrupts(&mut self, on: bool) {
         self.rx.set_interrupts(on);
+        self.tx.set_interrupts(on && self.tx_pool.is_empty());
     }
 }

@@ -1,6 +1,8 @@
 //! virtio over PCI: the modern transport (capabilities pointing into memory BARs) and
 //! the legacy/transitional one (registers in I/O BAR0).
 
+use core::cell::Cell;
+
 use super::{Error, Transport};
 use crate::Registers;
 
@@ -37,12 +39,25 @@ const QUEUE_DEVICE: u16 = 48;
 /// The modern transport: one register window per capability.
 #[derive(Debug)]
 pub struct ModernPci<R: Registers> {
-    pub common: R,
-    pub notify: R,
-    pub notify_multiplier: u32,
-    pub isr: R,
-    pub device: R,
-    pub msix: bool,
+    common: R,
+    notify: R,
+    notify_multiplier: u32,
+    isr: R,
+    device: R,
+    msix: bool,
+    /// Each queue's offset in the notify window, read once at setup: reading it at
+    /// every notification would cost two more register trips per packet sent.
+    notify_offsets: [Cell<u32>; MAX_QUEUES],
+}
+
+/// The most queues a driver sets up (virtio-net without multiqueue uses two).
+pub const MAX_QUEUES: usize = 4;
+
+impl<R: Registers> ModernPci<R> {
+    /// The transport over its four windows; `msix`: whether MSI-X is enabled.
+    pub fn new(common: R, notify: R, notify_multiplier: u32, isr: R, device: R, msix: bool) -> Self {
+        ModernPci { common, notify, notify_multiplier, isr, device, msix, notify_offsets: Default::default() }
+    }
 }
 
 impl<R: Registers> Transport for ModernPci<R> {
@@ -77,10 +92,14 @@ impl<R: Registers> Transport for ModernPci<R> {
         used: u64,
         msix: Option<u16>,
     ) -> Result<(), Error> {
+        let Some(notify_offset) = self.notify_offsets.get(usize::from(index)) else {
+            return Err(Error::NoQueue(index));
+        };
         self.common.write16(QUEUE_SELECT, index);
         if self.common.read16(QUEUE_SIZE) == 0 {
             return Err(Error::NoQueue(index));
         }
+        notify_offset.set(u32::from(self.common.read16(QUEUE_NOTIFY_OFF)) * self.notify_multiplier);
         self.common.write16(QUEUE_SIZE, size);
         super::write64(&self.common, QUEUE_DESC, desc);
         super::write64(&self.common, QUEUE_DRIVER, avail);
@@ -96,8 +115,8 @@ impl<R: Registers> Transport for ModernPci<R> {
         Ok(())
     }
     fn notify(&self, index: u16) {
-        self.common.write16(QUEUE_SELECT, index);
-        let off = u32::from(self.common.read16(QUEUE_NOTIFY_OFF)) * self.notify_multiplier;
+        // Only queues set up are notified, and setup refused indices past the cache.
+        let off = self.notify_offsets[usize::from(index)].get();
         self.notify.write16(off as u16, index);
     }
     fn interrupt_status(&self) -> u8 {

@@ -56,6 +56,8 @@ pub struct SplitQueue<R: DmaRing> {
     event_idx: bool,
     /// avail.idx when the device was last notified.
     notified_idx: u16,
+    /// Whether the driver wants used-buffer interrupts ([`set_interrupts`](Self::set_interrupts)).
+    interrupts: bool,
 }
 
 impl<R: DmaRing> SplitQueue<R> {
@@ -73,6 +75,7 @@ impl<R: DmaRing> SplitQueue<R> {
             last_used: 0,
             event_idx,
             notified_idx: 0,
+            interrupts: true,
         }
     }
 
@@ -165,7 +168,7 @@ impl<R: DmaRing> SplitQueue<R> {
         self.next[usize::from(d)] = self.free_head;
         self.free_head = head;
         self.num_free += count;
-        if self.event_idx {
+        if self.event_idx && self.interrupts {
             // Ask for an interrupt at the next completion.
             self.mem.write_u16(self.layout.avail + 4 + 2 * usize::from(self.layout.size), self.last_used);
         }
@@ -181,6 +184,7 @@ impl<R: DmaRing> SplitQueue<R> {
     /// ignore). With interrupts back on, callers check [`has_used`](Self::has_used) once
     /// more to close the race with a completion that came in between.
     pub fn set_interrupts(&mut self, on: bool) {
+        self.interrupts = on;
         if self.event_idx {
             let at = if on { self.last_used } else { self.last_used.wrapping_sub(1) };
             self.mem.write_u16(self.layout.avail + 4 + 2 * usize::from(self.layout.size), at);
@@ -363,5 +367,27 @@ mod tests {
         assert_eq!(dev.mem.read_u16(dev.layout.avail), AVAIL_F_NO_INTERRUPT);
         q.set_interrupts(true);
         assert_eq!(dev.mem.read_u16(dev.layout.avail), 0);
+    }
+
+    /// With event indices, taking a completion asks for an interrupt at the next one only
+    /// while interrupts are on; while off, the hint stays behind what was taken.
+    #[test]
+    fn used_event_follows_completions_only_with_interrupts_on() {
+        let (mut q, mut dev) = queue(8, true);
+        let used_event = |dev: &Device| dev.mem.read_u16(dev.layout.avail + 4 + 2 * 8);
+        for _ in 0..3 {
+            q.push(&[seg(0x1000, 64, true)]).unwrap();
+        }
+        let heads: Vec<u16> = dev.take().into_iter().map(|(h, _)| h).collect();
+        q.set_interrupts(false);
+        assert_eq!(used_event(&dev), 0xffff);
+        dev.complete(heads[0], 10);
+        q.pop_used().unwrap();
+        assert_eq!(used_event(&dev), 0xffff, "interrupts stay off while polling");
+        q.set_interrupts(true);
+        assert_eq!(used_event(&dev), 1);
+        dev.complete(heads[1], 10);
+        q.pop_used().unwrap();
+        assert_eq!(used_event(&dev), 2, "on: interrupt at the next completion");
     }
 }

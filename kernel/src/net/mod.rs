@@ -55,6 +55,8 @@ pub(crate) struct Stack {
     dhcp: Option<SocketHandle>,
     /// Sockets closed by their owners, removed once the connection is fully closed.
     closing: Vec<(SocketHandle, u64)>,
+    /// Listening ports, by `TcpListener` id.
+    listeners: Vec<Option<tcp::ListenQueue>>,
     /// How the card signals; a polled card cuts idle waits to `POLL_INTERVAL_NS`.
     signal: nic::Signal,
 }
@@ -165,7 +167,9 @@ fn start() -> Result<(), NetError> {
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
     config.random_seed = pv::tsc::rdtsc();
     let mut iface = Interface::new(config, &mut port, now());
-    let mut sockets = SocketSet::new(Vec::new());
+    // The socket table never shrinks (smoltcp keeps its slots), so it is reserved for a
+    // full backlog now: a SYN flood then leaves the heap where it found it.
+    let mut sockets = SocketSet::new(Vec::with_capacity(tcp::socket_table_size()));
     let cfg = CONFIG.get().copied().unwrap_or_default();
     let dhcp = match cfg.ip {
         Some((ip, prefix)) => {
@@ -192,7 +196,8 @@ fn start() -> Result<(), NetError> {
             Some(sockets.add(dhcpv4::Socket::new()))
         }
     };
-    *STACK.lock() = Some(Stack { iface, sockets, port, dhcp, closing: Vec::new(), signal });
+    *STACK.lock() =
+        Some(Stack { iface, sockets, port, dhcp, closing: Vec::new(), listeners: Vec::new(), signal });
     Ok(())
 }
 
@@ -210,8 +215,27 @@ pub(crate) fn with_stack<R>(f: impl FnOnce(&mut Stack) -> R) -> Result<R, NetErr
 }
 
 impl Stack {
+    /// Receives what the card holds, servicing listeners after every packet (so a burst
+    /// of SYNs never finds them out of listening sockets), then transmits.
     fn poll(&mut self) -> bool {
-        let changed = self.iface.poll(now(), &mut self.port, &mut self.sockets);
+        use smoltcp::iface::{PollIngressSingleResult, PollResult};
+        let now = now();
+        let mut changed = false;
+        self.iface.poll_maintenance(now);
+        loop {
+            match self.iface.poll_ingress_single(now, &mut self.port, &mut self.sockets) {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => {
+                    changed = true;
+                    self.service_listeners();
+                }
+            }
+        }
+        while self.iface.poll_egress(now, &mut self.port, &mut self.sockets) == PollResult::SocketStateChanged
+        {
+            changed = true;
+        }
         if let Some(handle) = self.dhcp {
             match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
                 Some(dhcpv4::Event::Configured(c)) => {
@@ -235,7 +259,7 @@ impl Stack {
             }
         }
         self.reap();
-        changed == smoltcp::iface::PollResult::SocketStateChanged
+        changed
     }
 
     /// Removes closed sockets. TIME-WAIT is not kept: a socket there would hold its full
@@ -245,6 +269,7 @@ impl Stack {
     /// closing after `CLOSE_LIMIT_NS` (a peer that never sends its FIN) is aborted.
     fn reap(&mut self) {
         use smoltcp::socket::tcp::{Socket, State};
+        self.expire_handshakes();
         let sockets = &mut self.sockets;
         let before = self.closing.len();
         let now_ns = crate::time::since_boot_ns();
@@ -296,27 +321,31 @@ pub(crate) fn poll_delay_ns() -> Option<u64> {
     }
 }
 
-/// Whether the card has frames waiting (checked with interrupts off before halting).
+/// Whether the card has work waiting: frames received, or a send buffer back while all
+/// were in flight (checked with interrupts off before halting).
 /// Acknowledges the card's interrupt first: on MMIO the line stays raised until then,
-/// and an edge-triggered I/O APIC would see no new edge.
+/// and an edge-triggered I/O APIC would see no new edge. MSI-X needs no acknowledgement,
+/// and skipping it saves a trip to the device model per halt.
 pub(crate) fn has_work() -> bool {
     STACK.lock().as_mut().is_some_and(|s| {
         let nic = s.port.nic.get_mut();
-        nic.ack_interrupt();
+        if s.signal != nic::Signal::Msix {
+            nic.ack_interrupt();
+        }
         if let nic::Signal::Line(line) = s.signal
             && line.level
         {
             // Acknowledged at the device: the line may be armed again.
             crate::interrupts::set_masked(line.gsi, false);
         }
-        nic.has_rx()
+        nic.has_work()
     })
 }
 
-/// Receive interrupts on while idle, off while busy polling.
+/// Card interrupts on while idle, off while busy polling.
 pub(crate) fn set_interrupts(on: bool) {
     if let Some(stack) = STACK.lock().as_mut() {
-        stack.port.nic.get_mut().set_rx_interrupts(on);
+        stack.port.nic.get_mut().set_interrupts(on);
     }
 }
 

@@ -51,7 +51,7 @@ fn modern(bdf: pci::Bdf, msix: bool) -> Option<ModernPci<MmioRange>> {
     let (notify, notify_multiplier) = window(CAP_NOTIFY)?;
     let (isr, _) = window(CAP_ISR)?;
     let (device, _) = window(CAP_DEVICE)?;
-    Some(ModernPci { common, notify, notify_multiplier, isr, device, msix })
+    Some(ModernPci::new(common, notify, notify_multiplier, isr, device, msix))
 }
 
 /// How a card signals.

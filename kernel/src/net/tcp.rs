@@ -2,27 +2,42 @@
 //! read and write. Socket buffers are fixed per connection, so a slow reader holds back
 //! its writer (backpressure) instead of growing memory.
 
+use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::future::poll_fn;
-use core::task::Poll;
+use core::task::{Poll, Waker};
 
-use smoltcp::iface::SocketHandle;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 
-use super::with_stack;
+use super::{Stack, with_stack};
 
 /// Receive and send buffer sizes of every connection.
 const RX_BUFFER: usize = 4 * 1024;
 const TX_BUFFER: usize = 8 * 1024;
-/// Listening sockets kept ready per listener: how many handshakes can be in flight. A
-/// SYN that finds none is answered with RST (smoltcp has no SYN queue), so the backlog
-/// is sized to memory: an eighth of what is free when the listener starts, in
-/// listening sockets, between 16 and 1024.
+/// Handshakes (and established connections not yet accepted) one listener may hold: a
+/// SYN that finds the backlog full recycles the oldest unfinished handshake, so a flood
+/// of SYNs cannot lock clients out. Sized to memory: an eighth of what is free when the
+/// listener starts, in sockets, between 16 and 1024.
 fn backlog() -> usize {
     let free = crate::heap_stats().frames_free as usize;
     (free / 8 / (RX_BUFFER + TX_BUFFER)).clamp(16, 1024)
 }
+
+/// Socket-table slots to reserve: one listener's full backlog and its listening sockets,
+/// plus a few for other sockets (DHCP, UDP).
+pub(super) fn socket_table_size() -> usize {
+    backlog() + LISTENING + 8
+}
+
+/// Sockets kept in LISTEN per listener. smoltcp walks every socket on every poll, so a
+/// backlog of idle listening sockets would cost each request hundreds of socket visits;
+/// instead a few listen, and the stack tops them up after every received packet.
+const LISTENING: usize = 4;
+
+/// How long a handshake may stay unfinished before its socket is recycled.
+const HANDSHAKE_LIMIT_NS: u64 = 10_000_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetError {
@@ -44,23 +59,161 @@ impl core::fmt::Display for NetError {
     }
 }
 
-fn new_listening(port: u16) -> Result<SocketHandle, NetError> {
-    with_stack(|s| {
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
-            tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
+fn new_listening(sockets: &mut SocketSet<'static>, port: u16) -> Result<SocketHandle, NetError> {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
+        tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
+    );
+    socket.listen(port).map_err(|_| NetError::BadPort)?;
+    socket.set_nagle_enabled(false);
+    Ok(sockets.add(socket))
+}
+
+/// A listening port as the stack keeps it: a few sockets in LISTEN, and the ones that
+/// received a SYN, until `accept` takes them.
+pub(super) struct ListenQueue {
+    port: u16,
+    listening: Vec<SocketHandle>,
+    /// Sockets that left LISTEN, oldest first, with when they did (kernel ns).
+    pending: VecDeque<(SocketHandle, u64)>,
+    limit: usize,
+    /// The task waiting in `accept`.
+    waker: Option<Waker>,
+    /// Whether "backlog full" was logged since the backlog last had room.
+    full_logged: bool,
+}
+
+impl ListenQueue {
+    fn sockets(&self) -> impl Iterator<Item = SocketHandle> + '_ {
+        self.listening.iter().copied().chain(self.pending.iter().map(|&(h, _)| h))
+    }
+}
+
+impl Stack {
+    /// After a received packet: sockets that left LISTEN become pending, and every
+    /// listener gets back to `LISTENING` listening sockets while its backlog allows; with
+    /// the backlog full, the oldest unfinished handshake is recycled into a listening
+    /// socket. The work is bounded by `LISTENING`, not by the backlog, as it runs per
+    /// packet.
+    pub(super) fn service_listeners(&mut self) {
+        let now = crate::time::since_boot_ns();
+        let sockets = &mut self.sockets;
+        for queue in self.listeners.iter_mut().flatten() {
+            let pending = &mut queue.pending;
+            let waker = &queue.waker;
+            queue.listening.retain(|&h| {
+                let socket = sockets.get_mut::<tcp::Socket>(h);
+                let listening = socket.state() == State::Listen;
+                if !listening {
+                    // Its next change of state (established, reset) is for `accept`.
+                    if let Some(w) = waker {
+                        socket.register_recv_waker(w);
+                    }
+                    pending.push_back((h, now));
+                }
+                listening
+            });
+            while queue.listening.len() < LISTENING
+                && queue.listening.len() + queue.pending.len() < queue.limit
+            {
+                match new_listening(sockets, queue.port) {
+                    Ok(h) => queue.listening.push(h),
+                    Err(_) => break,
+                }
+            }
+            if queue.listening.is_empty() {
+                recycle_oldest_handshake(sockets, queue);
+            } else if queue.pending.len() < queue.limit / 2 {
+                queue.full_logged = false;
+            }
+        }
+    }
+
+    /// Handshakes unfinished after `HANDSHAKE_LIMIT_NS` are freed (from the reaper, so a
+    /// flood's leftovers go even when no more packets come). Pending sockets are in age
+    /// order, so only the expired front is visited.
+    pub(super) fn expire_handshakes(&mut self) {
+        let now = crate::time::since_boot_ns();
+        let sockets = &mut self.sockets;
+        for queue in self.listeners.iter_mut().flatten() {
+            // Established ones past the limit still wait for `accept`, at the front.
+            let mut kept = Vec::new();
+            while let Some(&(h, since)) = queue.pending.front()
+                && now.saturating_sub(since) >= HANDSHAKE_LIMIT_NS
+            {
+                queue.pending.pop_front();
+                if sockets.get::<tcp::Socket>(h).state() == State::SynReceived {
+                    sockets.remove(h);
+                } else {
+                    kept.push((h, since));
+                }
+            }
+            for entry in kept.into_iter().rev() {
+                queue.pending.push_front(entry);
+            }
+        }
+    }
+
+    /// An accepted connection, or `Pending` with `waker` registered.
+    fn accept(&mut self, id: usize, waker: &Waker) -> Poll<Result<SocketHandle, NetError>> {
+        let Some(queue) = self.listeners.get_mut(id).and_then(Option::as_mut) else {
+            return Poll::Ready(Err(NetError::BadPort));
+        };
+        let mut i = 0;
+        while i < queue.pending.len() {
+            let (h, _) = queue.pending[i];
+            let socket = self.sockets.get_mut::<tcp::Socket>(h);
+            match socket.state() {
+                State::SynReceived => {
+                    socket.register_recv_waker(waker);
+                    i += 1;
+                }
+                // A reset during the handshake put it back to listening.
+                State::Listen => {
+                    queue.pending.remove(i);
+                    queue.listening.push(h);
+                }
+                _ => {
+                    queue.pending.remove(i);
+                    return Poll::Ready(Ok(h));
+                }
+            }
+        }
+        queue.waker = Some(waker.clone());
+        Poll::Pending
+    }
+}
+
+/// Turns the longest-waiting unfinished handshake of `queue` back into a listening
+/// socket (no RST: a flood's source addresses are usually forged). Established sockets
+/// waiting for `accept` are passed over; they are few and at the front.
+fn recycle_oldest_handshake(sockets: &mut SocketSet<'static>, queue: &mut ListenQueue) {
+    let oldest =
+        queue.pending.iter().position(|&(h, _)| sockets.get::<tcp::Socket>(h).state() == State::SynReceived);
+    let Some((h, _)) = oldest.and_then(|i| queue.pending.remove(i)) else { return };
+    if !queue.full_logged {
+        queue.full_logged = true;
+        log::warn!(
+            "tcp: port {}: backlog full ({} connections pending); recycling the oldest unfinished handshakes",
+            queue.port,
+            queue.pending.len() + 1
         );
-        socket.listen(port).map_err(|_| NetError::BadPort)?;
-        socket.set_nagle_enabled(false);
-        Ok(s.sockets.add(socket))
-    })?
+    }
+    let socket = sockets.get_mut::<tcp::Socket>(h);
+    socket.abort();
+    if socket.listen(queue.port).is_ok() {
+        queue.listening.push(h);
+    } else {
+        sockets.remove(h);
+    }
 }
 
 /// Accepts TCP connections on a port.
 #[derive(Debug)]
 pub struct TcpListener {
+    id: usize,
     port: u16,
-    backlog: Vec<SocketHandle>,
+    backlog: usize,
 }
 
 impl TcpListener {
@@ -68,52 +221,59 @@ impl TcpListener {
         if port == 0 {
             return Err(NetError::BadPort);
         }
-        let backlog = (0..backlog()).map(|_| new_listening(port)).collect::<Result<_, _>>()?;
-        Ok(TcpListener { port, backlog })
+        let limit = backlog();
+        with_stack(|s| {
+            let taken = s.listeners.iter().flatten().any(|q| q.port == port);
+            if taken {
+                return Err(NetError::BadPort);
+            }
+            let queue = ListenQueue {
+                port,
+                listening: Vec::new(),
+                pending: VecDeque::with_capacity(limit),
+                limit,
+                waker: None,
+                full_logged: false,
+            };
+            let id = match s.listeners.iter().position(Option::is_none) {
+                Some(free) => free,
+                None => {
+                    s.listeners.push(None);
+                    s.listeners.len() - 1
+                }
+            };
+            s.listeners[id] = Some(queue);
+            s.service_listeners();
+            Ok(TcpListener { id, port, backlog: limit })
+        })?
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// How many handshakes can be in flight at once.
+    /// How many handshakes and unaccepted connections the listener holds at most.
     pub fn backlog(&self) -> usize {
-        self.backlog.len()
+        self.backlog
     }
 
     /// The next established connection.
     pub async fn accept(&mut self) -> Result<TcpStream, NetError> {
-        let port = self.port;
-        let backlog = &mut self.backlog;
-        poll_fn(|cx| {
-            let ready = with_stack(|s| {
-                for (i, &h) in backlog.iter().enumerate() {
-                    let socket = s.sockets.get_mut::<tcp::Socket>(h);
-                    match socket.state() {
-                        State::Listen | State::SynReceived => socket.register_recv_waker(cx.waker()),
-                        _ => return Some(i),
-                    }
-                }
-                None
-            });
-            match ready {
-                Err(e) => Poll::Ready(Err(e)),
-                Ok(None) => Poll::Pending,
-                Ok(Some(i)) => Poll::Ready(new_listening(port).map(|fresh| {
-                    let handle = core::mem::replace(&mut backlog[i], fresh);
-                    TcpStream { handle }
-                })),
-            }
-        })
-        .await
+        let id = self.id;
+        let handle =
+            poll_fn(|cx| with_stack(|s| s.accept(id, cx.waker())).unwrap_or_else(|e| Poll::Ready(Err(e))))
+                .await?;
+        Ok(TcpStream { handle })
     }
 }
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
         let _ = with_stack(|s| {
-            for h in self.backlog.drain(..) {
-                s.sockets.remove(h);
+            if let Some(queue) = s.listeners.get_mut(self.id).and_then(Option::take) {
+                for h in queue.sockets() {
+                    s.sockets.remove(h);
+                }
             }
         });
     }
