@@ -365,6 +365,7 @@ fn run(b: Booted<'_>) -> ! {
         log::warn!("{} command-line setting(s) ignored", b.parsed.warnings);
     }
 
+    crate::executor::set_halt_poll_us(settings.halt_poll_us);
     if let Some(name) = settings.selftest {
         exit(selftest::run(name, &facts));
     }

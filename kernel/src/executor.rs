@@ -1,5 +1,6 @@
-//! A single-core async executor: tasks run when woken; between bursts the CPU halts
-//! until a device interrupt or the next timer deadline.
+//! A single-core async executor: tasks run when woken; between bursts the CPU polls
+//! the network card for a while (see [`pv::haltpoll`]), then halts until a device
+//! interrupt or the next timer deadline.
 //!
 //! Wakers carry only a task number and push it on the ready queue, so waking never
 //! allocates. Interrupt handlers never wake tasks directly: they only end the halt,
@@ -13,6 +14,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use core::time::Duration;
 
+use pv::haltpoll::{HaltPoll, Idle};
 use spin::Mutex;
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
@@ -109,17 +111,37 @@ fn fire_timers() {
     }
 }
 
-/// Halts until an interrupt or the next deadline (timer or network stack).
+/// The idle loop's polling policy (`haltpoll=` on the command line).
+static HALT_POLL: Mutex<HaltPoll> = Mutex::new(HaltPoll::new(0));
+
+/// Sets the longest the idle loop polls before halting.
+pub(crate) fn set_halt_poll_us(us: u32) {
+    *HALT_POLL.lock() = HaltPoll::new(u64::from(us) * 1000);
+}
+
+/// Waits for an interrupt or the next deadline (timer or network stack): first by
+/// polling the card for the adaptive window, then by halting.
 fn idle() {
+    let start = crate::time::since_boot_ns();
     let next_timer = TIMERS.lock().first_key_value().map(|((at, _), _)| *at);
-    let next_net = crate::net::poll_delay_ns().map(|d| crate::time::since_boot_ns().saturating_add(d));
+    let next_net = crate::net::poll_delay_ns().map(|d| start.saturating_add(d));
     let deadline = match (next_timer, next_net) {
         (Some(a), Some(b)) => a.min(b),
         (a, b) => a.or(b).unwrap_or(u64::MAX),
     };
+    let poll_until = start.saturating_add(HALT_POLL.lock().window_ns()).min(deadline);
+    while crate::time::since_boot_ns() < poll_until {
+        if crate::net::work_pending() {
+            HALT_POLL.lock().record(Idle::Polled);
+            return;
+        }
+        core::hint::spin_loop();
+    }
     crate::net::set_interrupts(true);
     crate::time::halt_until_ns(deadline, crate::net::has_work);
     crate::net::set_interrupts(false);
+    let idle_ns = crate::time::since_boot_ns().saturating_sub(start);
+    HALT_POLL.lock().record(Idle::Halted { idle_ns });
 }
 
 /// A future that completes at `deadline_ns` (kernel clock).

@@ -13,6 +13,7 @@ pub mod apic;
 pub mod bench;
 pub mod clock;
 pub mod detect;
+pub mod haltpoll;
 pub mod kvm;
 pub mod native;
 pub mod ops;

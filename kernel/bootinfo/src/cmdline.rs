@@ -32,9 +32,17 @@ pub struct Settings<'a> {
     /// `virtio_mmio.device=<size>@<base>:<irq>` values (Linux syntax, repeatable),
     /// as microvm and Firecracker pass them; checked by the virtio-mmio code.
     pub virtio_mmio: [Option<&'a str>; 8],
+    /// `haltpoll=USECS`: the longest the idle loop polls for work before halting
+    /// (adaptive below that; 0: always halt at once).
+    pub halt_poll_us: u32,
     /// Everything after the first ` -- `, for the app.
     pub app_args: &'a str,
 }
+
+/// The default `haltpoll=`: longer than a client's round trip through QEMU's device
+/// model (about 0.25 ms under TCG), short enough not to matter when idle, since the
+/// window shrinks when polls do not pay.
+pub const DEFAULT_HALT_POLL_US: u32 = 400;
 
 impl Default for Settings<'_> {
     fn default() -> Self {
@@ -46,6 +54,7 @@ impl Default for Settings<'_> {
             ip: None,
             gateway: None,
             virtio_mmio: [None; 8],
+            halt_poll_us: DEFAULT_HALT_POLL_US,
             app_args: "",
         }
     }
@@ -91,7 +100,9 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
     for word in kernel.split_ascii_whitespace() {
         let Some((key, value)) = word.split_once('=') else {
             match word {
-                "log" | "selftest" | "pv" | "pv.patch" | "ip" | "gw" => warn(Warning::MissingValue(word)),
+                "log" | "selftest" | "pv" | "pv.patch" | "ip" | "gw" | "haltpoll" => {
+                    warn(Warning::MissingValue(word))
+                }
                 _ => warn(Warning::UnknownKey(word)),
             }
             continue;
@@ -129,6 +140,10 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
                 None => {
                     warn(Warning::BadValue { key, value, expected: "at most 8 virtio_mmio.device entries" })
                 }
+            },
+            "haltpoll" => match value.parse::<u32>() {
+                Ok(us) if us <= 1_000_000 => settings.halt_poll_us = us,
+                _ => warn(Warning::BadValue { key, value, expected: "microseconds, 0 to 1000000" }),
             },
             "selftest" if !value.is_empty() => settings.selftest = Some(value),
             "selftest" => warn(Warning::MissingValue(key)),
@@ -282,6 +297,18 @@ mod tests {
         let (s, w) = parse_all("virtio_mmio.device=512@0xfeb00000:12 virtio_mmio.device=512@0xfeb00200:13");
         assert_eq!(s.virtio_mmio[..3], [Some("512@0xfeb00000:12"), Some("512@0xfeb00200:13"), None]);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn halt_poll_window() {
+        assert_eq!(parse_all("").0.halt_poll_us, DEFAULT_HALT_POLL_US);
+        assert_eq!(parse_all("haltpoll=0").0.halt_poll_us, 0);
+        assert_eq!(parse_all("haltpoll=1000000").0.halt_poll_us, 1_000_000);
+        for bad in ["haltpoll=1000001", "haltpoll=-1", "haltpoll=fast", "haltpoll="] {
+            let (s, w) = parse_all(bad);
+            assert_eq!(s.halt_poll_us, DEFAULT_HALT_POLL_US, "{bad}");
+            assert_eq!(w.len(), 1, "{bad}");
+        }
     }
 
     #[test]

@@ -342,6 +342,12 @@ pub(crate) fn has_work() -> bool {
     })
 }
 
+/// Whether the card has work waiting, for the idle loop's polling: no device access,
+/// only memory the card writes.
+pub(crate) fn work_pending() -> bool {
+    STACK.lock().as_mut().is_some_and(|s| s.port.nic.get_mut().has_work())
+}
+
 /// Card interrupts on while idle, off while busy polling.
 pub(crate) fn set_interrupts(on: bool) {
     if let Some(stack) = STACK.lock().as_mut() {
