@@ -38,16 +38,78 @@ pub enum ParseError {
     TooLarge,
 }
 
+/// RFC 9110 token characters, as a table: checked for every byte of the method and of
+/// every header name.
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~');
+        b += 1;
+    }
+    table
+};
+
 fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TOKEN[usize::from(b)]
 }
 
+/// Where the head ends (after its empty line), scanning for line feeds only.
 fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    let mut from = 0;
+    while let Some(i) = buf[from..].iter().position(|&b| b == b'\n') {
+        let lf = from + i;
+        if lf >= 3 && &buf[lf - 3..lf] == b"\r\n\r" {
+            return Some(lf + 1);
+        }
+        from = lf + 1;
+    }
+    None
+}
+
+/// The lines of a head (without the final empty line), split at CRLF.
+fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(head);
+    core::iter::from_fn(move || {
+        let text = rest?;
+        match text.windows(2).position(|w| w == b"\r\n") {
+            Some(i) => {
+                rest = Some(&text[i + 2..]);
+                Some(&text[..i])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
+}
+
+fn trim(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+/// A decimal number of at most 19 digits (no sign, no spaces).
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
 }
 
 /// Parses one request head from the start of `buf`; on success also returns its length
 /// in bytes. A head longer than `max_head` bytes is `TooLarge` even if incomplete.
+///
+/// Works on bytes in one pass per line: this runs for every request, and `str`
+/// splitting and searching cost several times as much.
 pub fn parse(buf: &[u8], max_head: usize) -> Result<(Request<'_>, usize), ParseError> {
     let end = match find_head_end(&buf[..buf.len().min(max_head)]) {
         Some(end) => end,
@@ -62,24 +124,27 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<(Request<'_>, usize), ParseE
             return Err(ParseError::Incomplete);
         }
     };
-    let head = core::str::from_utf8(&buf[..end - 4]).map_err(|_| ParseError::Bad("head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
+    let head = &buf[..end - 4];
+    if !head.is_ascii() && core::str::from_utf8(head).is_err() {
+        return Err(ParseError::Bad("head is not UTF-8"));
+    }
+    let mut lines = lines(head);
+    let request_line = lines.next().unwrap_or(b"");
+    let mut parts = request_line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(ParseError::Bad("request line is not METHOD TARGET VERSION"));
     };
-    if method.is_empty() || !method.bytes().all(is_token) {
+    if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
         return Err(ParseError::Bad("bad method"));
     }
-    if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+    if target.first() != Some(&b'/') || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
         return Err(ParseError::Bad("bad request target"));
     }
     let minor_version = match version {
-        "HTTP/1.1" => 1,
-        "HTTP/1.0" => 0,
+        b"HTTP/1.1" => 1,
+        b"HTTP/1.0" => 0,
         _ => return Err(ParseError::Bad("unsupported HTTP version")),
     };
     let mut keep_alive = minor_version == 1;
@@ -87,31 +152,31 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<(Request<'_>, usize), ParseE
     let mut host = false;
     let mut content_length: Option<u64> = None;
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
             return Err(ParseError::Bad("header line without a colon"));
         };
-        if name.is_empty() || !name.bytes().all(is_token) {
+        let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
+        if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
             return Err(ParseError::Bad("bad header name"));
         }
-        let value = value.trim_matches([' ', '\t']);
-        if name.eq_ignore_ascii_case("host") {
+        if name.eq_ignore_ascii_case(b"host") {
             host = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            for option in value.split(',').map(str::trim) {
-                if option.eq_ignore_ascii_case("close") {
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for option in value.split(|&b| b == b',').map(trim) {
+                if option.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
-                } else if option.eq_ignore_ascii_case("keep-alive") {
+                } else if option.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case("content-length") {
-            let n: u64 = value.parse().map_err(|_| ParseError::Bad("bad Content-Length"))?;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_decimal(value).ok_or(ParseError::Bad("bad Content-Length"))?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(ParseError::Bad("conflicting Content-Length"));
             }
             content_length = Some(n);
             has_body |= n > 0;
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_body = true;
         }
     }
@@ -119,11 +184,13 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<(Request<'_>, usize), ParseE
         return Err(ParseError::Bad("HTTP/1.1 request without Host"));
     }
     let method = match method {
-        "GET" => Method::Get,
-        "HEAD" => Method::Head,
+        b"GET" => Method::Get,
+        b"HEAD" => Method::Head,
         _ => Method::Other,
     };
-    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let path = target.split(|&b| b == b'?' || b == b'#').next().unwrap_or(b"/");
+    // The whole head is UTF-8, and `path` ends at an ASCII byte, so this cannot fail.
+    let path = core::str::from_utf8(path).map_err(|_| ParseError::Bad("head is not UTF-8"))?;
     Ok((Request { method, path, minor_version, keep_alive, has_body }, end))
 }
 
@@ -200,6 +267,19 @@ pub fn content_type(path: &str) -> &'static str {
     }
 }
 
+/// `n` in decimal, written into the end of `buf`.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for `unix_seconds`.
 pub fn http_date(unix_seconds: u64) -> [u8; 29] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
@@ -261,6 +341,8 @@ mod tests {
         assert!(!ok("GET / HTTP/1.0\r\n\r\n").0.keep_alive);
         assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").0.keep_alive);
         assert!(!ok("HEAD / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").0.keep_alive);
+        assert!(!ok("GET / HTTP/1.1\r\nhost:a\r\nCONNECTION:\tUpgrade ,  Close \r\n\r\n").0.keep_alive);
+        assert!(ok("GET / HTTP/1.1\r\nHost: a\r\nContent-Length:  0\t\r\n\r\n").0.keep_alive);
         assert_eq!(ok("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").0.method, Method::Head);
         assert_eq!(ok("DELETE / HTTP/1.1\r\nHost: a\r\n\r\n").0.method, Method::Other);
     }
@@ -310,6 +392,10 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "G(T / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n",
+            "\r\n\r\n",
         ] {
             assert!(matches!(parse(bad.as_bytes(), MAX), Err(ParseError::Bad(_))), "{bad:?}");
         }
@@ -336,6 +422,22 @@ mod tests {
         assert_eq!(content_type("/index.html"), "text/html; charset=utf-8");
         assert_eq!(content_type("/x.PNG"), "image/png");
         assert_eq!(content_type("/noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn token_table_matches_rfc_9110() {
+        let specials = b"!#$%&'*+-.^_`|~";
+        for b in 0..=255u8 {
+            assert_eq!(is_token(b), b.is_ascii_alphanumeric() || specials.contains(&b), "{b:#x}");
+        }
+    }
+
+    #[test]
+    fn decimals() {
+        let mut buf = [0u8; 20];
+        assert_eq!(decimal(0, &mut buf), b"0");
+        assert_eq!(decimal(612, &mut buf), b"612");
+        assert_eq!(decimal(u64::MAX, &mut buf), b"18446744073709551615");
     }
 
     #[test]
