@@ -132,5 +132,9 @@ fn a_syn_flood_does_not_lock_clients_out_or_leak() {
         after = run.heap_figure().expect("a heap figure");
     }
     eprintln!("heap {idle} bytes idle, {after} {:?} after the flood", flood_end.elapsed());
-    assert!(after <= idle + 64 * 1024, "heap {idle} bytes idle, still {after} 30 s after the flood");
+    let last = run.lines.iter().rev().find(|l| l.text.contains("; heap ")).map(|l| l.text.clone());
+    assert!(
+        after <= idle + 64 * 1024,
+        "heap {idle} bytes idle, still {after} 30 s after the flood: {last:?}"
+    );
 }

@@ -130,8 +130,9 @@ impl Stack {
     }
 
     /// Handshakes unfinished after `HANDSHAKE_LIMIT_NS` are freed (from the reaper, so a
-    /// flood's leftovers go even when no more packets come). Pending sockets are in age
-    /// order, so only the expired front is visited.
+    /// flood's leftovers go even when no more packets come), as are pending sockets a
+    /// reset put back to listening. Pending sockets are in age order, so only the
+    /// expired front is visited.
     pub(super) fn expire_handshakes(&mut self) {
         let now = crate::time::since_boot_ns();
         let sockets = &mut self.sockets;
@@ -142,7 +143,8 @@ impl Stack {
                 && now.saturating_sub(since) >= HANDSHAKE_LIMIT_NS
             {
                 queue.pending.pop_front();
-                if sockets.get::<tcp::Socket>(h).state() == State::SynReceived {
+                // Unfinished, or reset back to listening (surplus by now).
+                if matches!(sockets.get::<tcp::Socket>(h).state(), State::SynReceived | State::Listen) {
                     sockets.remove(h);
                 } else {
                     kept.push((h, since));
@@ -171,7 +173,11 @@ impl Stack {
                 // A reset during the handshake put it back to listening.
                 State::Listen => {
                     queue.pending.remove(i);
-                    queue.listening.push(h);
+                    if queue.listening.len() < LISTENING {
+                        queue.listening.push(h);
+                    } else {
+                        self.sockets.remove(h);
+                    }
                 }
                 _ => {
                     queue.pending.remove(i);
