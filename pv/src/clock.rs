@@ -168,6 +168,26 @@ pub fn rtc_to_unix_seconds(rtc: &Rtc) -> Option<u64> {
     u64::try_from(secs).ok()
 }
 
+/// The TSC rate from repeated timed runs (`run` gives kHz, or `None` when the timer is
+/// missing). A run can only come out too high: a vCPU descheduled while it polls the
+/// timer notices the end late and counts the extra ticks. So the answer is the lower of
+/// the first two consecutive runs that agree within 0.5 %, or the lowest of five.
+pub fn settle_khz(mut run: impl FnMut() -> Option<u64>) -> Option<u64> {
+    let mut lowest = u64::MAX;
+    let mut previous: Option<u64> = None;
+    for _ in 0..5 {
+        let khz = run()?;
+        if let Some(p) = previous
+            && p.abs_diff(khz) * 200 <= p.min(khz)
+        {
+            return Some(p.min(khz));
+        }
+        lowest = lowest.min(khz);
+        previous = Some(khz);
+    }
+    Some(lowest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +295,22 @@ mod tests {
             status_b: 0xff,
         };
         assert_eq!(rtc_to_unix_seconds(&none), None);
+    }
+
+    #[test]
+    fn settling_the_tsc_rate() {
+        let runs = |list: &'static [Option<u64>]| {
+            let mut it = list.iter().copied();
+            move || it.next().flatten()
+        };
+        // Two agreeing runs: the lower.
+        assert_eq!(settle_khz(runs(&[Some(2_400_000), Some(2_401_000)])), Some(2_400_000));
+        // A descheduled run (4x) is passed over.
+        assert_eq!(settle_khz(runs(&[Some(9_600_000), Some(2_400_500), Some(2_400_000)])), Some(2_400_000));
+        // Nothing agrees: the lowest of five.
+        let wild = &[Some(3_000_000), Some(2_500_000), Some(9_000_000), Some(2_450_000), Some(5_000_000)];
+        assert_eq!(settle_khz(runs(wild)), Some(2_450_000));
+        // No timer.
+        assert_eq!(settle_khz(runs(&[None])), None);
     }
 }

@@ -50,8 +50,8 @@ pub extern "C" fn wall_clock_base_ns() -> u64 {
 }
 
 /// Works out the TSC rate: CPUID 0x15 (crystal ratio), CPUID 0x16 (base MHz), the
-/// hypervisor's timing leaf 0x40000010 (VMware's layout, which QEMU/KVM copy), then a
-/// 2 ms count against PIT channel 2. `hv_max_leaf` is the hypervisor's highest leaf,
+/// hypervisor's timing leaf 0x40000010 (VMware's layout, which QEMU/KVM copy), then
+/// 1 ms counts against PIT channel 2. `hv_max_leaf` is the hypervisor's highest leaf,
 /// 0 if there is none.
 pub fn calibrate(hv_max_leaf: u32) -> TscSource {
     let cpuid = ops().cpu.cpuid;
@@ -67,22 +67,29 @@ pub fn calibrate(hv_max_leaf: u32) -> TscSource {
 }
 
 const PIT_HZ: u64 = 1_193_182;
-const PIT_CALIBRATION_TICKS: u16 = 2_386; // 2 ms
+const PIT_CALIBRATION_TICKS: u16 = 1_193; // 1 ms
 
-/// Counts TSC ticks while PIT channel 2 counts down 2 ms.
+/// The TSC rate from 1 ms counts of PIT channel 2, repeated until two agree.
 fn pit_khz() -> Option<u64> {
+    clock::settle_khz(pit_run)
+}
+
+/// Counts TSC ticks while PIT channel 2 counts down 1 ms.
+fn pit_run() -> Option<u64> {
     let io = &ops().io;
     // Gate channel 2 on, speaker off; channel 2, lobyte/hibyte, mode 0, binary.
     (io.outb)(0x61, ((io.inb)(0x61) & !0x02) | 0x01);
     (io.outb)(0x43, 0b1011_0000);
     (io.outb)(0x42, PIT_CALIBRATION_TICKS as u8);
+    // Counting starts with the high byte. Reading the TSC just before it means a delay
+    // anywhere (a descheduled vCPU) can only lengthen the measured interval.
+    let start = rdtsc();
     (io.outb)(0x42, (PIT_CALIBRATION_TICKS >> 8) as u8);
     // In mode 0 OUT2 drops when the count is loaded; if it reads high now, nothing is
     // counting (QEMU microvm has no port 0x61, which reads as all ones).
     if (io.inb)(0x61) & 0x20 != 0 {
         return None;
     }
-    let start = rdtsc();
     // Bounded, so a machine without a PIT cannot hang the boot.
     for _ in 0..10_000_000u32 {
         if (io.inb)(0x61) & 0x20 != 0 {

@@ -69,6 +69,7 @@ fn a_thousand_and_twenty_four_concurrent_clients() {
             l.trim().split(" requests in ").next().filter(|_| l.contains(" requests in "))?.parse().ok()
         })
         .unwrap_or_else(|| panic!("no wrk summary:\n{report}"));
+    eprintln!("{report}");
     assert!(!report.contains("Socket errors"), "{report}");
     assert!(!report.contains("Non-2xx"), "{report}");
     // 1024 connections open at once, no socket errors, thousands of answers.
