@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tests::Vm;
+use tests::{Running, Vm};
 
 /// A network namespace with a tap device at 10.0.3.1/24, deleted on drop.
 struct Namespace(String);
@@ -42,6 +42,33 @@ impl Namespace {
     }
 }
 
+impl Namespace {
+    /// Boots httpd at 10.0.3.2 on the namespace's tap device and waits until it listens.
+    fn boot_httpd(&self, memory_mib: u32, cmdline: &str) -> Running {
+        let vm = Vm::app("httpd")
+            .inside(&["ip", "netns", "exec", &self.0])
+            .memory_mib(memory_mib)
+            .cmdline(format!("ip=10.0.3.2/24 {cmdline}"))
+            .arg("-netdev")
+            .arg("tap,id=n0,ifname=tap0,script=no,downscript=no")
+            .arg("-device")
+            .arg("virtio-net-pci,netdev=n0")
+            .timeout(Duration::from_secs(120));
+        let mut run = vm.spawn().expect("spawn QEMU");
+        run.wait_for("httpd: listening on port 80").expect("httpd listens");
+        run
+    }
+}
+
+/// Whether hping3 is installed (saying so when it is not).
+fn have_hping3() -> bool {
+    let found = Command::new("hping3").arg("--version").output().is_ok();
+    if !found {
+        eprintln!("skipped: needs hping3 (apt-get install hping3)");
+    }
+    found
+}
+
 impl Drop for Namespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
@@ -51,17 +78,7 @@ impl Drop for Namespace {
 #[test]
 fn a_thousand_and_twenty_four_concurrent_clients() {
     let Some(ns) = Namespace::create() else { return };
-    let vm = Vm::app("httpd")
-        .inside(&["ip", "netns", "exec", &ns.0])
-        .memory_mib(128)
-        .cmdline("ip=10.0.3.2/24")
-        .arg("-netdev")
-        .arg("tap,id=n0,ifname=tap0,script=no,downscript=no")
-        .arg("-device")
-        .arg("virtio-net-pci,netdev=n0")
-        .timeout(Duration::from_secs(120));
-    let mut run = vm.spawn().expect("spawn QEMU");
-    run.wait_for("httpd: listening on port 80").expect("httpd listens");
+    let _httpd = ns.boot_httpd(128, "");
     let report = ns.exec("ulimit -n 8192; wrk -t2 -c1024 -d8s --latency http://10.0.3.2/");
     let requests: u64 = report
         .lines()
@@ -84,20 +101,10 @@ fn a_thousand_and_twenty_four_concurrent_clients() {
 #[test]
 fn a_syn_flood_does_not_lock_clients_out_or_leak() {
     let Some(ns) = Namespace::create() else { return };
-    if Command::new("hping3").arg("--version").output().is_err() {
-        eprintln!("skipped: needs hping3 (apt-get install hping3)");
+    if !have_hping3() {
         return;
     }
-    let vm = Vm::app("httpd")
-        .inside(&["ip", "netns", "exec", &ns.0])
-        .cmdline("log=debug ip=10.0.3.2/24")
-        .arg("-netdev")
-        .arg("tap,id=n0,ifname=tap0,script=no,downscript=no")
-        .arg("-device")
-        .arg("virtio-net-pci,netdev=n0")
-        .timeout(Duration::from_secs(120));
-    let mut run = vm.spawn().expect("spawn QEMU");
-    run.wait_for("httpd: listening on port 80").expect("httpd listens");
+    let mut run = ns.boot_httpd(64, "log=debug");
     let fetch = "curl -s -o /dev/null -m 15 -w '%{http_code}' -H 'Connection: close' http://10.0.3.2/";
     assert_eq!(ns.exec(fetch), "200");
     run.wait_for("; heap ").expect("a heap figure");
@@ -148,20 +155,10 @@ fn a_syn_flood_does_not_lock_clients_out_or_leak() {
 #[test]
 fn malformed_packets_are_dropped_and_pings_answered() {
     let Some(ns) = Namespace::create() else { return };
-    if Command::new("hping3").arg("--version").output().is_err() {
-        eprintln!("skipped: needs hping3 (apt-get install hping3)");
+    if !have_hping3() {
         return;
     }
-    let vm = Vm::app("httpd")
-        .inside(&["ip", "netns", "exec", &ns.0])
-        .cmdline("ip=10.0.3.2/24")
-        .arg("-netdev")
-        .arg("tap,id=n0,ifname=tap0,script=no,downscript=no")
-        .arg("-device")
-        .arg("virtio-net-pci,netdev=n0")
-        .timeout(Duration::from_secs(120));
-    let mut run = vm.spawn().expect("spawn QEMU");
-    run.wait_for("httpd: listening on port 80").expect("httpd listens");
+    let _httpd = ns.boot_httpd(64, "");
     let answers = |probe: &str| -> u32 {
         let report = ns.exec(&format!("hping3 -c 3 -i u200000 {probe} 10.0.3.2"));
         report
