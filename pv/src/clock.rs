@@ -169,23 +169,24 @@ pub fn rtc_to_unix_seconds(rtc: &Rtc) -> Option<u64> {
 }
 
 /// The TSC rate from repeated timed runs (`run` gives kHz, or `None` when the timer is
-/// missing). A run can only come out too high: a vCPU descheduled while it polls the
-/// timer notices the end late and counts the extra ticks. So the answer is the lower of
-/// the first two consecutive runs that agree within 0.5 %, or the lowest of five.
+/// missing or gave up). A run can only come out too high: a vCPU descheduled while it
+/// polls the timer notices the end late and counts the extra ticks. So the answer is
+/// the lower of the first two consecutive runs that agree within 0.5 %, or the lowest
+/// of five.
 pub fn settle_khz(mut run: impl FnMut() -> Option<u64>) -> Option<u64> {
-    let mut lowest = u64::MAX;
+    let mut lowest: Option<u64> = None;
     let mut previous: Option<u64> = None;
     for _ in 0..5 {
-        let khz = run()?;
+        let Some(khz) = run() else { return lowest };
         if let Some(p) = previous
             && p.abs_diff(khz) * 200 <= p.min(khz)
         {
             return Some(p.min(khz));
         }
-        lowest = lowest.min(khz);
+        lowest = Some(lowest.map_or(khz, |l| l.min(khz)));
         previous = Some(khz);
     }
-    Some(lowest)
+    lowest
 }
 
 #[cfg(test)]
@@ -310,7 +311,8 @@ mod tests {
         // Nothing agrees: the lowest of five.
         let wild = &[Some(3_000_000), Some(2_500_000), Some(9_000_000), Some(2_450_000), Some(5_000_000)];
         assert_eq!(settle_khz(runs(wild)), Some(2_450_000));
-        // No timer.
+        // No timer; or a timer that gave up after a good run.
         assert_eq!(settle_khz(runs(&[None])), None);
+        assert_eq!(settle_khz(runs(&[Some(2_400_000), None])), Some(2_400_000));
     }
 }

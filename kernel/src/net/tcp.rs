@@ -113,14 +113,7 @@ impl Stack {
                 }
                 listening
             });
-            while queue.listening.len() < LISTENING
-                && queue.listening.len() + queue.pending.len() < queue.limit
-            {
-                match new_listening(sockets, queue.port) {
-                    Ok(h) => queue.listening.push(h),
-                    Err(_) => break,
-                }
-            }
+            top_up(sockets, queue);
             if queue.listening.is_empty() {
                 recycle_oldest_handshake(sockets, queue);
             } else if queue.pending.len() < queue.limit / 2 {
@@ -170,10 +163,11 @@ impl Stack {
                     socket.register_recv_waker(waker);
                     i += 1;
                 }
-                // A reset during the handshake put it back to listening.
+                // A reset during the handshake put it back to listening, with what it
+                // learned of that peer (smoltcp does not reset it): start it afresh.
                 State::Listen => {
                     queue.pending.remove(i);
-                    if queue.listening.len() < LISTENING {
+                    if queue.listening.len() < LISTENING && relisten(socket, queue.port) {
                         queue.listening.push(h);
                     } else {
                         self.sockets.remove(h);
@@ -181,6 +175,9 @@ impl Stack {
                 }
                 _ => {
                     queue.pending.remove(i);
+                    // The backlog has room again: listen now, not after the next packet
+                    // (which may be the SYN that would otherwise find no listener).
+                    top_up(&mut self.sockets, queue);
                     return Poll::Ready(Ok(h));
                 }
             }
@@ -188,6 +185,25 @@ impl Stack {
         queue.waker = Some(waker.clone());
         Poll::Pending
     }
+}
+
+/// Adds listening sockets up to `LISTENING`, as far as the backlog allows.
+fn top_up(sockets: &mut SocketSet<'static>, queue: &mut ListenQueue) {
+    while queue.listening.len() < LISTENING && queue.listening.len() + queue.pending.len() < queue.limit {
+        match new_listening(sockets, queue.port) {
+            Ok(h) => queue.listening.push(h),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Returns a used socket to LISTEN with nothing left of its last peer. Its waker goes
+/// first, so the reset does not wake `accept` for nothing (under a flood that would be
+/// once per recycled handshake, each a scan of the backlog).
+fn relisten(socket: &mut tcp::Socket<'static>, port: u16) -> bool {
+    socket.register_recv_waker(Waker::noop());
+    socket.abort();
+    socket.listen(port).is_ok()
 }
 
 /// Turns the longest-waiting unfinished handshake of `queue` back into a listening
@@ -205,9 +221,7 @@ fn recycle_oldest_handshake(sockets: &mut SocketSet<'static>, queue: &mut Listen
             queue.pending.len() + 1
         );
     }
-    let socket = sockets.get_mut::<tcp::Socket>(h);
-    socket.abort();
-    if socket.listen(queue.port).is_ok() {
+    if relisten(sockets.get_mut::<tcp::Socket>(h), queue.port) {
         queue.listening.push(h);
     } else {
         sockets.remove(h);
