@@ -24,7 +24,8 @@ mod site {
 
 /// Request heads longer than this get 431.
 const MAX_HEAD: usize = 8 * 1024;
-/// Pipelined responses are gathered up to this size before a write.
+/// Pipelined response heads (and error bodies) are gathered up to this size before a
+/// write; file bodies go out as they come.
 const WRITE_BATCH: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy)]
@@ -90,52 +91,71 @@ fn error(out: &mut Vec<u8>, status: u16, keep_alive: bool) {
     out.extend_from_slice(body.as_bytes());
 }
 
-/// Answers one parsed request into `out`; whether the connection stays open.
-fn respond(req: &http::Request<'_>, out: &mut Vec<u8>) -> bool {
+/// What `respond` wrote into `out` (a head, and any short body), and what follows it.
+struct Answer {
+    /// Whether the connection stays open.
+    open: bool,
+    /// A file's body, sent from where it is embedded rather than copied into `out`.
+    body: &'static [u8],
+}
+
+/// Answers one parsed request into `out`. `decoded` is scratch for the path.
+fn respond(req: &http::Request<'_>, out: &mut Vec<u8>, decoded: &mut [u8]) -> Answer {
     let keep_alive = req.keep_alive;
     if req.method == Method::Other {
         error(out, 405, keep_alive);
-        return keep_alive;
+        return Answer { open: keep_alive, body: &[] };
     }
     if req.has_body {
         // A GET or HEAD with a body: refuse, and close (the body is not read).
         error(out, 413, false);
-        return false;
+        return Answer { open: false, body: &[] };
     }
-    let mut decoded = [0u8; 1024];
-    let body = match http::decode_path(req.path, &mut decoded) {
+    let file = match http::decode_path(req.path, decoded) {
         Some(path) if !http::escapes_root(path) => find(path),
         Some(_) => None,
         None => {
             error(out, 400, false);
-            return false;
+            return Answer { open: false, body: &[] };
         }
     };
-    match body {
+    log::debug!("httpd: {:?} {}", req.method, req.path);
+    match file {
         Some((body, content_type)) => {
             head(out, 200, content_type, body.len(), keep_alive);
-            if req.method == Method::Get {
-                out.extend_from_slice(body);
-            }
+            let body = if req.method == Method::Get { body } else { &[] };
+            Answer { open: keep_alive, body }
         }
-        None => error(out, 404, keep_alive),
+        None => {
+            error(out, 404, keep_alive);
+            Answer { open: keep_alive, body: &[] }
+        }
     }
-    log::debug!("httpd: {:?} {}", req.method, req.path);
-    keep_alive
 }
 
 async fn serve(mut stream: TcpStream, idle: Duration) {
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
     let mut out: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 2048];
+    // Zeroed once per connection, not per request.
+    let mut decoded = [0u8; 1024];
     loop {
         // Answer every complete request already buffered (pipelining), in order.
         let mut open = true;
         loop {
             match http::parse(&buf, MAX_HEAD) {
                 Ok((req, used)) => {
-                    open = respond(&req, &mut out);
+                    let answer = respond(&req, &mut out, &mut decoded);
                     buf.drain(..used);
+                    open = answer.open;
+                    if !answer.body.is_empty() {
+                        if stream.write_all(&out).await.is_err()
+                            || stream.write_all(answer.body).await.is_err()
+                        {
+                            return;
+                        }
+                        out.clear();
+                    }
                     if !open || out.len() >= WRITE_BATCH {
                         break;
                     }
