@@ -81,7 +81,8 @@ pub(crate) fn halt_until_ns(deadline_ns: u64, pending: impl Fn() -> bool) {
     if site::monotonic_ns() >= deadline || pending() {
         return;
     }
-    if deadline != u64::MAX && deadline < ARMED_NS.load(Ordering::Relaxed) {
+    // `ARMED_NS` is `u64::MAX` when nothing is armed, so "no deadline" never arms.
+    if deadline < ARMED_NS.load(Ordering::Relaxed) {
         (ops().apic.set_oneshot_timer)(deadline);
         ARMED_NS.store(deadline, Ordering::Relaxed);
     }

@@ -161,15 +161,6 @@ pub extern "C" fn send_ipi(apic_id: u32, vector: u8) {
 }
 
 pub extern "C" fn set_oneshot_timer(deadline_ns: u64) {
-    if deadline_ns == 0 {
-        if DEADLINE_MODE.load(Ordering::Relaxed) != 0 {
-            // SAFETY: 0 disarms the TSC deadline.
-            unsafe { (ops().cpu.wrmsr)(MSR_TSC_DEADLINE, 0) };
-        } else {
-            write(REG_TIMER_INITIAL, 0);
-        }
-        return;
-    }
     let now = ops().time.monotonic_ns;
     let delta_ns = deadline_ns.saturating_sub(now()).max(1);
     if DEADLINE_MODE.load(Ordering::Relaxed) != 0 {

@@ -104,7 +104,8 @@ pub struct TimeOps {
 pub struct ApicOps {
     pub eoi: extern "C" fn(),
     pub send_ipi: extern "C" fn(apic_id: u32, vector: u8),
-    /// Fires the timer interrupt once at monotonic time `deadline_ns` (0 disarms).
+    /// Fires the timer interrupt once at monotonic time `deadline_ns`; a new call
+    /// replaces the armed deadline.
     pub set_oneshot_timer: extern "C" fn(deadline_ns: u64),
 }
 

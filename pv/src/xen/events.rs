@@ -20,7 +20,6 @@ const EVTCHNOP_UNMASK: u64 = 9;
 const VIRQ_TIMER: u32 = 0;
 const VCPUOP_STOP_PERIODIC_TIMER: u64 = 7;
 const VCPUOP_SET_SINGLESHOT_TIMER: u64 = 8;
-const VCPUOP_STOP_SINGLESHOT_TIMER: u64 = 9;
 
 const NO_PORT: u32 = u32::MAX;
 /// The port VIRQ_TIMER is bound to.
@@ -70,7 +69,7 @@ pub(crate) fn bind_timer() -> Result<u32, Refused> {
 }
 
 /// The one-shot timer op: fire VIRQ_TIMER at Xen system time `deadline_ns` (the pvclock
-/// reading), or disarm with 0. A deadline already past fires at once.
+/// reading). A deadline already past fires at once.
 pub(crate) extern "C" fn set_timer(deadline_ns: u64) {
     #[repr(C)]
     struct SingleShot {
@@ -78,13 +77,8 @@ pub(crate) extern "C" fn set_timer(deadline_ns: u64) {
         flags: u32,
     }
     let arg = SingleShot { timeout_abs_ns: deadline_ns, flags: 0 };
-    let (cmd, ptr) = if deadline_ns == 0 {
-        (VCPUOP_STOP_SINGLESHOT_TIMER, 0)
-    } else {
-        (VCPUOP_SET_SINGLESHOT_TIMER, &raw const arg as u64)
-    };
-    // SAFETY: `arg` lives across the call; stop takes no argument.
-    let rc = unsafe { hypercall3(HYPERVISOR_VCPU_OP, cmd, 0, ptr) };
+    // SAFETY: `arg` lives across the call.
+    let rc = unsafe { hypercall3(HYPERVISOR_VCPU_OP, VCPUOP_SET_SINGLESHOT_TIMER, 0, &raw const arg as u64) };
     if let Err(e) = check("VCPUOP_set_singleshot_timer", rc) {
         panic!("xen: the one-shot timer cannot be armed: {e}");
     }
