@@ -69,7 +69,12 @@ fn parse_cmdline(cmdline: &str) -> Parsed<'_> {
         warnings += 1;
     });
     logger::init(settings.log);
-    let mut net = crate::net::NetConfig { ip: settings.ip, gateway: settings.gateway, mmio: [None; 8] };
+    let mut net = crate::net::NetConfig {
+        ip: settings.ip,
+        gateway: settings.gateway,
+        mmio: [None; 8],
+        max_conns: settings.max_conns,
+    };
     for value in settings.virtio_mmio.iter().flatten() {
         match drivers::virtio::mmio::parse_cmdline_device(value) {
             Some(dev) => add_mmio_device(&mut net, dev),

@@ -7,7 +7,7 @@
 //! after which the network is polled and timers fire.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
@@ -56,46 +56,88 @@ pub fn spawn(future: impl Future<Output = ()> + 'static) {
 pub fn block_on<T: 'static>(main: impl Future<Output = T> + 'static) -> T {
     let result = alloc::rc::Rc::new(core::cell::RefCell::new(None));
     let slot = result.clone();
-    let mut tasks: Vec<Option<Task>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    tasks.push(Some(Box::pin(async move {
+    let mut tasks = Tasks::default();
+    let main_id = tasks.insert(Box::pin(async move {
         *slot.borrow_mut() = Some(main.await);
-    })));
-    READY.lock().push_back(0);
+    }));
+    READY.lock().push_back(main_id);
     loop {
-        let spawned: Vec<Task> = SPAWNED.0.borrow_mut().drain(..).collect();
+        let spawned = core::mem::take(&mut *SPAWNED.0.borrow_mut());
         for task in spawned {
-            let id = match free.pop() {
-                Some(id) => {
-                    tasks[id] = Some(task);
-                    id
-                }
-                None => {
-                    tasks.push(Some(task));
-                    tasks.len() - 1
-                }
-            };
+            let id = tasks.insert(task);
             READY.lock().push_back(id);
         }
         let ready: Vec<usize> = READY.lock().drain(..).collect();
         for id in ready {
-            let Some(Some(task)) = tasks.get_mut(id) else { continue };
+            let Some(task) = tasks.get_mut(id) else { continue };
             let w = waker(id);
             if task.as_mut().poll(&mut Context::from_waker(&w)).is_ready() {
-                tasks[id] = None;
-                if id == 0 {
+                tasks.remove(id);
+                if id == main_id {
                     let out = result.borrow_mut().take();
                     if let Some(out) = out {
                         return out;
                     }
                 }
-                free.push(id);
             }
         }
+        tasks.shrink();
         let worked = crate::net::poll();
         fire_timers();
         if !worked && READY.lock().is_empty() && SPAWNED.0.borrow().is_empty() {
             idle();
+        }
+    }
+}
+
+/// Tasks by number (which their wakers carry). The lowest free number is reused first,
+/// so after a burst of tasks the table's tail empties and its memory goes back to the
+/// heap: a thousand clients leave no bookkeeping behind.
+#[derive(Default)]
+struct Tasks {
+    slots: Vec<Option<Task>>,
+    free: BTreeSet<usize>,
+}
+
+impl Tasks {
+    fn insert(&mut self, task: Task) -> usize {
+        match self.free.pop_first() {
+            Some(id) => {
+                self.slots[id] = Some(task);
+                id
+            }
+            None => {
+                self.slots.push(Some(task));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn get_mut(&mut self, id: usize) -> Option<&mut Task> {
+        self.slots.get_mut(id)?.as_mut()
+    }
+
+    fn remove(&mut self, id: usize) {
+        self.slots[id] = None;
+        if id + 1 == self.slots.len() {
+            while let Some(None) = self.slots.last() {
+                self.slots.pop();
+                self.free.remove(&self.slots.len());
+            }
+        } else {
+            self.free.insert(id);
+        }
+    }
+
+    /// Gives back table and queue memory once load has fallen well below its peak.
+    fn shrink(&mut self) {
+        const KEEP: usize = 64;
+        if self.slots.capacity() > KEEP && self.slots.len() < self.slots.capacity() / 4 {
+            self.slots.shrink_to((self.slots.len() * 2).max(KEEP));
+        }
+        let mut ready = READY.lock();
+        if ready.is_empty() && ready.capacity() > KEEP {
+            ready.shrink_to(KEEP);
         }
     }
 }

@@ -69,6 +69,34 @@ fn have_hping3() -> bool {
     found
 }
 
+/// Whether slowhttptest is installed (saying so when it is not).
+fn have_slowhttptest() -> bool {
+    let found = Command::new("slowhttptest").arg("-h").output().is_ok();
+    if !found {
+        eprintln!("skipped: needs slowhttptest (apt-get install slowhttptest)");
+    }
+    found
+}
+
+/// A fetch of `/` that must answer 200 within two seconds.
+const QUICK_FETCH: &str =
+    "curl -s -o /dev/null -m 2 -w '%{http_code}' -H 'Connection: close' http://10.0.3.2/";
+
+/// Waits (up to `limit`) for the heap to come back within 64 KiB of `idle`, running
+/// `fetch` once a second so the stack logs its figure; returns the last figure.
+fn heap_settles(ns: &Namespace, run: &mut Running, fetch: &str, idle: u64, limit: Duration) -> u64 {
+    let start = std::time::Instant::now();
+    let mut after = u64::MAX;
+    while after > idle + 64 * 1024 && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(ns.exec(fetch), "200", "a client after the attack");
+        std::thread::sleep(Duration::from_millis(300));
+        after = run.heap_figure().expect("a heap figure");
+    }
+    eprintln!("heap {idle} bytes idle, {after} {:?} after the attack", start.elapsed());
+    after
+}
+
 impl Drop for Namespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
@@ -131,15 +159,7 @@ fn a_syn_flood_does_not_lock_clients_out_or_leak() {
     run.wait_for("backlog full").expect("the flood filled the backlog");
     // Unfinished handshakes are freed 10 s after they began; each fetch logs the heap
     // once its connection is reaped.
-    let flood_end = std::time::Instant::now();
-    let mut after = u64::MAX;
-    while after > idle + 64 * 1024 && flood_end.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_secs(1));
-        assert_eq!(ns.exec(fetch), "200", "a client after the flood");
-        std::thread::sleep(Duration::from_millis(300));
-        after = run.heap_figure().expect("a heap figure");
-    }
-    eprintln!("heap {idle} bytes idle, {after} {:?} after the flood", flood_end.elapsed());
+    let after = heap_settles(&ns, &mut run, fetch, idle, Duration::from_secs(30));
     let last = run.lines.iter().rev().find(|l| l.text.contains("; heap ")).map(|l| l.text.clone());
     assert!(
         after <= idle + 64 * 1024,
@@ -175,4 +195,64 @@ fn malformed_packets_are_dropped_and_pings_answered() {
     ns.exec("timeout 3 hping3 --flood -S -b -p 80 10.0.3.2");
     let fetch = "curl -s -o /dev/null -m 15 -w '%{http_code}' http://10.0.3.2/";
     assert_eq!(ns.exec(fetch), "200", "served after the flood");
+}
+
+/// 4,000 slowloris connections (slowhttptest: 400 a second, a header line every 5 s)
+/// against the default 64 MiB guest: more than its connection budget holds. Quiet
+/// connections make room for new ones, clients are served during the attack and within
+/// 2 s after it, and the heap comes back to idle.
+#[test]
+fn four_thousand_slowloris_connections_do_not_crash_it() {
+    let Some(ns) = Namespace::create() else { return };
+    if !have_slowhttptest() {
+        return;
+    }
+    let mut run = ns.boot_httpd(64, "log=debug");
+    assert_eq!(ns.exec(QUICK_FETCH), "200");
+    run.wait_for("; heap ").expect("a heap figure");
+    let idle = run.heap_figure().expect("a heap figure");
+
+    let attack = {
+        let ns = ns.0.clone();
+        std::thread::spawn(move || {
+            let shell =
+                "ulimit -n 16384; cd /tmp && slowhttptest -c 4000 -H -i 5 -r 400 -l 20 -u http://10.0.3.2/";
+            Command::new("ip")
+                .args(["netns", "exec", &ns, "sh", "-c", shell])
+                .output()
+                .expect("slowhttptest runs")
+        })
+    };
+    std::thread::sleep(Duration::from_secs(12));
+    let during = "curl -s -o /dev/null -m 10 -w '%{http_code}' -H 'Connection: close' http://10.0.3.2/";
+    for _ in 0..3 {
+        assert_eq!(ns.exec(during), "200", "a client during the attack");
+    }
+    let report = attack.join().unwrap();
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(report.contains("Hit test time limit"), "{report}");
+    run.wait_for("at max_conns=").expect("the attack reached the connection cap");
+    assert!(run.is_running(), "the kernel stopped");
+    assert_eq!(ns.exec(QUICK_FETCH), "200", "a client right after the attack");
+    let after = heap_settles(&ns, &mut run, QUICK_FETCH, idle, Duration::from_secs(30));
+    assert!(after <= idle + 64 * 1024, "heap {idle} bytes idle, still {after} after the attack");
+}
+
+/// `wrk -c 128` against a 4 MiB guest, which holds about 20 connections: the ones over
+/// the cap are reset, the kernel keeps serving, and the heap comes back to idle.
+#[test]
+fn a_4_mib_guest_survives_128_busy_clients() {
+    let Some(ns) = Namespace::create() else { return };
+    let mut run = ns.boot_httpd(4, "log=debug");
+    assert_eq!(ns.exec(QUICK_FETCH), "200");
+    run.wait_for("; heap ").expect("a heap figure");
+    let idle = run.heap_figure().expect("a heap figure");
+    let report = ns.exec("ulimit -n 8192; wrk -t2 -c128 -d8s http://10.0.3.2/");
+    eprintln!("{report}");
+    assert!(report.contains(" requests in "), "{report}");
+    run.wait_for("at max_conns=").expect("wrk reached the connection cap");
+    assert!(run.is_running(), "the kernel stopped");
+    assert_eq!(ns.exec(QUICK_FETCH), "200", "a client right after wrk");
+    let after = heap_settles(&ns, &mut run, QUICK_FETCH, idle, Duration::from_secs(20));
+    assert!(after <= idle + 64 * 1024, "heap {idle} bytes idle, still {after} after wrk");
 }

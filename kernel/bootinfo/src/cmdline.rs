@@ -35,6 +35,9 @@ pub struct Settings<'a> {
     /// `haltpoll=USECS`: the longest the idle loop polls for work before halting
     /// (adaptive below that; 0: always halt at once).
     pub halt_poll_us: u32,
+    /// `max_conns=N`: the most TCP connections apps may hold at once (default: as many
+    /// as memory holds at their worst; a larger value is cut down to that).
+    pub max_conns: Option<usize>,
     /// Everything after the first ` -- `, for the app.
     pub app_args: &'a str,
 }
@@ -55,6 +58,7 @@ impl Default for Settings<'_> {
             gateway: None,
             virtio_mmio: [None; 8],
             halt_poll_us: DEFAULT_HALT_POLL_US,
+            max_conns: None,
             app_args: "",
         }
     }
@@ -100,7 +104,7 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
     for word in kernel.split_ascii_whitespace() {
         let Some((key, value)) = word.split_once('=') else {
             match word {
-                "log" | "selftest" | "pv" | "pv.patch" | "ip" | "gw" | "haltpoll" => {
+                "log" | "selftest" | "pv" | "pv.patch" | "ip" | "gw" | "haltpoll" | "max_conns" => {
                     warn(Warning::MissingValue(word))
                 }
                 _ => warn(Warning::UnknownKey(word)),
@@ -144,6 +148,10 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
             "haltpoll" => match value.parse::<u32>() {
                 Ok(us) if us <= 1_000_000 => settings.halt_poll_us = us,
                 _ => warn(Warning::BadValue { key, value, expected: "microseconds, 0 to 1000000" }),
+            },
+            "max_conns" => match value.parse::<usize>() {
+                Ok(n) if (1..=65_536).contains(&n) => settings.max_conns = Some(n),
+                _ => warn(Warning::BadValue { key, value, expected: "a number of connections, 1 to 65536" }),
             },
             "selftest" if !value.is_empty() => settings.selftest = Some(value),
             "selftest" => warn(Warning::MissingValue(key)),
@@ -308,6 +316,18 @@ mod tests {
             let (s, w) = parse_all(bad);
             assert_eq!(s.halt_poll_us, DEFAULT_HALT_POLL_US, "{bad}");
             assert_eq!(w.len(), 1, "{bad}");
+        }
+    }
+
+    #[test]
+    fn connection_cap() {
+        assert_eq!(parse_all("max_conns=100").0.max_conns, Some(100));
+        assert_eq!(parse_all("").0.max_conns, None);
+        for bad in
+            ["max_conns=0", "max_conns=65537", "max_conns=-1", "max_conns=many", "max_conns=", "max_conns"]
+        {
+            let (s, w) = parse_all(bad);
+            assert_eq!((s.max_conns, w.len()), (None, 1), "{bad}");
         }
     }
 

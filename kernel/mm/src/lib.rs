@@ -4,8 +4,12 @@
 //! ranges in a fixed array: it starts before the heap exists, and it hands out
 //! physically contiguous runs (heap growth, page tables, later DMA rings) as easily as
 //! single frames.
+//!
+//! [`budget`] sizes the network's connection limits to the memory there is.
 #![no_std]
 #![forbid(unsafe_code)]
+
+pub mod budget;
 
 pub const PAGE_SIZE: u64 = 4096;
 

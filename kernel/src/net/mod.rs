@@ -3,6 +3,7 @@
 //!
 //! Apps see only [`TcpListener`], [`TcpStream`] and [`UdpSocket`], never smoltcp types.
 
+mod conns;
 mod nic;
 mod tcp;
 mod udp;
@@ -12,7 +13,7 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use drivers::virtio::net::RxFrame;
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, SocketHandle};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium};
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
@@ -26,13 +27,14 @@ pub use udp::{SocketAddr, UdpSocket};
 use crate::dma::Buffer;
 use nic::Nic;
 
-/// Static addressing from the command line (DHCP when absent), and the virtio-mmio
-/// devices the command line or ACPI announced.
+/// Static addressing from the command line (DHCP when absent), the virtio-mmio
+/// devices the command line or ACPI announced, and `max_conns=`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NetConfig {
     pub ip: Option<([u8; 4], u8)>,
     pub gateway: Option<[u8; 4]>,
     pub mmio: [Option<drivers::virtio::mmio::MmioDevice>; 8],
+    pub max_conns: Option<usize>,
 }
 
 static CONFIG: Once<NetConfig> = Once::new();
@@ -46,15 +48,23 @@ pub(crate) fn configure(config: NetConfig) {
 struct Port {
     nic: RefCell<Nic>,
     recycled: RefCell<Vec<RxFrame<Buffer>>>,
+    /// Where a frame goes when no send buffer is free after all (allocated once, so
+    /// sending never allocates).
+    scratch: RefCell<Vec<u8>>,
 }
 
 pub(crate) struct Stack {
     iface: Interface,
-    sockets: SocketSet<'static>,
+    sockets: conns::Sockets,
+    /// Accepted connections, counted against `max_conns`.
+    conns: conns::Conns,
+    /// Handshakes a listener may hold.
+    backlog: usize,
     port: Port,
     dhcp: Option<SocketHandle>,
-    /// Sockets closed by their owners, removed once the connection is fully closed.
-    closing: Vec<(SocketHandle, u64)>,
+    /// Sockets closed by their owners (with their connection slot) or refused, removed
+    /// once the connection is fully closed.
+    closing: Vec<(SocketHandle, u64, Option<usize>)>,
     /// Listening ports, by `TcpListener` id.
     listeners: Vec<Option<tcp::ListenQueue>>,
     /// How the card signals; a polled card cuts idle waits to `POLL_INTERVAL_NS`.
@@ -73,8 +83,12 @@ pub(crate) fn on_interrupt() {
     }
 }
 
-/// The longest a closed connection may take to finish its shutdown.
-const CLOSE_LIMIT_NS: u64 = 30_000_000_000;
+/// The longest a closed connection may take to finish its shutdown (a peer that never
+/// acknowledges the last data or never sends its FIN).
+const CLOSE_LIMIT_NS: u64 = 10_000_000_000;
+
+/// Socket-table slots for sockets other than TCP connections: DHCP and UDP.
+const OTHER_SOCKETS: usize = 8;
 
 /// How often a card without interrupts is polled while idle.
 const POLL_INTERVAL_NS: u64 = 1_000_000;
@@ -97,18 +111,21 @@ impl smoltcp::phy::RxToken for RxToken<'_> {
 
 struct TxToken<'a> {
     nic: &'a RefCell<Nic>,
+    scratch: &'a RefCell<Vec<u8>>,
 }
 
 impl smoltcp::phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut f = Some(f);
         let mut nic = self.nic.borrow_mut();
-        // `transmit` handed out this token only when a buffer was free.
+        // `transmit` handed out this token only when a buffer was free; if none is, the
+        // frame is built and dropped.
         match nic.send(len, |buf| (f.take().unwrap())(buf)) {
             Some(r) => r,
             None => {
-                let mut scratch = vec![0u8; len];
-                (f.take().unwrap())(&mut scratch)
+                let mut scratch = self.scratch.borrow_mut();
+                let len = len.min(scratch.len());
+                (f.take().unwrap())(&mut scratch[..len])
             }
         }
     }
@@ -127,11 +144,14 @@ impl Device for Port {
             return None;
         }
         let frame = nic.receive()?;
-        Some((RxToken { frame, recycled: &self.recycled }, TxToken { nic: &self.nic }))
+        Some((
+            RxToken { frame, recycled: &self.recycled },
+            TxToken { nic: &self.nic, scratch: &self.scratch },
+        ))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        self.nic.get_mut().can_send().then_some(TxToken { nic: &self.nic })
+        self.nic.get_mut().can_send().then_some(TxToken { nic: &self.nic, scratch: &self.scratch })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -163,14 +183,22 @@ fn start() -> Result<(), NetError> {
         LEVEL_GSI.store(line.gsi, core::sync::atomic::Ordering::Relaxed);
     }
     let mac = nic.mac();
-    let mut port = Port { nic: RefCell::new(nic), recycled: RefCell::new(Vec::new()) };
+    let mut port = Port {
+        nic: RefCell::new(nic),
+        // `receive` gives back every consumed frame before it takes the next: a few slots
+        // are all this ever holds.
+        recycled: RefCell::new(Vec::with_capacity(4)),
+        scratch: RefCell::new(vec![0; drivers::virtio::net::MTU_FRAME]),
+    };
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
     config.random_seed = pv::tsc::rdtsc();
     let mut iface = Interface::new(config, &mut port, now());
-    // The socket table never shrinks (smoltcp keeps its slots), so it is reserved for a
-    // full backlog now: a SYN flood then leaves the heap where it found it.
-    let mut sockets = SocketSet::new(Vec::with_capacity(tcp::socket_table_size()));
     let cfg = CONFIG.get().copied().unwrap_or_default();
+    // The socket table never shrinks (smoltcp keeps its slots), so it is reserved for the
+    // whole budget now: a flood then leaves the heap where it found it, and the table
+    // never has to grow.
+    let budget = tcp::budget(cfg.max_conns);
+    let mut sockets = conns::Sockets::with_slots(budget.socket_slots(tcp::LISTENING, OTHER_SOCKETS));
     let dhcp = match cfg.ip {
         Some((ip, prefix)) => {
             let [a, b, c, d] = ip;
@@ -193,11 +221,21 @@ fn start() -> Result<(), NetError> {
         }
         None => {
             log::info!("net: mac {}, asking DHCP for an address", EthernetAddress(mac));
-            Some(sockets.add(dhcpv4::Socket::new()))
+            sockets.add(dhcpv4::Socket::new())
         }
     };
-    *STACK.lock() =
-        Some(Stack { iface, sockets, port, dhcp, closing: Vec::new(), listeners: Vec::new(), signal });
+    let slots = budget.socket_slots(tcp::LISTENING, OTHER_SOCKETS);
+    *STACK.lock() = Some(Stack {
+        iface,
+        sockets,
+        conns: conns::Conns::new(budget.max_conns),
+        backlog: budget.backlog,
+        port,
+        dhcp,
+        closing: Vec::with_capacity(slots),
+        listeners: Vec::new(),
+        signal,
+    });
     Ok(())
 }
 
@@ -223,7 +261,7 @@ impl Stack {
         let mut changed = false;
         self.iface.poll_maintenance(now);
         loop {
-            match self.iface.poll_ingress_single(now, &mut self.port, &mut self.sockets) {
+            match self.iface.poll_ingress_single(now, &mut self.port, &mut self.sockets.set) {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
                 PollIngressSingleResult::SocketStateChanged => {
@@ -232,7 +270,8 @@ impl Stack {
                 }
             }
         }
-        while self.iface.poll_egress(now, &mut self.port, &mut self.sockets) == PollResult::SocketStateChanged
+        while self.iface.poll_egress(now, &mut self.port, &mut self.sockets.set)
+            == PollResult::SocketStateChanged
         {
             changed = true;
         }
@@ -270,10 +309,10 @@ impl Stack {
     fn reap(&mut self) {
         use smoltcp::socket::tcp::{Socket, State};
         self.expire_handshakes();
-        let sockets = &mut self.sockets;
+        let (sockets, conns) = (&mut self.sockets, &mut self.conns);
         let before = self.closing.len();
         let now_ns = crate::time::since_boot_ns();
-        self.closing.retain(|&(h, since)| {
+        self.closing.retain(|&(h, since, slot)| {
             let socket = sockets.get_mut::<Socket>(h);
             let done = matches!(socket.state(), State::Closed | State::TimeWait);
             if done || now_ns.saturating_sub(since) > CLOSE_LIMIT_NS {
@@ -281,15 +320,20 @@ impl Stack {
                     socket.abort();
                 }
                 sockets.remove(h);
+                if let Some(slot) = slot {
+                    conns.release(slot);
+                }
                 return false;
             }
             true
         });
-        if self.closing.len() != before && log::log_enabled!(log::Level::Debug) {
+        // Said when the last closing socket goes (the heap at rest, for tests and the
+        // soak benchmark), not for every socket, which under load would flood the console.
+        if self.closing.is_empty() && before != 0 && log::log_enabled!(log::Level::Debug) {
             let heap = crate::heap_stats();
             log::debug!(
                 "net: {} sockets, {} closing; heap {} bytes in {} allocations",
-                self.sockets.iter().count(),
+                self.sockets.live(),
                 self.closing.len(),
                 heap.allocated,
                 heap.allocations
@@ -313,7 +357,7 @@ pub(crate) fn poll() -> bool {
 pub(crate) fn poll_delay_ns() -> Option<u64> {
     let mut stack = STACK.lock();
     let stack = stack.as_mut()?;
-    let delay = stack.iface.poll_delay(now(), &stack.sockets).map(|d| d.total_micros() * 1000);
+    let delay = stack.iface.poll_delay(now(), &stack.sockets.set).map(|d| d.total_micros() * 1000);
     if stack.signal != nic::Signal::Polled {
         delay
     } else {

@@ -3,41 +3,67 @@
 //! its writer (backpressure) instead of growing memory.
 
 use alloc::collections::VecDeque;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
+use core::time::Duration;
 
-use smoltcp::iface::{SocketHandle, SocketSet};
+use mm::budget::{ConnBudget, Costs};
+use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, State};
 
+use super::conns::{Admission, Sockets, try_zeroed};
 use super::{Stack, with_stack};
 
 /// Receive and send buffer sizes of every connection.
 const RX_BUFFER: usize = 4 * 1024;
 const TX_BUFFER: usize = 8 * 1024;
-/// Handshakes (and established connections not yet accepted) one listener may hold: a
-/// SYN that finds the backlog full recycles the oldest unfinished handshake, so a flood
-/// of SYNs cannot lock clients out. Sized to memory: an eighth of what is free when the
-/// listener starts, in sockets, between 16 and 1024.
-fn backlog() -> usize {
-    let free = crate::heap_stats().frames_free as usize;
-    (free / 8 / (RX_BUFFER + TX_BUFFER)).clamp(16, 1024)
-}
 
-/// Socket-table slots to reserve: one listener's full backlog and its listening sockets,
-/// plus a few for other sockets (DHCP, UDP).
-pub(super) fn socket_table_size() -> usize {
-    backlog() + LISTENING + 8
+/// What an app may allocate per connection beyond its socket (its task, read and write
+/// buffers), for the connection budget. httpd's worst case stays under it.
+const APP_BYTES_PER_CONN: u64 = 16 * 1024;
+
+/// The connection cap and backlog for the memory free now (see [`mm::budget`]):
+/// handshakes (and established connections not yet accepted) that one listener may hold,
+/// a SYN that finds the backlog full recycling the oldest unfinished handshake so a flood
+/// of SYNs cannot lock clients out; and the connections apps may hold, each at its worst.
+pub(super) fn budget(requested: Option<usize>) -> ConnBudget {
+    let heap = crate::heap_stats();
+    let free = heap.frames_free + (heap.claimed.saturating_sub(heap.allocated)) as u64;
+    // A socket costs its buffers and its slot in smoltcp's table.
+    let socket_bytes = (RX_BUFFER + TX_BUFFER + core::mem::size_of::<tcp::Socket<'static>>() + 64) as u64;
+    let (budget, cut) =
+        ConnBudget::from_memory(free, Costs { socket_bytes, app_bytes: APP_BYTES_PER_CONN }, requested);
+    if cut {
+        log::warn!(
+            "net: max_conns={} does not fit in memory; using {}",
+            requested.unwrap_or(0),
+            budget.max_conns
+        );
+    }
+    log::info!(
+        "net: at most {} connections, backlog {} ({} KiB free)",
+        budget.max_conns,
+        budget.backlog,
+        free / 1024
+    );
+    budget
 }
 
 /// Sockets kept in LISTEN per listener. smoltcp walks every socket on every poll, so a
 /// backlog of idle listening sockets would cost each request hundreds of socket visits;
 /// instead a few listen, and the stack tops them up after every received packet.
-const LISTENING: usize = 4;
+pub(super) const LISTENING: usize = 4;
+
+/// "backlog full" is logged at most this often.
+const BACKLOG_REPORT_EVERY_NS: u64 = 10_000_000_000;
 
 /// How long a handshake may stay unfinished before its socket is recycled.
 const HANDSHAKE_LIMIT_NS: u64 = 10_000_000_000;
+
+/// How long [`TcpStream::close`] waits for the peer to acknowledge what was sent; the
+/// socket then finishes closing (or is aborted) on its own.
+const LINGER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetError {
@@ -47,6 +73,8 @@ pub enum NetError {
     BadPort,
     /// The peer reset the connection, or it is closed for writing.
     ConnectionClosed,
+    /// The memory budget has no room for another socket.
+    NoRoom,
 }
 
 impl core::fmt::Display for NetError {
@@ -55,18 +83,21 @@ impl core::fmt::Display for NetError {
             NetError::NoDevice => write!(f, "no network device"),
             NetError::BadPort => write!(f, "port unavailable"),
             NetError::ConnectionClosed => write!(f, "connection closed"),
+            NetError::NoRoom => write!(f, "no room for another socket"),
         }
     }
 }
 
-fn new_listening(sockets: &mut SocketSet<'static>, port: u16) -> Result<SocketHandle, NetError> {
-    let mut socket = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
-        tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
-    );
+/// A new socket listening on `port`; `NoRoom` when the socket table or the heap has no
+/// room for it (a client's SYN then finds no listener and gets a reset).
+fn new_listening(sockets: &mut Sockets, port: u16) -> Result<SocketHandle, NetError> {
+    let (Some(rx), Some(tx)) = (try_zeroed(RX_BUFFER), try_zeroed(TX_BUFFER)) else {
+        return Err(NetError::NoRoom);
+    };
+    let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
     socket.listen(port).map_err(|_| NetError::BadPort)?;
     socket.set_nagle_enabled(false);
-    Ok(sockets.add(socket))
+    sockets.add(socket).ok_or(NetError::NoRoom)
 }
 
 /// A listening port as the stack keeps it: a few sockets in LISTEN, and the ones that
@@ -79,8 +110,10 @@ pub(super) struct ListenQueue {
     limit: usize,
     /// The task waiting in `accept`.
     waker: Option<Waker>,
-    /// Whether "backlog full" was logged since the backlog last had room.
-    full_logged: bool,
+    /// When "backlog full" was last logged (kernel ns, 0 for never), and the handshakes
+    /// recycled since.
+    full_reported_ns: u64,
+    recycled: u64,
 }
 
 impl ListenQueue {
@@ -115,9 +148,7 @@ impl Stack {
             });
             top_up(sockets, queue);
             if queue.listening.is_empty() {
-                recycle_oldest_handshake(sockets, queue);
-            } else if queue.pending.len() < queue.limit / 2 {
-                queue.full_logged = false;
+                recycle_oldest_handshake(sockets, queue, now);
             }
         }
     }
@@ -130,30 +161,29 @@ impl Stack {
         let now = crate::time::since_boot_ns();
         let sockets = &mut self.sockets;
         for queue in self.listeners.iter_mut().flatten() {
-            // Established ones past the limit still wait for `accept`, at the front.
-            let mut kept = Vec::new();
-            while let Some(&(h, since)) = queue.pending.front()
+            // Established ones past the limit still wait for `accept`, among the front.
+            let mut i = 0;
+            while let Some(&(h, since)) = queue.pending.get(i)
                 && now.saturating_sub(since) >= HANDSHAKE_LIMIT_NS
             {
-                queue.pending.pop_front();
                 // Unfinished, or reset back to listening (surplus by now).
                 if matches!(sockets.get::<tcp::Socket>(h).state(), State::SynReceived | State::Listen) {
+                    queue.pending.remove(i);
                     sockets.remove(h);
                 } else {
-                    kept.push((h, since));
+                    i += 1;
                 }
-            }
-            for entry in kept.into_iter().rev() {
-                queue.pending.push_front(entry);
             }
         }
     }
 
-    /// An accepted connection, or `Pending` with `waker` registered.
-    fn accept(&mut self, id: usize, waker: &Waker) -> Poll<Result<SocketHandle, NetError>> {
+    /// An accepted connection with its slot in `conns`, or `Pending` with `waker`
+    /// registered. A connection over the cap replaces a quiet one or is reset.
+    fn accept(&mut self, id: usize, waker: &Waker) -> Poll<Result<(SocketHandle, usize), NetError>> {
         let Some(queue) = self.listeners.get_mut(id).and_then(Option::as_mut) else {
             return Poll::Ready(Err(NetError::BadPort));
         };
+        let now = crate::time::since_boot_ns();
         let mut i = 0;
         while i < queue.pending.len() {
             let (h, _) = queue.pending[i];
@@ -178,7 +208,17 @@ impl Stack {
                     // The backlog has room again: listen now, not after the next packet
                     // (which may be the SYN that would otherwise find no listener).
                     top_up(&mut self.sockets, queue);
-                    return Poll::Ready(Ok(h));
+                    match self.conns.admit(now, queue.port) {
+                        Admission::Room => {}
+                        Admission::Replaced(quiet) => self.sockets.get_mut::<tcp::Socket>(quiet).abort(),
+                        Admission::Full => {
+                            // Reset, and freed once the reset is out.
+                            self.sockets.get_mut::<tcp::Socket>(h).abort();
+                            self.closing.push((h, now, None));
+                            continue;
+                        }
+                    }
+                    return Poll::Ready(Ok((h, self.conns.insert(h, now))));
                 }
             }
         }
@@ -187,8 +227,8 @@ impl Stack {
     }
 }
 
-/// Adds listening sockets up to `LISTENING`, as far as the backlog allows.
-fn top_up(sockets: &mut SocketSet<'static>, queue: &mut ListenQueue) {
+/// Adds listening sockets up to `LISTENING`, as far as the backlog and memory allow.
+fn top_up(sockets: &mut Sockets, queue: &mut ListenQueue) {
     while queue.listening.len() < LISTENING && queue.listening.len() + queue.pending.len() < queue.limit {
         match new_listening(sockets, queue.port) {
             Ok(h) => queue.listening.push(h),
@@ -209,17 +249,20 @@ fn relisten(socket: &mut tcp::Socket<'static>, port: u16) -> bool {
 /// Turns the longest-waiting unfinished handshake of `queue` back into a listening
 /// socket (no RST: a flood's source addresses are usually forged). Established sockets
 /// waiting for `accept` are passed over; they are few and at the front.
-fn recycle_oldest_handshake(sockets: &mut SocketSet<'static>, queue: &mut ListenQueue) {
+fn recycle_oldest_handshake(sockets: &mut Sockets, queue: &mut ListenQueue, now: u64) {
     let oldest =
         queue.pending.iter().position(|&(h, _)| sockets.get::<tcp::Socket>(h).state() == State::SynReceived);
     let Some((h, _)) = oldest.and_then(|i| queue.pending.remove(i)) else { return };
-    if !queue.full_logged {
-        queue.full_logged = true;
+    queue.recycled += 1;
+    if queue.full_reported_ns == 0 || now.saturating_sub(queue.full_reported_ns) >= BACKLOG_REPORT_EVERY_NS {
         log::warn!(
-            "tcp: port {}: backlog full ({} connections pending); recycling the oldest unfinished handshakes",
+            "tcp: port {}: backlog full ({} connections pending): recycling the oldest unfinished handshakes ({} since this was last said)",
             queue.port,
-            queue.pending.len() + 1
+            queue.pending.len() + 1,
+            queue.recycled
         );
+        queue.full_reported_ns = now.max(1);
+        queue.recycled = 0;
     }
     if relisten(sockets.get_mut::<tcp::Socket>(h), queue.port) {
         queue.listening.push(h);
@@ -241,8 +284,8 @@ impl TcpListener {
         if port == 0 {
             return Err(NetError::BadPort);
         }
-        let limit = backlog();
         with_stack(|s| {
+            let limit = s.backlog;
             let taken = s.listeners.iter().flatten().any(|q| q.port == port);
             if taken {
                 return Err(NetError::BadPort);
@@ -253,7 +296,8 @@ impl TcpListener {
                 pending: VecDeque::with_capacity(limit),
                 limit,
                 waker: None,
-                full_logged: false,
+                full_reported_ns: 0,
+                recycled: 0,
             };
             let id = match s.listeners.iter().position(Option::is_none) {
                 Some(free) => free,
@@ -277,13 +321,18 @@ impl TcpListener {
         self.backlog
     }
 
+    /// How many connections apps may hold at once (`max_conns=`, else sized to memory).
+    pub fn max_conns(&self) -> usize {
+        with_stack(|s| s.conns.max()).unwrap_or(0)
+    }
+
     /// The next established connection.
     pub async fn accept(&mut self) -> Result<TcpStream, NetError> {
         let id = self.id;
-        let handle =
+        let (handle, slot) =
             poll_fn(|cx| with_stack(|s| s.accept(id, cx.waker())).unwrap_or_else(|e| Poll::Ready(Err(e))))
                 .await?;
-        Ok(TcpStream { handle })
+        Ok(TcpStream { handle, slot })
     }
 }
 
@@ -303,17 +352,21 @@ impl Drop for TcpListener {
 #[derive(Debug)]
 pub struct TcpStream {
     handle: SocketHandle,
+    /// Its place in the stack's connection table.
+    slot: usize,
 }
 
 impl TcpStream {
     /// Reads at least one byte into `buf`; `Ok(0)` at end of stream.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
-        let handle = self.handle;
+        let (handle, slot) = (self.handle, self.slot);
         poll_fn(|cx| {
             with_stack(|s| {
                 let socket = s.sockets.get_mut::<tcp::Socket>(handle);
                 if socket.can_recv() {
-                    return Poll::Ready(socket.recv_slice(buf).map_err(|_| NetError::ConnectionClosed));
+                    let read = socket.recv_slice(buf).map_err(|_| NetError::ConnectionClosed);
+                    s.conns.touch(slot, crate::time::since_boot_ns());
+                    return Poll::Ready(read);
                 }
                 if !socket.may_recv() {
                     // The peer finished sending (FIN) or the connection is gone: end of
@@ -328,36 +381,44 @@ impl TcpStream {
     }
 
     /// Writes all of `data`, waiting for room in the send buffer as needed.
+    /// Time spent waiting for room counts as quiet for the connection budget: a peer
+    /// that stops reading is a candidate for replacement.
     pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), NetError> {
-        let handle = self.handle;
+        let (handle, slot) = (self.handle, self.slot);
         poll_fn(|cx| {
             with_stack(|s| {
                 let socket = s.sockets.get_mut::<tcp::Socket>(handle);
-                loop {
+                let before = data.len();
+                let result = loop {
                     if data.is_empty() {
-                        return Poll::Ready(Ok(()));
+                        break Poll::Ready(Ok(()));
                     }
                     if !socket.may_send() {
-                        return Poll::Ready(Err(NetError::ConnectionClosed));
+                        break Poll::Ready(Err(NetError::ConnectionClosed));
                     }
                     if !socket.can_send() {
                         socket.register_send_waker(cx.waker());
-                        return Poll::Pending;
+                        break Poll::Pending;
                     }
                     match socket.send_slice(data) {
                         Ok(n) => data = &data[n..],
-                        Err(_) => return Poll::Ready(Err(NetError::ConnectionClosed)),
+                        Err(_) => break Poll::Ready(Err(NetError::ConnectionClosed)),
                     }
+                };
+                if data.len() != before {
+                    s.conns.touch(slot, crate::time::since_boot_ns());
                 }
+                result
             })?
         })
         .await
     }
 
-    /// Closes the sending side and waits until everything sent was acknowledged.
+    /// Closes the sending side and waits until everything sent was acknowledged, or
+    /// `LINGER` passed.
     pub async fn close(self) {
         let handle = self.handle;
-        let _ = poll_fn(|cx| {
+        let acknowledged = poll_fn(|cx| {
             with_stack(|s| {
                 let socket = s.sockets.get_mut::<tcp::Socket>(handle);
                 socket.close();
@@ -369,8 +430,8 @@ impl TcpStream {
                 }
             })
             .unwrap_or(Poll::Ready(()))
-        })
-        .await;
+        });
+        let _ = crate::executor::timeout(LINGER, acknowledged).await;
         // `Drop` hands the socket to the reaper.
     }
 
@@ -383,10 +444,12 @@ impl TcpStream {
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
-        let handle = self.handle;
+        let (handle, slot) = (self.handle, self.slot);
         let _ = with_stack(|s| {
+            let now = crate::time::since_boot_ns();
             s.sockets.get_mut::<tcp::Socket>(handle).close();
-            s.closing.push((handle, crate::time::since_boot_ns()));
+            s.conns.closing(slot, now);
+            s.closing.push((handle, now, Some(slot)));
         });
     }
 }

@@ -41,7 +41,8 @@ impl UdpSocket {
                 || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; PACKETS], vec![0; PAYLOAD]);
             let mut socket = udp::Socket::new(buffer(), buffer());
             socket.bind(port).map_err(|_| NetError::BadPort)?;
-            Ok(UdpSocket { handle: s.sockets.add(socket) })
+            let handle = s.sockets.add(socket).ok_or(NetError::NoRoom)?;
+            Ok(UdpSocket { handle })
         })?
     }
 
