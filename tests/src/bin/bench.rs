@@ -6,7 +6,8 @@
 //! between the two so machine noise (thermal, other load) hits both equally.
 //! Then hello as a Xen PV and PVH dom0: QEMU start to Xen's halt line.
 //! `bench pvops` times the hot pv ops, `bench first200` QEMU start to httpd's first
-//! 200, and `bench http` runs wrk against httpd and Linux guests.
+//! 200, `bench http` runs wrk against httpd and Linux guests, and `bench soak` holds
+//! httpd under wrk for minutes and reports whether throughput, latency and heap stay flat.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -15,7 +16,7 @@ use tests::{Dom0, Vm, XEN_HALTED, build_app, build_floor_stub, require_qemu, xen
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS]"
+        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS] [--tap]\n       bench soak [--minutes N]"
     );
     ExitCode::from(2)
 }
@@ -40,6 +41,13 @@ fn main() -> ExitCode {
             }
         }
         return http(secs, tap);
+    }
+    if cmd == "soak" {
+        return match rest {
+            [] => soak(10),
+            [flag, n] if flag == "--minutes" => n.parse().ok().filter(|&n| n > 0).map_or_else(usage, soak),
+            _ => usage(),
+        };
     }
     if cmd == "first200" {
         return match rest {
@@ -573,5 +581,71 @@ fn http(secs: u32, tap: bool) -> ExitCode {
             println!("ratio {name}/chameleon start->first 200: {:.1}x", lf.as_secs_f64() / cf.as_secs_f64());
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// The least-squares slope of `ys` against their index (per slice).
+fn slope(ys: &[f64]) -> f64 {
+    let n = ys.len() as f64;
+    if ys.len() < 2 {
+        return 0.0;
+    }
+    let mean_x = (n - 1.0) / 2.0;
+    let mean_y = ys.iter().sum::<f64>() / n;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (i, y) in ys.iter().enumerate() {
+        let dx = i as f64 - mean_x;
+        num += dx * (y - mean_y);
+        den += dx * dx;
+    }
+    num / den
+}
+
+/// httpd (64 MiB, tap device in a network namespace) under `wrk -c32` for `minutes`
+/// one-minute slices: req/s, p50/p99 and the guest's heap at rest after each slice, and
+/// each column's slope per slice. Over the tap device, so the figures are the guest's
+/// and not QEMU's user network's (whose forwarded port accepts with a backlog of 1).
+fn soak(minutes: u32) -> ExitCode {
+    require_qemu();
+    let httpd = build_app("httpd");
+    let ns = Namespace::create(format!("chmsoak{}", std::process::id()));
+    let vm = Vm::new(&httpd)
+        .memory_mib(64)
+        .cmdline("log=debug ip=10.0.3.2/24")
+        .arg("-netdev")
+        .arg("tap,id=n0,ifname=tap0,script=no,downscript=no")
+        .arg("-device")
+        .arg("virtio-net-pci,netdev=n0")
+        .inside(&["ip", "netns", "exec", &ns.0])
+        .verbose(false)
+        .timeout(Duration::from_secs(u64::from(minutes) * 70 + 120));
+    let mut run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
+    first_200_in(&ns.0, run.started, Duration::from_secs(60)).expect("httpd answers");
+    let heap_at_rest = |run: &mut tests::Running| {
+        // The stack logs the heap when its last closing connection is gone.
+        std::thread::sleep(Duration::from_secs(2));
+        run.heap_figure().map_or(f64::NAN, |b| b as f64 / 1024.0)
+    };
+    let idle = heap_at_rest(&mut run);
+    let target = Target::Namespace(ns.0.clone());
+    println!("soak: wrk -c32 against httpd (64 MiB, tap device), {minutes} one-minute slices; heap at rest after each");
+    println!("{:>5} {:>10} {:>9} {:>9} {:>7} {:>10}", "slice", "req/s", "p50 ms", "p99 ms", "errors", "heap KiB");
+    println!("{:>5} {:>10} {:>9} {:>9} {:>7} {:>10.0}", "idle", "", "", "", "", idle);
+    let mut rows = Vec::new();
+    for slice in 1..=minutes {
+        let r = wrk(&target, 32, 60, false);
+        let heap = heap_at_rest(&mut run);
+        assert!(run.is_running(), "httpd stopped during slice {slice}:\n{}", run.qemu_stderr());
+        println!("{:>5} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>10.0}", slice, r.rps, r.p50_ms, r.p99_ms, r.errors, heap);
+        rows.push((r, heap));
+    }
+    let column = |f: &dyn Fn(&(WrkResult, f64)) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+    println!(
+        "slope per slice: req/s {:+.1}, p50 {:+.3} ms, p99 {:+.3} ms, heap {:+.1} KiB",
+        slope(&column(&|(r, _)| r.rps)),
+        slope(&column(&|(r, _)| r.p50_ms)),
+        slope(&column(&|(r, _)| r.p99_ms)),
+        slope(&column(&|(_, h)| *h)),
+    );
     ExitCode::SUCCESS
 }
