@@ -106,14 +106,13 @@ fn respond(req: &http::Request<'_>, out: &mut Vec<u8>, decoded: &mut [u8]) -> An
         error(out, 405, keep_alive);
         return Answer { open: keep_alive, body: &[] };
     }
-    if req.has_body {
+    if req.body != http::Body::None {
         // A GET or HEAD with a body: refuse, and close (the body is not read).
         error(out, 413, false);
         return Answer { open: false, body: &[] };
     }
-    let file = match http::decode_path(req.path, decoded) {
-        Some(path) if !http::escapes_root(path) => find(path),
-        Some(_) => None,
+    let file = match http::resolve_path(req.path, decoded) {
+        Some(path) => find(path),
         None => {
             error(out, 400, false);
             return Answer { open: false, body: &[] };
@@ -161,14 +160,9 @@ async fn serve(mut stream: TcpStream, idle: Duration) {
                     }
                 }
                 Err(ParseError::Incomplete) => break,
-                Err(ParseError::Bad(why)) => {
-                    log::debug!("httpd: bad request: {why}");
-                    error(&mut out, 400, false);
-                    open = false;
-                    break;
-                }
-                Err(ParseError::TooLarge) => {
-                    error(&mut out, 431, false);
+                Err(refused) => {
+                    log::debug!("httpd: refused request: {refused:?}");
+                    error(&mut out, refused.status().unwrap_or(400), false);
                     open = false;
                     break;
                 }
