@@ -968,6 +968,44 @@ mod tests {
         }
     }
 
+    /// Random inputs from an alphabet of the bytes the parsers act on: nothing panics,
+    /// and what is accepted stays inside its input.
+    #[test]
+    fn random_inputs_do_not_panic() {
+        const ALPHABET: &[u8] = b"GET /HTP1.0\r\n:, \t\"W*=-?%2e#bytes;chunkedHostContent-Length9\0\xff";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            // xorshift64: reproducible, and enough to spread inputs over the alphabet.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut input = Vec::new();
+        let mut scratch = [0u8; 48];
+        for _ in 0..100_000 {
+            input.clear();
+            let len = (next() % 64) as usize;
+            input.extend((0..len).map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize]));
+            if let Ok((_, used)) = parse(&input, 48) {
+                assert!(used <= input.len());
+            }
+            let _ = byte_range(&input, next() % 200);
+            let _ = if_none_match_hits(&input, b"\"a\"");
+            let _ = if_range_holds(&input, b"\"a\"", 0);
+            let _ = parse_http_date(&input);
+            if let Ok(text) = core::str::from_utf8(&input) {
+                if let Some(path) = resolve_path(text, &mut scratch) {
+                    assert!(
+                        path.starts_with('/') && !path.split('/').any(|s| s == ".." || s == "."),
+                        "{path:?}"
+                    );
+                }
+                encode_path(text, |_| {});
+            }
+        }
+    }
+
     fn resolve(path: &str) -> Option<std::string::String> {
         let mut buf = [0u8; 64];
         resolve_path(path, &mut buf).map(std::string::String::from)
