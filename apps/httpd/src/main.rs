@@ -47,17 +47,22 @@ mod site {
 
 /// Request heads longer than this get 431.
 const MAX_HEAD: usize = 8 * 1024;
+/// Bytes taken from the socket per read.
+const READ_CHUNK: usize = 2048;
 /// Pipelined response heads (and error bodies) are gathered up to this size before a
 /// write; file bodies go out as they come.
-const WRITE_BATCH: usize = 16 * 1024;
+const WRITE_BATCH: usize = 4 * 1024;
+// A connection's memory at its worst: the request buffer (a head just short of
+// `MAX_HEAD` plus a read), the response buffer (a batch plus one head, in a `Vec` that
+// doubles: 8 KiB) and the task (read chunk, path scratch, state: under 4 KiB). The
+// kernel's connection budget allows 24 KiB per connection for all of it.
+const _: () = assert!(MAX_HEAD + READ_CHUNK + 2 * WRITE_BATCH + 4096 <= 24 * 1024);
 /// An unwanted request body up to this size is read and dropped so that the connection
 /// can stay open (as nginx discards bodies); a larger one closes the connection.
 const MAX_DISCARD: u64 = 64 * 1024;
 /// Responses go out in pieces this big, each under the send timeout: a slow reader that
 /// keeps taking data is served, one that stops is dropped.
 const SEND_PIECE: usize = 8 * 1024;
-/// How long a closing connection waits for its last data to be acknowledged.
-const CLOSE_LINGER: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy)]
 struct Config {
@@ -346,16 +351,21 @@ async fn send(stream: &mut TcpStream, data: &[u8], limit: Duration) -> Result<()
     Ok(())
 }
 
-/// Closes after the last data is acknowledged, or after `CLOSE_LINGER` at the latest
-/// (the socket then goes to the kernel's reaper).
-async fn close(stream: TcpStream) {
-    let _ = timeout(CLOSE_LINGER, stream.close()).await;
+/// Appends to the request buffer, whose capacity doubles as a `Vec`'s would but stops at
+/// the most a head can need (the connection's memory stays within its budget).
+fn append(buf: &mut Vec<u8>, data: &[u8]) {
+    let needed = buf.len() + data.len();
+    if needed > buf.capacity() {
+        let capacity = (buf.capacity() * 2).clamp(needed, (MAX_HEAD + READ_CHUNK).max(needed));
+        buf.reserve_exact(capacity - buf.len());
+    }
+    buf.extend_from_slice(data);
 }
 
 async fn serve(mut stream: TcpStream, config: Config) {
-    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 2048];
+    let mut chunk = [0u8; READ_CHUNK];
     // Zeroed once per connection, not per request.
     let mut scratch = [0u8; 1024];
     // Bytes of an unwanted request body still to drop.
@@ -412,7 +422,7 @@ async fn serve(mut stream: TcpStream, config: Config) {
             out.clear();
         }
         if !open {
-            close(stream).await;
+            stream.close().await;
             return;
         }
         if discard == 0 && http::parse(&buf, MAX_HEAD).is_ok() {
@@ -435,24 +445,24 @@ async fn serve(mut stream: TcpStream, config: Config) {
                     // The body is done: the next head gets a deadline of its own.
                     deadline = None;
                 }
-                buf.extend_from_slice(&chunk[dropped..n]);
+                append(&mut buf, &chunk[dropped..n]);
             }
             Err(_) if between_requests => {
                 // Nothing was asked, so nothing is answered (an unsolicited 408 would
                 // be taken as the response to a request the client sends meanwhile).
-                close(stream).await;
+                stream.close().await;
                 return;
             }
             Err(_) if discard > 0 => {
                 log::debug!("httpd: request body not complete within {:?}", config.header);
-                close(stream).await;
+                stream.close().await;
                 return;
             }
             Err(_) => {
                 log::debug!("httpd: request head not complete within {:?}", config.header);
                 error(&mut out, 408, false, true);
                 if send(&mut stream, &out, config.send).await.is_ok() {
-                    close(stream).await;
+                    stream.close().await;
                 }
                 return;
             }

@@ -16,7 +16,7 @@ pub const F_STATUS: u64 = 1 << 16;
 const RX: u16 = 0;
 const TX: u16 = 1;
 /// A queue never gets longer than this: 256 slots of 2 KiB is plenty for one core.
-const MAX_QUEUE: u16 = 256;
+pub const MAX_QUEUE: u16 = 256;
 /// Header (at most 12 bytes) plus an Ethernet frame of 1514 bytes, rounded up.
 pub const BUFFER_LEN: usize = 2048;
 /// The largest Ethernet frame (without FCS) this driver sends or accepts.
@@ -68,6 +68,7 @@ fn make_queue<T: Transport, A: DmaAllocator>(
     t: &T,
     alloc: &A,
     index: u16,
+    limit: u16,
     event_idx: bool,
     msix: Option<u16>,
 ) -> Result<SplitQueue<A::Ring>, Error> {
@@ -76,7 +77,7 @@ fn make_queue<T: Transport, A: DmaAllocator>(
         return Err(Error::NoQueue(index));
     }
     // Legacy devices fix the size; modern ones take any power of two up to the max.
-    let size = if t.legacy_layout() { max } else { max.min(MAX_QUEUE) };
+    let size = if t.legacy_layout() { max } else { max.min(limit) };
     let layout = Layout::new(size, t.legacy_layout());
     let mem = alloc.alloc_ring(layout.total).ok_or(Error::OutOfMemory)?;
     let q = SplitQueue::new(mem, layout, event_idx);
@@ -86,8 +87,12 @@ fn make_queue<T: Transport, A: DmaAllocator>(
 }
 
 impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
-    /// Brings the device up and fills the receive queue.
-    pub fn new(transport: T, alloc: &A, msix: Option<MsixEntries>) -> Result<Self, Error> {
+    /// Brings the device up and fills the receive queue. Queues are at most
+    /// `queue_limit` slots long (a power of two, at most [`MAX_QUEUE`]), each slot with a
+    /// buffer of `BUFFER_LEN`, so a small guest can spend less on them; legacy devices
+    /// fix their own size.
+    pub fn new(transport: T, alloc: &A, msix: Option<MsixEntries>, queue_limit: u16) -> Result<Self, Error> {
+        let limit = queue_limit.clamp(1, MAX_QUEUE);
         let wanted = F_VERSION_1 | F_MAC | F_STATUS | F_MRG_RXBUF | F_EVENT_IDX;
         let features = negotiate(&transport, wanted)?;
         let event_idx = features & F_EVENT_IDX != 0;
@@ -95,8 +100,8 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
             transport.set_status(status::FAILED);
             e
         };
-        let rx = make_queue(&transport, alloc, RX, event_idx, msix.map(|m| m.rx)).map_err(fail)?;
-        let tx = make_queue(&transport, alloc, TX, event_idx, msix.map(|m| m.tx)).map_err(fail)?;
+        let rx = make_queue(&transport, alloc, RX, limit, event_idx, msix.map(|m| m.rx)).map_err(fail)?;
+        let tx = make_queue(&transport, alloc, TX, limit, event_idx, msix.map(|m| m.tx)).map_err(fail)?;
         let mut mac = [0u8; 6];
         if features & F_MAC != 0 {
             for (i, b) in mac.iter_mut().enumerate() {

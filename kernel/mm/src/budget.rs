@@ -65,7 +65,7 @@ impl ConnBudget {
 mod tests {
     use super::*;
 
-    const COSTS: Costs = Costs { socket_bytes: 12 * 1024 + 640, app_bytes: 16 * 1024 };
+    const COSTS: Costs = Costs { socket_bytes: 12 * 1024 + 640, app_bytes: 24 * 1024 };
     const MIB: u64 = 1 << 20;
 
     /// Worst-case bytes of a budget: every connection at its app allowance, every

@@ -105,7 +105,18 @@ fn probe_mmio(dev: &MmioDevice) -> Option<Probed> {
     let signal = if crate::interrupts::route(line, NET_VECTOR) { Signal::Line(line) } else { Signal::Polled };
     let transport = AnyTransport::Mmio(transport);
     log::info!("net: virtio-net ({}) at {:#x}, {signal}", transport.name(), dev.base);
-    Some(VirtioNet::new(transport, &DMA, None).map(|nic| (nic, signal)))
+    Some(VirtioNet::new(transport, &DMA, None, queue_limit()).map(|nic| (nic, signal)))
+}
+
+/// Queue slots per direction for the memory there is: each slot holds a 2 KiB buffer in
+/// both queues, and the card gets at most a quarter of free memory (64 slots at `-m 3`,
+/// the full 256 from about 8 MiB up).
+fn queue_limit() -> u16 {
+    let free = crate::heap_stats().frames_free;
+    let per_slot = 2 * drivers::virtio::net::BUFFER_LEN as u64;
+    let slots = (free / 4 / per_slot).clamp(16, u64::from(drivers::virtio::net::MAX_QUEUE));
+    // A power of two, as modern devices require.
+    1 << slots.ilog2()
 }
 
 fn probe_pci() -> Option<Probed> {
@@ -144,5 +155,5 @@ fn probe_pci() -> Option<Probed> {
         (None, _) => Signal::Polled,
     };
     log::info!("net: virtio-net ({}) at {}, {signal}", transport.name(), f.bdf);
-    Some(VirtioNet::new(transport, &DMA, msix).map(|nic| (nic, signal)))
+    Some(VirtioNet::new(transport, &DMA, msix, queue_limit()).map(|nic| (nic, signal)))
 }

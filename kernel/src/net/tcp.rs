@@ -20,8 +20,9 @@ const RX_BUFFER: usize = 4 * 1024;
 const TX_BUFFER: usize = 8 * 1024;
 
 /// What an app may allocate per connection beyond its socket (its task, read and write
-/// buffers), for the connection budget. httpd's worst case stays under it.
-const APP_BYTES_PER_CONN: u64 = 16 * 1024;
+/// buffers), for the connection budget. httpd's worst case stays under it (checked where
+/// httpd sizes its buffers).
+const APP_BYTES_PER_CONN: u64 = 24 * 1024;
 
 /// The connection cap and backlog for the memory free now (see [`mm::budget`]):
 /// handshakes (and established connections not yet accepted) that one listener may hold,
@@ -63,7 +64,7 @@ const HANDSHAKE_LIMIT_NS: u64 = 10_000_000_000;
 
 /// How long [`TcpStream::close`] waits for the peer to acknowledge what was sent; the
 /// socket then finishes closing (or is aborted) on its own.
-const LINGER: Duration = Duration::from_secs(5);
+const LINGER: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetError {

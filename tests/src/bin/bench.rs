@@ -628,15 +628,23 @@ fn soak(minutes: u32) -> ExitCode {
     };
     let idle = heap_at_rest(&mut run);
     let target = Target::Namespace(ns.0.clone());
-    println!("soak: wrk -c32 against httpd (64 MiB, tap device), {minutes} one-minute slices; heap at rest after each");
-    println!("{:>5} {:>10} {:>9} {:>9} {:>7} {:>10}", "slice", "req/s", "p50 ms", "p99 ms", "errors", "heap KiB");
+    println!(
+        "soak: wrk -c32 against httpd (64 MiB, tap device), {minutes} one-minute slices; heap at rest after each"
+    );
+    println!(
+        "{:>5} {:>10} {:>9} {:>9} {:>7} {:>10}",
+        "slice", "req/s", "p50 ms", "p99 ms", "errors", "heap KiB"
+    );
     println!("{:>5} {:>10} {:>9} {:>9} {:>7} {:>10.0}", "idle", "", "", "", "", idle);
     let mut rows = Vec::new();
     for slice in 1..=minutes {
         let r = wrk(&target, 32, 60, false);
         let heap = heap_at_rest(&mut run);
         assert!(run.is_running(), "httpd stopped during slice {slice}:\n{}", run.qemu_stderr());
-        println!("{:>5} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>10.0}", slice, r.rps, r.p50_ms, r.p99_ms, r.errors, heap);
+        println!(
+            "{:>5} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>10.0}",
+            slice, r.rps, r.p50_ms, r.p99_ms, r.errors, heap
+        );
         rows.push((r, heap));
     }
     let column = |f: &dyn Fn(&(WrkResult, f64)) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
