@@ -72,10 +72,12 @@ fn parse_cmdline(cmdline: &str) -> Parsed<'_> {
     let mut net = crate::net::NetConfig { ip: settings.ip, gateway: settings.gateway, mmio: [None; 8] };
     for value in settings.virtio_mmio.iter().flatten() {
         match drivers::virtio::mmio::parse_cmdline_device(value) {
-            Some(dev) => add_mmio_device(&mut net, dev),
-            None => crate::println!(
-                "chameleon: warning: command line: `virtio_mmio.device={value}` ignored: expected <size>@<base>:<irq>"
-            ),
+            Ok(dev) => add_mmio_device(&mut net, dev),
+            Err(why) => {
+                crate::println!(
+                    "chameleon: warning: command line: `virtio_mmio.device={value}` ignored: {why}"
+                )
+            }
         }
     }
     Parsed { settings, warnings, net }
