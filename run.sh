@@ -8,6 +8,8 @@
 #   ./run.sh xen pv|pvh [APP]          boot APP (default: hello) as a Xen 4.17 dom0, Xen
 #                                      itself under QEMU TCG; stops when Xen reports the
 #                                      dom0 halted (exit 0) or crashed (exit 1)
+#   ./run.sh fuzz [TARGET] [--seconds N]  run every cargo-fuzz target in fuzz/ (or one)
+#                                      for N seconds each (default 60); exit 1 on a crash
 #
 # Environment: ACCEL=kvm|tcg (default: kvm when /dev/kvm is usable and the CPU has
 # hardware virtualisation, else tcg), MEM (MiB, default 64), MACHINE (default pc),
@@ -176,6 +178,71 @@ xen() {
     exit "$status"
 }
 
+# Runs the cargo-fuzz targets of fuzz/ (FUZZING.md) for a bounded time each, on a
+# working copy of the committed seed corpus in target/fuzz/corpus/TARGET (it grows
+# there from run to run; fuzz/corpus stays as committed). A crashing input lands in
+# target/fuzz/artifacts/TARGET/ and its path is printed. Without nightly or cargo-fuzz
+# it says so and exits 0, so CI without them is not failed by it.
+fuzz() {
+    local seconds=60 targets=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --seconds) seconds=${2:-}; shift 2 || die "fuzz: --seconds needs a number" ;;
+            --seconds=*) seconds=${1#*=}; shift ;;
+            -*) die "fuzz: unknown option '$1'" ;;
+            *) targets+=("$1"); shift ;;
+        esac
+    done
+    [[ $seconds =~ ^[1-9][0-9]*$ ]] || die "fuzz: --seconds takes a whole number of seconds, got '$seconds'"
+    if ! rustup toolchain list | grep -q '^nightly'; then
+        echo "run.sh: fuzzing needs the nightly toolchain (rustup toolchain install nightly); skipped" >&2
+        exit 0
+    fi
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+        echo "run.sh: fuzzing needs cargo-fuzz (cargo +nightly install cargo-fuzz --locked); skipped" >&2
+        exit 0
+    fi
+    local known
+    known=$(cd fuzz && cargo +nightly fuzz list)
+    [ ${#targets[@]} -gt 0 ] || mapfile -t targets <<< "$known"
+    local t
+    for t in "${targets[@]}"; do
+        grep -qx "$t" <<< "$known" || die "fuzz: no target '$t' (targets: $(echo $known))"
+    done
+    # No sanitizer: the fuzzed crates forbid unsafe code, so AddressSanitizer would
+    # only halve the executions; overflow checks and assertions stay on.
+    local build=(-s none)
+    (cd fuzz && cargo +nightly fuzz build "${build[@]}") >&2 || die "fuzz: building the targets failed"
+    local work=$PWD/target/fuzz crashed=() log
+    printf '%-18s %8s %12s %9s %s\n' target seconds executions exec/s crashes
+    for t in "${targets[@]}"; do
+        mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
+        cp fuzz/corpus/"$t"/* "$work/corpus/$t/"
+        log=$work/$t.log
+        echo "\$ (cd fuzz && cargo +nightly fuzz run ${build[*]} $t $work/corpus/$t -- -dict=dict/$t.dict -max_total_time=$seconds -artifact_prefix=$work/artifacts/$t/ -print_final_stats=1)" >&2
+        local status=0
+        (cd fuzz && cargo +nightly fuzz run "${build[@]}" "$t" "$work/corpus/$t" -- -dict="dict/$t.dict" \
+            -max_total_time="$seconds" -artifact_prefix="$work/artifacts/$t/" -print_final_stats=1) > "$log" 2>&1 ||
+            status=$?
+        local runs speed found=0
+        runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+        speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
+        if [ "$status" -ne 0 ]; then
+            found=1
+            local input
+            input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
+            crashed+=("$t: ${input:-no input saved, see $log}")
+        fi
+        printf '%-18s %8s %12s %9s %s\n' "$t" "$seconds" "${runs:-?}" "${speed:-?}" "$found"
+    done
+    if [ ${#crashed[@]} -gt 0 ]; then
+        echo "run.sh: fuzzing found crashes (logs in $work/TARGET.log); reproduce one with" >&2
+        echo "  (cd fuzz && cargo +nightly fuzz run -s none TARGET INPUT):" >&2
+        printf '  %s\n' "${crashed[@]}" >&2
+        exit 1
+    fi
+}
+
 case "${1:-}" in
     build)
         build "${2:-httpd}"
@@ -201,8 +268,12 @@ case "${1:-}" in
         shift
         xen "$@"
         ;;
+    fuzz)
+        shift
+        fuzz "$@"
+        ;;
     -h|--help|help)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
         ;;
     *)
         app=httpd

@@ -51,6 +51,15 @@ const COMMAND_BUS_MASTER: u16 = 1 << 2;
 const COMMAND_INTX_DISABLE: u16 = 1 << 10;
 const STATUS_CAPABILITIES: u16 = 1 << 4;
 
+/// The configuration space capabilities live in; a capability whose registers would
+/// run past it is refused (port-based access wraps such offsets back to the header).
+pub const CONFIG_LEN: u16 = 256;
+
+/// Whether a capability at `cap` with `len` bytes of registers fits the space.
+pub fn capability_fits(cap: u16, len: u16) -> bool {
+    cap + len <= CONFIG_LEN
+}
+
 pub const CAP_MSI: u8 = 0x05;
 pub const CAP_VENDOR: u8 = 0x09;
 pub const CAP_MSIX: u8 = 0x11;
@@ -114,12 +123,33 @@ pub enum Bar {
     Io { port: u16, size: u16 },
 }
 
+/// A BAR whose window, as decoded, runs past the end of its address space (memory:
+/// 2^64, I/O: port 0xffff).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarWraps {
+    pub index: u8,
+    pub base: u64,
+    pub size: u64,
+}
+
+impl core::fmt::Display for BarWraps {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "BAR{} ({:#x}, size {:#x}) runs past the end of its address space",
+            self.index, self.base, self.size
+        )
+    }
+}
+
 /// Decodes BAR `index` (0..6) by the usual write-ones-and-read-back probe, with decoding
-/// turned off meanwhile. `None` for an unimplemented BAR or the upper half of a 64-bit
-/// one.
-pub fn bar(cfg: &impl ConfigSpace, bdf: Bdf, index: u8) -> Option<Bar> {
+/// turned off meanwhile. `Ok(None)` for an unimplemented BAR or the upper half of a
+/// 64-bit one. The size is the lowest address bit the device lets software write (so a
+/// mask with holes, or a 64-bit BAR whose upper half reads back 0, still gives the size
+/// the device decodes), and a window that would wrap is an error.
+pub fn bar(cfg: &impl ConfigSpace, bdf: Bdf, index: u8) -> Result<Option<Bar>, BarWraps> {
     if index >= 6 {
-        return None;
+        return Ok(None);
     }
     let off = BAR0 + u16::from(index) * 4;
     let command = cfg.read16(bdf, COMMAND);
@@ -129,8 +159,18 @@ pub fn bar(cfg: &impl ConfigSpace, bdf: Bdf, index: u8) -> Option<Bar> {
     let low_mask = cfg.read32(bdf, off);
     cfg.write32(bdf, off, low);
     let result = if low & 1 == 1 {
-        let size = (!(low_mask & !0x3) as u16).wrapping_add(1);
-        (low_mask != 0 && size != 0).then_some(Bar::Io { port: (low & !0x3) as u16, size })
+        let port = low & 0xfffc;
+        let mask = low_mask & 0xfffc;
+        if mask == 0 {
+            Ok(None)
+        } else {
+            let size = 1u32 << mask.trailing_zeros();
+            if port + size > 0x1_0000 {
+                Err(BarWraps { index, base: port.into(), size: size.into() })
+            } else {
+                Ok(Some(Bar::Io { port: port as u16, size: size as u16 }))
+            }
+        }
     } else {
         let is64 = (low >> 1) & 0x3 == 0x2;
         let (addr, mask) = if is64 && index < 5 {
@@ -143,14 +183,17 @@ pub fn bar(cfg: &impl ConfigSpace, bdf: Bdf, index: u8) -> Option<Bar> {
                 (u64::from(high_mask) << 32) | u64::from(low_mask & !0xf),
             )
         } else {
-            (u64::from(low & !0xf), u64::from(low_mask & !0xf) | 0xffff_ffff_0000_0000)
+            (u64::from(low & !0xf), u64::from(low_mask & !0xf))
         };
-        let size = (!mask).wrapping_add(1);
-        (mask != 0 && size != 0 && addr != 0).then_some(Bar::Memory {
-            addr,
-            size,
-            prefetchable: low & 0x8 != 0,
-        })
+        if mask == 0 || addr == 0 {
+            Ok(None)
+        } else {
+            let size = 1u64 << mask.trailing_zeros();
+            match addr.checked_add(size) {
+                Some(_) => Ok(Some(Bar::Memory { addr, size, prefetchable: low & 0x8 != 0 })),
+                None => Err(BarWraps { index, base: addr, size }),
+            }
+        }
     };
     cfg.write16(bdf, COMMAND, command);
     result
@@ -191,6 +234,9 @@ pub struct MsixInfo {
 
 pub fn msix(cfg: &impl ConfigSpace, bdf: Bdf) -> Option<MsixInfo> {
     let (_, cap) = capabilities(cfg, bdf).into_iter().find(|(id, _)| *id == CAP_MSIX)?;
+    if !capability_fits(cap, 12) {
+        return None;
+    }
     let control = cfg.read16(bdf, cap + 2);
     let table = cfg.read32(bdf, cap + 4);
     Some(MsixInfo {
@@ -229,6 +275,13 @@ pub fn msi_enable(cfg: &impl ConfigSpace, bdf: Bdf, apic_id: u8, vector: u8) -> 
     const ADDRESS_64: u16 = 1 << 7;
     const PER_VECTOR_MASK: u16 = 1 << 8;
     let control = cfg.read16(bdf, cap + 2);
+    // Address, data and (with per-vector masking) mask and pending bits.
+    let len = 10
+        + if control & ADDRESS_64 != 0 { 4 } else { 0 }
+        + if control & PER_VECTOR_MASK != 0 { 10 } else { 0 };
+    if !capability_fits(cap, len) {
+        return false;
+    }
     cfg.write32(bdf, cap + 4, 0xfee0_0000 | (u32::from(apic_id) << 12));
     // The layout after the address depends on its width: data, then (optionally) the
     // mask bits two registers on.
@@ -374,15 +427,59 @@ mod tests {
         cfg.bar_masks.insert((f, 0x20), 0xffff_c000);
         cfg.set(f, 0x24, 0x0000_0001);
         cfg.bar_masks.insert((f, 0x24), 0xffff_ffff);
-        assert_eq!(bar(&cfg, f, 0), Some(Bar::Io { port: 0xc040, size: 32 }));
-        assert_eq!(bar(&cfg, f, 1), Some(Bar::Memory { addr: 0xfebd_1000, size: 4096, prefetchable: false }));
+        assert_eq!(bar(&cfg, f, 0), Ok(Some(Bar::Io { port: 0xc040, size: 32 })));
+        assert_eq!(
+            bar(&cfg, f, 1),
+            Ok(Some(Bar::Memory { addr: 0xfebd_1000, size: 4096, prefetchable: false }))
+        );
         assert_eq!(
             bar(&cfg, f, 4),
-            Some(Bar::Memory { addr: 0x1_fe00_0000, size: 16384, prefetchable: true })
+            Ok(Some(Bar::Memory { addr: 0x1_fe00_0000, size: 16384, prefetchable: true }))
         );
-        assert_eq!(bar(&cfg, f, 2), None);
+        assert_eq!(bar(&cfg, f, 2), Ok(None));
         // Probing leaves the BARs as they were.
         assert_eq!(cfg.read32(f, 0x14), 0xfebd_1000);
+    }
+
+    #[test]
+    fn a_bar_ending_at_the_top_of_its_space() {
+        let mut cfg = FakeConfig::default();
+        let f = bdf(0, 4, 0);
+        cfg.add(f, 0x1af4, 0x1000, 0x0200_0000, 0);
+        cfg.set(f, 0x10, 0xffe1); // I/O BAR at 0xffe0, 32 ports: the last ones, fine
+        cfg.bar_masks.insert((f, 0x10), 0xffff_ffe0);
+        cfg.set(f, 0x14, 0xffff_e00c); // 64-bit at 2^64 - 8 KiB, 8 KiB long: ends at 2^64
+        cfg.bar_masks.insert((f, 0x14), 0xffff_e000);
+        cfg.set(f, 0x18, 0xffff_ffff);
+        cfg.bar_masks.insert((f, 0x18), 0xffff_ffff);
+        assert_eq!(bar(&cfg, f, 0), Ok(Some(Bar::Io { port: 0xffe0, size: 32 })));
+        // Its end has no u64 value: a caller adding an offset to the base would wrap.
+        let err = bar(&cfg, f, 1).unwrap_err();
+        assert_eq!(err, BarWraps { index: 1, base: 0xffff_ffff_ffff_e000, size: 0x2000 });
+        assert!(alloc::format!("{err}").contains("BAR1"));
+    }
+
+    #[test]
+    fn bar_size_is_the_lowest_writable_bit() {
+        // A 64-bit BAR whose upper half reads back 0 after the probe: the size must
+        // not become 2^64 - 4 GiB + 4 KiB, as `!mask + 1` over both halves gives.
+        let mut cfg = FakeConfig::default();
+        let f = bdf(0, 4, 0);
+        cfg.add(f, 0x1af4, 0x1000, 0x0200_0000, 0);
+        cfg.set(f, 0x10, 0xfebd_0004);
+        cfg.bar_masks.insert((f, 0x10), 0xffff_f000);
+        cfg.bar_masks.insert((f, 0x14), 0);
+        assert_eq!(
+            bar(&cfg, f, 0),
+            Ok(Some(Bar::Memory { addr: 0xfebd_0000, size: 4096, prefetchable: false }))
+        );
+        // A mask with a hole decodes as its lowest bit.
+        cfg.set(f, 0x18, 0xfe00_0000);
+        cfg.bar_masks.insert((f, 0x18), 0xff0f_f000);
+        assert_eq!(
+            bar(&cfg, f, 2),
+            Ok(Some(Bar::Memory { addr: 0xfe00_0000, size: 4096, prefetchable: false }))
+        );
     }
 
     #[test]
@@ -401,6 +498,27 @@ mod tests {
         assert_eq!(info, MsixInfo { cap: 0x98, table_size: 3, table_bar: 1, table_offset: 0 });
         msix_enable(&cfg, f, &info);
         assert_eq!(cfg.read16(f, 0x9a) & 0xc000, 0x8000);
+    }
+
+    #[test]
+    fn capabilities_running_past_the_config_space_are_refused() {
+        let mut cfg = FakeConfig::default();
+        let f = bdf(0, 4, 0);
+        cfg.add(f, 0x1af4, 0x1041, 0, 0);
+        cfg.set(f, 0x04, u32::from(STATUS_CAPABILITIES) << 16);
+        cfg.set(f, 0x34, 0xfc);
+        // MSI-X at 0xfc: its table register would be at 0x100.
+        cfg.set(f, 0xfc, u32::from(CAP_MSIX));
+        assert_eq!(capabilities(&cfg, f), [(CAP_MSIX, 0xfc)]);
+        assert_eq!(msix(&cfg, f), None);
+        // 64-bit MSI with masking at 0xf0 needs 24 bytes: 0x108.
+        cfg.set(f, 0x34, 0xf0);
+        cfg.set(f, 0xf0, ((1 << 8 | 1 << 7) << 16) | u32::from(CAP_MSI));
+        assert!(!msi_enable(&cfg, f, 0, 0x41));
+        assert_eq!(cfg.read32(f, 0xf4), 0, "nothing written");
+        // 32-bit MSI without masking at 0xf0 needs 10 bytes: fits.
+        cfg.set(f, 0xf0, u32::from(CAP_MSI));
+        assert!(msi_enable(&cfg, f, 0, 0x41));
     }
 
     #[test]

@@ -77,10 +77,12 @@ fn parse_cmdline(cmdline: &str) -> Parsed<'_> {
     };
     for value in settings.virtio_mmio.iter().flatten() {
         match drivers::virtio::mmio::parse_cmdline_device(value) {
-            Some(dev) => add_mmio_device(&mut net, dev),
-            None => crate::println!(
-                "chameleon: warning: command line: `virtio_mmio.device={value}` ignored: expected <size>@<base>:<irq>"
-            ),
+            Ok(dev) => add_mmio_device(&mut net, dev),
+            Err(why) => {
+                crate::println!(
+                    "chameleon: warning: command line: `virtio_mmio.device={value}` ignored: {why}"
+                )
+            }
         }
     }
     Parsed { settings, warnings, net }

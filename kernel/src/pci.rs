@@ -131,9 +131,18 @@ pub fn functions() -> &'static [Function] {
     })
 }
 
+/// BAR `index` of `bdf`, with a BAR that wraps logged and left unused.
+fn decoded_bar(bdf: Bdf, index: u8) -> Option<Bar> {
+    pci::bar(config(), bdf, index).unwrap_or_else(|e| {
+        log::warn!("pci: {bdf}: {e}; not used");
+        None
+    })
+}
+
 /// A memory BAR's window `[offset, offset + len)`, mapped uncached.
 pub fn map_bar(bdf: Bdf, index: u8, offset: u64, len: u64) -> Option<MmioRange> {
-    match pci::bar(config(), bdf, index)? {
+    match decoded_bar(bdf, index)? {
+        // `bar` checked that addr + size does not wrap.
         Bar::Memory { addr, size, .. } if offset.checked_add(len)? <= size => {
             crate::memory::map_device(addr + offset, len).ok()?;
             // SAFETY: the window lies inside the device's memory BAR (checked against
@@ -147,7 +156,7 @@ pub fn map_bar(bdf: Bdf, index: u8, offset: u64, len: u64) -> Option<MmioRange> 
 
 /// An I/O BAR as a port window.
 pub fn io_bar(bdf: Bdf, index: u8) -> Option<PortRange> {
-    match pci::bar(config(), bdf, index)? {
+    match decoded_bar(bdf, index)? {
         // SAFETY: the ports are the device's own I/O BAR, handed to its one driver.
         Bar::Io { port, size } => Some(unsafe { PortRange::new(port, size) }),
         Bar::Memory { .. } => None,

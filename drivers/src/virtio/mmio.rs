@@ -126,12 +126,13 @@ pub struct MmioDevice {
     pub irq: u32,
 }
 
-/// Parses the value of a `virtio_mmio.device=` setting.
-pub fn parse_cmdline_device(value: &str) -> Option<MmioDevice> {
-    let (size, rest) = value.split_once('@')?;
-    let (base, rest) = rest.split_once(':')?;
-    let irq = rest.split(':').next()?;
-    let (digits, scale) = match size.as_bytes().last()? {
+/// Parses the value of a `virtio_mmio.device=` setting; the error says what is wrong.
+pub fn parse_cmdline_device(value: &str) -> Result<MmioDevice, &'static str> {
+    const SYNTAX: &str = "expected <size>@<base>:<irq>";
+    let (size, rest) = value.split_once('@').ok_or(SYNTAX)?;
+    let (base, rest) = rest.split_once(':').ok_or(SYNTAX)?;
+    let irq = rest.split(':').next().ok_or(SYNTAX)?;
+    let (digits, scale) = match size.as_bytes().last().ok_or(SYNTAX)? {
         b'K' | b'k' => (&size[..size.len() - 1], 1 << 10),
         b'M' | b'm' => (&size[..size.len() - 1], 1 << 20),
         _ => (size, 1),
@@ -140,9 +141,16 @@ pub fn parse_cmdline_device(value: &str) -> Option<MmioDevice> {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => s.parse().ok(),
     };
-    let size = number(digits)?.checked_mul(scale)?;
-    let dev = MmioDevice { base: number(base)?, size, irq: u32::try_from(number(irq)?).ok()? };
-    (dev.size >= 0x100).then_some(dev)
+    let size = number(digits).ok_or(SYNTAX)?.checked_mul(scale).ok_or("the size does not fit 64 bits")?;
+    let irq = u32::try_from(number(irq).ok_or(SYNTAX)?).map_err(|_| "the interrupt does not fit 32 bits")?;
+    let dev = MmioDevice { base: number(base).ok_or(SYNTAX)?, size, irq };
+    if dev.size < 0x100 {
+        return Err("the window is smaller than the 0x100 bytes of virtio-mmio registers");
+    }
+    if dev.base.checked_add(dev.size).is_none() {
+        return Err("the window runs past the end of the address space");
+    }
+    Ok(dev)
 }
 
 #[cfg(test)]
@@ -153,16 +161,29 @@ mod tests {
     fn cmdline_devices() {
         assert_eq!(
             parse_cmdline_device("512@0xfeb00000:12"),
-            Some(MmioDevice { base: 0xfeb0_0000, size: 512, irq: 12 })
+            Ok(MmioDevice { base: 0xfeb0_0000, size: 512, irq: 12 })
         );
         assert_eq!(
             parse_cmdline_device("4K@0xd0000000:5:2"),
-            Some(MmioDevice { base: 0xd000_0000, size: 4096, irq: 5 })
+            Ok(MmioDevice { base: 0xd000_0000, size: 4096, irq: 5 })
         );
-        assert_eq!(parse_cmdline_device("1K@4096:48"), Some(MmioDevice { base: 4096, size: 1024, irq: 48 }));
-        for bad in ["", "512", "512@0xfeb00000", "x@0x1000:1", "512@0xzz:1", "16@0x1000:1", "512@0x1000:"] {
-            assert_eq!(parse_cmdline_device(bad), None, "{bad}");
+        assert_eq!(parse_cmdline_device("1K@4096:48"), Ok(MmioDevice { base: 4096, size: 1024, irq: 48 }));
+        for bad in ["", "512", "512@0xfeb00000", "x@0x1000:1", "512@0xzz:1", "512@0x1000:", "M@0x1000:1"] {
+            assert_eq!(parse_cmdline_device(bad), Err("expected <size>@<base>:<irq>"), "{bad}");
         }
+        assert!(parse_cmdline_device("16@0x1000:1").unwrap_err().contains("smaller"));
+        assert!(parse_cmdline_device("512@0x1000:0x100000000").unwrap_err().contains("interrupt"));
+        assert!(parse_cmdline_device("0xffffffffffffffffM@0:1").unwrap_err().contains("64 bits"));
+    }
+
+    #[test]
+    fn a_cmdline_window_that_wraps_is_refused() {
+        assert_eq!(
+            parse_cmdline_device("4K@0xfffffffffffff800:5"),
+            Err("the window runs past the end of the address space")
+        );
+        // The last window that fits ends at 2^64 - 1.
+        assert!(parse_cmdline_device("0x7ff@0xfffffffffffff800:5").is_ok());
     }
 
     #[test]

@@ -63,6 +63,14 @@ pub enum Error {
     OutOfMemory,
     /// A transport structure is missing.
     Missing(&'static str),
+    /// A queue's notify register (the device's queue offset times its multiplier)
+    /// lies outside the notify window.
+    NotifyOutsideWindow {
+        queue: u16,
+        queue_offset: u16,
+        multiplier: u32,
+        window: u32,
+    },
 }
 
 impl core::fmt::Display for Error {
@@ -73,6 +81,10 @@ impl core::fmt::Display for Error {
             Error::MsixRejected => write!(f, "device did not accept an MSI-X vector"),
             Error::OutOfMemory => write!(f, "out of DMA memory"),
             Error::Missing(what) => write!(f, "transport lacks {what}"),
+            Error::NotifyOutsideWindow { queue, queue_offset, multiplier, window } => write!(
+                f,
+                "queue {queue}'s notify register (offset {queue_offset} x multiplier {multiplier}) lies outside the {window}-byte notify window"
+            ),
         }
     }
 }

@@ -41,22 +41,59 @@ const QUEUE_DEVICE: u16 = 48;
 pub struct ModernPci<R: Registers> {
     common: R,
     notify: R,
+    /// Bytes in the notify window, to check each queue's register lies inside it.
+    notify_len: u32,
     notify_multiplier: u32,
     isr: R,
     device: R,
     msix: bool,
     /// Each queue's offset in the notify window, read once at setup: reading it at
     /// every notification would cost two more register trips per packet sent.
-    notify_offsets: [Cell<u32>; MAX_QUEUES],
+    notify_offsets: [Cell<u16>; MAX_QUEUES],
 }
 
 /// The most queues a driver sets up (virtio-net without multiqueue uses two).
 pub const MAX_QUEUES: usize = 4;
 
 impl<R: Registers> ModernPci<R> {
-    /// The transport over its four windows; `msix`: whether MSI-X is enabled.
-    pub fn new(common: R, notify: R, notify_multiplier: u32, isr: R, device: R, msix: bool) -> Self {
-        ModernPci { common, notify, notify_multiplier, isr, device, msix, notify_offsets: Default::default() }
+    /// The transport over its four windows (`notify_len`: the notify window's length
+    /// in bytes); `msix`: whether MSI-X is enabled.
+    pub fn new(
+        common: R,
+        notify: R,
+        notify_len: u32,
+        notify_multiplier: u32,
+        isr: R,
+        device: R,
+        msix: bool,
+    ) -> Self {
+        ModernPci {
+            common,
+            notify,
+            notify_len,
+            notify_multiplier,
+            isr,
+            device,
+            msix,
+            notify_offsets: Default::default(),
+        }
+    }
+
+    /// Where queue `index`'s notify register lies: the device's queue offset times the
+    /// capability's multiplier, both from the device, so checked against the window.
+    fn notify_offset(&self, index: u16, queue_offset: u16) -> Result<u16, Error> {
+        let outside = Error::NotifyOutsideWindow {
+            queue: index,
+            queue_offset,
+            multiplier: self.notify_multiplier,
+            window: self.notify_len,
+        };
+        let offset = u32::from(queue_offset).checked_mul(self.notify_multiplier).ok_or(outside)?;
+        // The register is 16 bits wide.
+        if offset.checked_add(2).is_none_or(|end| end > self.notify_len) {
+            return Err(outside);
+        }
+        u16::try_from(offset).map_err(|_| outside)
     }
 }
 
@@ -99,7 +136,7 @@ impl<R: Registers> Transport for ModernPci<R> {
         if self.common.read16(QUEUE_SIZE) == 0 {
             return Err(Error::NoQueue(index));
         }
-        notify_offset.set(u32::from(self.common.read16(QUEUE_NOTIFY_OFF)) * self.notify_multiplier);
+        notify_offset.set(self.notify_offset(index, self.common.read16(QUEUE_NOTIFY_OFF))?);
         self.common.write16(QUEUE_SIZE, size);
         super::write64(&self.common, QUEUE_DESC, desc);
         super::write64(&self.common, QUEUE_DRIVER, avail);
@@ -117,7 +154,7 @@ impl<R: Registers> Transport for ModernPci<R> {
     fn notify(&self, index: u16) {
         // Only queues set up are notified, and setup refused indices past the cache.
         let off = self.notify_offsets[usize::from(index)].get();
-        self.notify.write16(off as u16, index);
+        self.notify.write16(off, index);
     }
     fn interrupt_status(&self) -> u8 {
         self.isr.read8(0)
@@ -213,5 +250,50 @@ impl<R: Registers> Transport for LegacyPci<R> {
     }
     fn config_read16(&self, offset: u16) -> u16 {
         self.io.read16(self.config_base() + offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::MockRegisters;
+
+    fn transport(notify_len: u32, multiplier: u32, queue_notify_off: u16) -> ModernPci<MockRegisters> {
+        let common = MockRegisters::new(0);
+        common.reads.borrow_mut().insert(QUEUE_SIZE, 256);
+        common.reads.borrow_mut().insert(QUEUE_NOTIFY_OFF, u32::from(queue_notify_off));
+        let new = || MockRegisters::new(0);
+        ModernPci::new(common, new(), notify_len, multiplier, new(), new(), false)
+    }
+
+    #[test]
+    fn notify_register_inside_the_window_is_used() {
+        let t = transport(0x1000, 4, 1);
+        t.setup_queue(1, 256, 0x1000, 0x2000, 0x3000, None).unwrap();
+        t.notify(1);
+        assert_eq!(*t.notify.writes.borrow(), [(4, 1, 2)]);
+        // The last register that fits.
+        let t = transport(0x1000, 2, 0x7ff);
+        assert!(t.setup_queue(0, 256, 0, 0, 0, None).is_ok());
+    }
+
+    #[test]
+    fn notify_register_outside_the_window_is_refused() {
+        for (len, mult, off) in [
+            (0x1000, 4, 0x400),           // just past the window
+            (0x1000, 2, 0x800),           // starts at its end
+            (0x1000, 1, 0xfff),           // half inside
+            (u32::MAX, 0x2_0000, 0xffff), // the product overflows 32 bits (wraps unchecked)
+            (u32::MAX, 0x1_0000, 0xffff), // inside a huge window, beyond a 16-bit offset
+        ] {
+            let t = transport(len, mult, off);
+            let err = t.setup_queue(0, 256, 0, 0, 0, None).unwrap_err();
+            assert_eq!(
+                err,
+                Error::NotifyOutsideWindow { queue: 0, queue_offset: off, multiplier: mult, window: len }
+            );
+        }
+        let text = alloc::format!("{}", transport(16, 4, 4).setup_queue(2, 256, 0, 0, 0, None).unwrap_err());
+        assert!(text.contains("queue 2") && text.contains("16-byte notify window"), "{text}");
     }
 }

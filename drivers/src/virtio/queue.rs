@@ -47,6 +47,10 @@ pub struct SplitQueue<R: DmaRing> {
     layout: Layout,
     /// Next descriptor in the free list, per descriptor.
     next: Vec<u16>,
+    /// Per head descriptor, while the device holds its chain: the chain's last
+    /// descriptor and length. Kept here rather than read back from the descriptor table,
+    /// so a used ring naming a free or repeated head cannot corrupt the free list.
+    in_flight: Vec<Option<(u16, u16)>>,
     free_head: u16,
     num_free: u16,
     /// Our copy of avail.idx (the device never writes it).
@@ -69,6 +73,7 @@ impl<R: DmaRing> SplitQueue<R> {
             mem,
             layout,
             next,
+            in_flight: (0..size).map(|_| None).collect(),
             free_head: 0,
             num_free: size,
             avail_idx: 0,
@@ -116,6 +121,7 @@ impl<R: DmaRing> SplitQueue<R> {
             self.mem.write_u16(off + 14, if last { 0 } else { following });
             if last {
                 self.free_head = following;
+                self.in_flight[usize::from(head)] = Some((d, n));
             }
             d = following;
         }
@@ -144,7 +150,10 @@ impl<R: DmaRing> SplitQueue<R> {
         }
     }
 
-    /// The next completed chain: its head token and the bytes the device wrote.
+    /// The next completed chain: its head token and the bytes the device wrote (as the
+    /// device says: callers bound it by the buffer's length). A used entry naming no
+    /// chain the device holds (out of range, free, or already returned) is consumed and
+    /// `None` is returned for it; the entries after it come with the next calls.
     pub fn pop_used(&mut self) -> Option<(u16, u32)> {
         let used_idx = self.mem.read_u16(self.layout.used + 2);
         if used_idx == self.last_used {
@@ -155,17 +164,10 @@ impl<R: DmaRing> SplitQueue<R> {
         let id = self.mem.read_u32(elem);
         let len = self.mem.read_u32(elem + 4);
         self.last_used = self.last_used.wrapping_add(1);
-        let head = u16::try_from(id).ok().filter(|&h| h < self.layout.size)?;
+        let head = u16::try_from(id).ok()?;
+        let (tail, count) = self.in_flight.get_mut(usize::from(head))?.take()?;
         // Return the chain to the free list.
-        let mut d = head;
-        let mut count = 1;
-        while self.mem.read_u16(usize::from(d) * DESC_SIZE + 12) & DESC_F_NEXT != 0
-            && count < self.layout.size
-        {
-            d = self.mem.read_u16(usize::from(d) * DESC_SIZE + 14) % self.layout.size;
-            count += 1;
-        }
-        self.next[usize::from(d)] = self.free_head;
+        self.next[usize::from(tail)] = self.free_head;
         self.free_head = head;
         self.num_free += count;
         if self.event_idx && self.interrupts {
@@ -329,6 +331,50 @@ mod tests {
         dev.complete(h, 1);
         assert_eq!(q.pop_used(), None);
         assert_eq!(q.pop_used(), Some((h, 1)));
+    }
+
+    #[test]
+    fn a_repeated_or_free_used_id_is_skipped() {
+        let (mut q, mut dev) = queue(4, false);
+        let a = q.push(&[seg(0x1000, 1, true), seg(0x2000, 1, true)]).unwrap();
+        let _ = dev.take();
+        dev.complete(a, 1);
+        assert_eq!(q.pop_used(), Some((a, 1)));
+        assert_eq!(q.num_free(), 4);
+        // The device names the same chain again, and then a head that was never used:
+        // before in-flight tracking, each added the chain to the free list once more,
+        // counting past the queue size (an overflow after enough repeats).
+        for _ in 0..3 {
+            dev.complete(a, 1);
+            dev.complete(3, 1);
+        }
+        while q.has_used() {
+            assert_eq!(q.pop_used(), None);
+        }
+        assert_eq!(q.num_free(), 4);
+        // The free list is intact: four single chains fit, each on its own descriptor.
+        let mut heads: Vec<u16> = (0..4).map(|_| q.push(&[seg(0, 1, true)]).unwrap()).collect();
+        heads.sort();
+        assert_eq!(heads, [0, 1, 2, 3]);
+        assert_eq!(q.push(&[seg(0, 1, true)]), None);
+    }
+
+    #[test]
+    fn a_device_rewriting_descriptors_cannot_corrupt_the_free_list() {
+        let (mut q, mut dev) = queue(4, false);
+        let a = q.push(&[seg(0x1000, 1, true), seg(0x2000, 1, true)]).unwrap();
+        let _ = dev.take();
+        // The device turns the chain into a loop through every descriptor.
+        for d in 0..4usize {
+            dev.mem.write_u16(d * DESC_SIZE + 12, DESC_F_NEXT);
+            dev.mem.write_u16(d * DESC_SIZE + 14, ((d + 1) % 4) as u16);
+        }
+        dev.complete(a, 1);
+        assert_eq!(q.pop_used(), Some((a, 1)));
+        assert_eq!(q.num_free(), 4);
+        let mut heads: Vec<u16> = (0..4).map(|_| q.push(&[seg(0, 1, true)]).unwrap()).collect();
+        heads.sort();
+        assert_eq!(heads, [0, 1, 2, 3]);
     }
 
     #[test]

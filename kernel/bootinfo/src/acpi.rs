@@ -5,7 +5,7 @@
 //! while power-off needs three values that must be read at boot, before the allocator
 //! may reuse the RAM the tables sit in.
 
-use crate::{PhysMemory, Unreadable};
+use crate::{PhysMemory, Unreadable, offset};
 
 /// How to enter S5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,14 @@ pub enum AcpiError {
     NoFadt,
     NoPm1Control,
     UnsupportedSleepRegister,
+    /// An I/O-space sleep control register beyond port 0xffff.
+    SleepPortTooHigh(u64),
+    /// A window whose end is past the end of the address space (start, length).
+    Wraps {
+        what: &'static str,
+        start: u64,
+        len: u64,
+    },
 }
 
 impl From<Unreadable> for AcpiError {
@@ -51,6 +59,12 @@ impl core::fmt::Display for AcpiError {
             Self::NoFadt => write!(f, "no FADT"),
             Self::NoPm1Control => write!(f, "FADT names no PM1a control block"),
             Self::UnsupportedSleepRegister => write!(f, "sleep control register is not I/O or memory"),
+            Self::SleepPortTooHigh(port) => {
+                write!(f, "sleep control register is I/O port {port:#x}, past 0xffff")
+            }
+            Self::Wraps { what, start, len } => {
+                write!(f, "{what} ({start:#x}, length {len:#x}) runs past the end of the address space")
+            }
         }
     }
 }
@@ -59,13 +73,43 @@ const HEADER_LEN: u64 = 36;
 /// A table larger than this is not believed (real DSDTs are tens of KiB).
 const TABLE_MAX: u32 = 1 << 20;
 
+/// Reads at offsets from a structure's address. Addresses come from the tables
+/// themselves, so one that an offset would carry past the end of the address space is
+/// unreadable rather than wrapped around to low memory.
+struct Fields<'m, M> {
+    mem: &'m M,
+    base: u64,
+}
+
+impl<'m, M: PhysMemory> Fields<'m, M> {
+    fn new(mem: &'m M, base: u64) -> Self {
+        Fields { mem, base }
+    }
+    fn bytes(&self, at: u64, buf: &mut [u8]) -> Result<(), Unreadable> {
+        self.mem.read(offset(self.base, at)?, buf)
+    }
+    fn u8(&self, at: u64) -> Result<u8, Unreadable> {
+        self.mem.read_u8(offset(self.base, at)?)
+    }
+    fn u16(&self, at: u64) -> Result<u16, Unreadable> {
+        self.mem.read_u16(offset(self.base, at)?)
+    }
+    fn u32(&self, at: u64) -> Result<u32, Unreadable> {
+        self.mem.read_u32(offset(self.base, at)?)
+    }
+    fn u64(&self, at: u64) -> Result<u64, Unreadable> {
+        self.mem.read_u64(offset(self.base, at)?)
+    }
+}
+
 fn checksum_ok(mem: &impl PhysMemory, addr: u64, len: u32) -> Result<bool, Unreadable> {
+    let bytes = Fields::new(mem, addr);
     let mut sum = 0u8;
     let mut chunk = [0u8; 64];
     let mut done = 0u64;
     while done < u64::from(len) {
         let n = (u64::from(len) - done).min(64) as usize;
-        mem.read(addr + done, &mut chunk[..n])?;
+        bytes.bytes(done, &mut chunk[..n])?;
         sum = chunk[..n].iter().fold(sum, |s, b| s.wrapping_add(*b));
         done += n as u64;
     }
@@ -76,7 +120,7 @@ fn checksum_ok(mem: &impl PhysMemory, addr: u64, len: u32) -> Result<bool, Unrea
 fn table(mem: &impl PhysMemory, addr: u64) -> Result<([u8; 4], u32), AcpiError> {
     let mut sig = [0; 4];
     mem.read(addr, &mut sig)?;
-    let len = mem.read_u32(addr + 4)?;
+    let len = Fields::new(mem, addr).u32(4)?;
     if !(HEADER_LEN as u32..=TABLE_MAX).contains(&len) || !checksum_ok(mem, addr, len)? {
         return Err(AcpiError::BadChecksum(sig));
     }
@@ -90,17 +134,19 @@ pub fn find_table(mem: &impl PhysMemory, rsdp: u64, want: &[u8; 4]) -> Result<Op
     if &sig != b"RSD PTR " || !checksum_ok(mem, rsdp, 20)? {
         return Err(AcpiError::BadRsdp);
     }
-    let revision = mem.read_u8(rsdp + 15)?;
-    let (root, entry_size) = if revision >= 2 && mem.read_u64(rsdp + 24)? != 0 {
-        (mem.read_u64(rsdp + 24)?, 8)
+    let rsdp_fields = Fields::new(mem, rsdp);
+    let revision = rsdp_fields.u8(15)?;
+    let (root, entry_size) = if revision >= 2 && rsdp_fields.u64(24)? != 0 {
+        (rsdp_fields.u64(24)?, 8)
     } else {
-        (u64::from(mem.read_u32(rsdp + 16)?), 4)
+        (u64::from(rsdp_fields.u32(16)?), 4)
     };
     let (_, root_len) = table(mem, root)?;
+    let root_entries = Fields::new(mem, root);
     let entries = (u64::from(root_len) - HEADER_LEN) / entry_size;
     for i in 0..entries {
-        let at = root + HEADER_LEN + i * entry_size;
-        let addr = if entry_size == 8 { mem.read_u64(at)? } else { u64::from(mem.read_u32(at)?) };
+        let at = HEADER_LEN + i * entry_size;
+        let addr = if entry_size == 8 { root_entries.u64(at)? } else { u64::from(root_entries.u32(at)?) };
         let mut sig = [0; 4];
         mem.read(addr, &mut sig)?;
         if &sig == want {
@@ -122,35 +168,43 @@ const HW_REDUCED_ACPI: u32 = 1 << 20;
 /// has no `_S5` object.
 const HW_REDUCED_DEFAULT_S5: u8 = 5;
 
+/// The DSDT's address from the FADT at `fadt` (`X_DSDT` when present and set).
+fn dsdt_addr(mem: &impl PhysMemory, fadt: u64, fadt_len: u32) -> Result<u64, Unreadable> {
+    let fields = Fields::new(mem, fadt);
+    let dsdt = u64::from(fields.u32(FADT_DSDT)?);
+    if u64::from(fadt_len) >= FADT_X_DSDT + 8 {
+        let x_dsdt = fields.u64(FADT_X_DSDT)?;
+        if x_dsdt != 0 {
+            return Ok(x_dsdt);
+        }
+    }
+    Ok(dsdt)
+}
+
 /// Works out how to power off from the ACPI tables under the RSDP at `rsdp`.
 pub fn find_power_off(mem: &impl PhysMemory, rsdp: u64) -> Result<PowerOff, AcpiError> {
     let (fadt, fadt_len) = find_table(mem, rsdp, b"FACP")?.ok_or(AcpiError::NoFadt)?;
     let field_present = |off: u64, size: u64| u64::from(fadt_len) >= off + size;
-    let mut dsdt = u64::from(mem.read_u32(fadt + FADT_DSDT)?);
-    if field_present(FADT_X_DSDT, 8) {
-        let x_dsdt = mem.read_u64(fadt + FADT_X_DSDT)?;
-        if x_dsdt != 0 {
-            dsdt = x_dsdt;
-        }
-    }
+    let fields = Fields::new(mem, fadt);
+    let dsdt = dsdt_addr(mem, fadt, fadt_len)?;
     let s5 = match table(mem, dsdt) {
-        Ok((_, len)) => find_s5(mem, dsdt + HEADER_LEN, len - HEADER_LEN as u32)?,
+        Ok((_, len)) => find_s5(mem, dsdt, len)?,
         Err(_) => None,
     };
-    let flags = if field_present(FADT_FLAGS, 4) { mem.read_u32(fadt + FADT_FLAGS)? } else { 0 };
+    let flags = if field_present(FADT_FLAGS, 4) { fields.u32(FADT_FLAGS)? } else { 0 };
     if flags & HW_REDUCED_ACPI != 0 && field_present(FADT_SLEEP_CONTROL, 12) {
-        let space = mem.read_u8(fadt + FADT_SLEEP_CONTROL)?;
-        let addr = mem.read_u64(fadt + FADT_SLEEP_CONTROL + 4)?;
+        let space = fields.u8(FADT_SLEEP_CONTROL)?;
+        let addr = fields.u64(FADT_SLEEP_CONTROL + 4)?;
         let reg = match space {
             0 => GenericAddress::Memory(addr),
-            1 => GenericAddress::Io(addr as u16),
+            1 => GenericAddress::Io(u16::try_from(addr).map_err(|_| AcpiError::SleepPortTooHigh(addr))?),
             _ => return Err(AcpiError::UnsupportedSleepRegister),
         };
         let slp_typ = s5.map_or(HW_REDUCED_DEFAULT_S5, |(a, _)| a);
         return Ok(PowerOff::SleepControl { reg, slp_typ });
     }
-    let pm1a = mem.read_u32(fadt + FADT_PM1A_CNT)?;
-    let pm1b = mem.read_u32(fadt + FADT_PM1B_CNT)?;
+    let pm1a = fields.u32(FADT_PM1A_CNT)?;
+    let pm1b = fields.u32(FADT_PM1B_CNT)?;
     if pm1a == 0 || pm1a > 0xffff {
         return Err(AcpiError::NoPm1Control);
     }
@@ -164,43 +218,45 @@ pub fn find_power_off(mem: &impl PhysMemory, rsdp: u64) -> Result<PowerOff, Acpi
     })
 }
 
-/// Scans AML for `Name(_S5, Package(){a, b, ...})` and returns `(a, b)`.
+/// Scans the AML of the DSDT at `dsdt` (`len` bytes, header included) for
+/// `Name(_S5, Package(){a, b, ...})` and returns `(a, b)`.
 ///
 /// A byte scan, not an AML interpreter: `_S5` is a plain named package in every DSDT
 /// this kernel targets.
-fn find_s5(mem: &impl PhysMemory, aml: u64, len: u32) -> Result<Option<(u8, u8)>, Unreadable> {
+fn find_s5(mem: &impl PhysMemory, dsdt: u64, len: u32) -> Result<Option<(u8, u8)>, Unreadable> {
     const NAME_OP: u8 = 0x08;
     const PACKAGE_OP: u8 = 0x12;
-    let len = u64::from(len);
+    let aml = Fields::new(mem, offset(dsdt, HEADER_LEN)?);
+    let len = u64::from(len) - HEADER_LEN;
     let mut window = [0u8; 4];
     for i in 0..len.saturating_sub(4) {
         if i == 0 {
-            mem.read(aml, &mut window)?;
+            aml.bytes(0, &mut window)?;
         } else {
             window.rotate_left(1);
-            window[3] = mem.read_u8(aml + i + 3)?;
+            window[3] = aml.u8(i + 3)?;
         }
         if &window != b"_S5_" || i == 0 {
             continue;
         }
-        let before = mem.read_u8(aml + i - 1)?;
-        let named = before == NAME_OP || (before == b'\\' && i >= 2 && mem.read_u8(aml + i - 2)? == NAME_OP);
-        if !named || i + 5 >= len || mem.read_u8(aml + i + 4)? != PACKAGE_OP {
+        let before = aml.u8(i - 1)?;
+        let named = before == NAME_OP || (before == b'\\' && i >= 2 && aml.u8(i - 2)? == NAME_OP);
+        if !named || i + 5 >= len || aml.u8(i + 4)? != PACKAGE_OP {
             continue;
         }
         // PkgLength: bits 7..6 of the lead byte count the bytes that follow it.
-        let lead = mem.read_u8(aml + i + 5)?;
-        let mut at = aml + i + 5 + 1 + u64::from(lead >> 6);
+        let lead = aml.u8(i + 5)?;
+        let mut at = i + 5 + 1 + u64::from(lead >> 6);
         at += 1; // NumElements
         let mut values = [0u8; 2];
         for v in &mut values {
-            let op = mem.read_u8(at)?;
+            let op = aml.u8(at)?;
             (*v, at) = match op {
-                0x00 => (0, at + 1),                           // ZeroOp
-                0x01 => (1, at + 1),                           // OneOp
-                0x0a => (mem.read_u8(at + 1)?, at + 2),        // BytePrefix
-                0x0b => (mem.read_u16(at + 1)? as u8, at + 3), // WordPrefix
-                0x0c => (mem.read_u32(at + 1)? as u8, at + 5), // DWordPrefix
+                0x00 => (0, at + 1),                      // ZeroOp
+                0x01 => (1, at + 1),                      // OneOp
+                0x0a => (aml.u8(at + 1)?, at + 2),        // BytePrefix
+                0x0b => (aml.u16(at + 1)? as u8, at + 3), // WordPrefix
+                0x0c => (aml.u32(at + 1)? as u8, at + 5), // DWordPrefix
                 _ => return Ok(None),
             };
         }
@@ -228,21 +284,17 @@ pub fn find_virtio_mmio(
     rsdp: u64,
 ) -> Result<([MmioDevice; MMIO_DEVICES_MAX], usize), AcpiError> {
     let (fadt, fadt_len) = find_table(mem, rsdp, b"FACP")?.ok_or(AcpiError::NoFadt)?;
-    let mut dsdt = u64::from(mem.read_u32(fadt + FADT_DSDT)?);
-    if u64::from(fadt_len) >= FADT_X_DSDT + 8 {
-        let x = mem.read_u64(fadt + FADT_X_DSDT)?;
-        if x != 0 {
-            dsdt = x;
-        }
-    }
+    let dsdt = dsdt_addr(mem, fadt, fadt_len)?;
     let (_, len) = table(mem, dsdt)?;
-    let end = dsdt + u64::from(len);
+    let aml = Fields::new(mem, dsdt);
+    // Offsets from the DSDT's start, all below its length (at most TABLE_MAX).
+    let end = u64::from(len);
     let mut found = [MmioDevice::default(); MMIO_DEVICES_MAX];
     let mut count = 0;
-    let mut at = dsdt + HEADER_LEN;
+    let mut at = HEADER_LEN;
     let mut window = [0u8; 8];
     while at + 8 <= end && count < MMIO_DEVICES_MAX {
-        mem.read(at, &mut window)?;
+        aml.bytes(at, &mut window)?;
         if &window != b"LNRO0005" {
             at += 1;
             continue;
@@ -251,15 +303,15 @@ pub fn find_virtio_mmio(
         let (mut have_mem, mut have_irq) = (false, false);
         let mut p = at + 8;
         while p + 9 <= end && p < at + 256 && !(have_mem && have_irq) {
-            match mem.read_u8(p)? {
-                0x86 if !have_mem && p + 12 <= end && mem.read_u16(p + 1)? == 9 => {
-                    dev.base = u64::from(mem.read_u32(p + 4)?);
-                    dev.size = u64::from(mem.read_u32(p + 8)?);
+            match aml.u8(p)? {
+                0x86 if !have_mem && p + 12 <= end && aml.u16(p + 1)? == 9 => {
+                    dev.base = u64::from(aml.u32(p + 4)?);
+                    dev.size = u64::from(aml.u32(p + 8)?);
                     have_mem = true;
                     p += 12;
                 }
-                0x89 if !have_irq && mem.read_u8(p + 4)? >= 1 => {
-                    dev.gsi = mem.read_u32(p + 5)?;
+                0x89 if !have_irq && aml.u8(p + 4)? >= 1 => {
+                    dev.gsi = aml.u32(p + 5)?;
                     have_irq = true;
                     p += 9;
                 }
@@ -283,16 +335,33 @@ pub struct Ecam {
     pub last_bus: u8,
 }
 
+impl Ecam {
+    /// Bytes of configuration space: 1 MiB per bus.
+    pub fn window_len(&self) -> u64 {
+        (u64::from(self.last_bus) - u64::from(self.first_bus) + 1) << 20
+    }
+}
+
 /// The MCFG's window for PCI segment 0, if the platform has one.
 pub fn find_ecam(mem: &impl PhysMemory, rsdp: u64) -> Result<Option<Ecam>, AcpiError> {
     let Some((mcfg, len)) = find_table(mem, rsdp, b"MCFG")? else { return Ok(None) };
-    let mut at = mcfg + HEADER_LEN + 8;
-    while at + 16 <= mcfg + u64::from(len) {
-        let base = mem.read_u64(at)?;
-        let segment = mem.read_u16(at + 8)?;
-        let (first_bus, last_bus) = (mem.read_u8(at + 10)?, mem.read_u8(at + 11)?);
+    let entries = Fields::new(mem, mcfg);
+    let mut at = HEADER_LEN + 8;
+    while at + 16 <= u64::from(len) {
+        let base = entries.u64(at)?;
+        let segment = entries.u16(at + 8)?;
+        let (first_bus, last_bus) = (entries.u8(at + 10)?, entries.u8(at + 11)?);
         if segment == 0 && base != 0 && first_bus <= last_bus {
-            return Ok(Some(Ecam { base, first_bus, last_bus }));
+            let ecam = Ecam { base, first_bus, last_bus };
+            // The kernel addresses a function's page as base + offset.
+            if base.checked_add(ecam.window_len()).is_none() {
+                return Err(AcpiError::Wraps {
+                    what: "the MCFG's configuration window",
+                    start: base,
+                    len: ecam.window_len(),
+                });
+            }
+            return Ok(Some(ecam));
         }
         at += 16;
     }
@@ -327,24 +396,26 @@ impl Madt {
 /// Reads the MADT: the first I/O APIC and the interrupt source overrides.
 pub fn find_madt(mem: &impl PhysMemory, rsdp: u64) -> Result<Option<Madt>, AcpiError> {
     let Some((madt, len)) = find_table(mem, rsdp, b"APIC")? else { return Ok(None) };
+    let entries = Fields::new(mem, madt);
     let mut out = Madt::default();
     let mut slots = 0;
-    let mut at = madt + HEADER_LEN + 8;
-    let end = madt + u64::from(len);
+    // Offsets from the table's start, below its length (at most TABLE_MAX).
+    let mut at = HEADER_LEN + 8;
+    let end = u64::from(len);
     while at + 2 <= end {
-        let (kind, entry_len) = (mem.read_u8(at)?, u64::from(mem.read_u8(at + 1)?));
+        let (kind, entry_len) = (entries.u8(at)?, u64::from(entries.u8(at + 1)?));
         if entry_len < 2 {
             break;
         }
         match kind {
             1 if entry_len >= 12 && out.ioapic.is_none() => {
-                out.ioapic = Some((u64::from(mem.read_u32(at + 4)?), mem.read_u32(at + 8)?));
+                out.ioapic = Some((u64::from(entries.u32(at + 4)?), entries.u32(at + 8)?));
             }
             2 if entry_len >= 10 && slots < out.overrides.len() => {
-                let flags = mem.read_u16(at + 8)?;
+                let flags = entries.u16(at + 8)?;
                 out.overrides[slots] = Some(IrqOverride {
-                    irq: mem.read_u8(at + 3)?,
-                    gsi: mem.read_u32(at + 4)?,
+                    irq: entries.u8(at + 3)?,
+                    gsi: entries.u32(at + 4)?,
                     active_low: flags & 3 == 3,
                     level: (flags >> 2) & 3 == 3,
                 });
@@ -424,6 +495,96 @@ mod tests {
         0x10, 0x20, b'_', b'S', b'5', b'_', 0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a,
         0x05, 0x00, 0x00, 0x00, 0xa4,
     ];
+
+    /// A revision 2 RSDP naming an XSDT (64-bit table pointers).
+    fn rsdp_v2(xsdt: u64) -> Vec<u8> {
+        let mut r = rsdp_v0(0);
+        r[15] = 2;
+        // The first 20 bytes keep their own checksum (the only one read).
+        let mut r = with_checksum(r, 8);
+        r.extend_from_slice(&36u32.to_le_bytes());
+        r.extend_from_slice(&xsdt.to_le_bytes());
+        r.extend_from_slice(&[0; 4]);
+        r
+    }
+
+    /// `platform`, with its FADT naming a DSDT at `dsdt` through X_DSDT.
+    fn platform_with_dsdt_at(dsdt: u64, dsdt_body: &[u8]) -> TestMemory {
+        let mut mem = platform(&[], 0, HW_REDUCED_ACPI, Some((0, 0xfeb0_0204)));
+        let mut facp = fadt(0, 0, HW_REDUCED_ACPI, Some((0, 0xfeb0_0204)));
+        facp[FADT_X_DSDT as usize..][..8].copy_from_slice(&dsdt.to_le_bytes());
+        mem.0.retain(|(a, _)| *a != 0x12000);
+        mem.put(0x12000, &with_checksum(facp, 9));
+        mem.put(dsdt, &sdt(b"DSDT", dsdt_body));
+        mem
+    }
+
+    #[test]
+    fn a_table_running_past_the_top_of_memory_is_unreadable() {
+        // The XSDT's first 64 bytes are the address space's last; its length says 100.
+        let xsdt = u64::MAX - 63;
+        let mut table = sdt(b"XSDT", &[0; 28]);
+        table[4..8].copy_from_slice(&100u32.to_le_bytes());
+        let mut mem = TestMemory::new();
+        mem.put(0, &[0; 128]);
+        mem.put(0xf5a00, &rsdp_v2(xsdt));
+        mem.put(xsdt, &table);
+        let err = find_power_off(&mem, 0xf5a00).unwrap_err();
+        assert!(matches!(err, AcpiError::Unreadable(u) if u.addr == xsdt), "{err:?}");
+        assert!(std::format!("{err}").contains("past the end of the address space"), "{err}");
+    }
+
+    #[test]
+    fn a_dsdt_ending_at_the_top_of_memory_is_scanned() {
+        let mut aml = std::vec::Vec::new();
+        aml.extend_from_slice(b"\x08_HID\x0dLNRO0005\x00");
+        aml.extend_from_slice(&[0x86, 0x09, 0x00, 0x01]);
+        aml.extend_from_slice(&0xfeb0_0000u32.to_le_bytes());
+        aml.extend_from_slice(&0x200u32.to_le_bytes());
+        aml.extend_from_slice(&[0x89, 0x06, 0x00, 0x01, 0x01]);
+        aml.extend_from_slice(&16u32.to_le_bytes());
+        aml.extend_from_slice(S5_AML);
+        let dsdt = u64::MAX - (36 + aml.len() as u64) + 1;
+        let mem = platform_with_dsdt_at(dsdt, &aml);
+        let (devices, n) = find_virtio_mmio(&mem, 0xf5a00).unwrap();
+        assert_eq!((n, devices[0]), (1, MmioDevice { base: 0xfeb0_0000, size: 0x200, gsi: 16 }));
+        assert_eq!(
+            find_power_off(&mem, 0xf5a00),
+            Ok(PowerOff::SleepControl { reg: GenericAddress::Memory(0xfeb0_0204), slp_typ: 5 })
+        );
+    }
+
+    #[test]
+    fn an_ecam_window_that_wraps_is_refused() {
+        let mut mem = platform(&[], 0x604, 0, None);
+        let mut body = std::vec![0u8; 8];
+        body.extend_from_slice(&(u64::MAX - 0xf_ffff).to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&[0, 1, 0, 0, 0, 0]); // buses 0-1: 2 MiB
+        mem.0.retain(|(a, _)| *a != 0x11000);
+        mem.put(0x11000, &sdt(b"MCFG", &body));
+        let err = find_ecam(&mem, 0xf5a00).unwrap_err();
+        assert_eq!(
+            err,
+            AcpiError::Wraps {
+                what: "the MCFG's configuration window",
+                start: u64::MAX - 0xf_ffff,
+                len: 2 << 20
+            }
+        );
+        assert!(std::format!("{err}").contains("past the end of the address space"));
+    }
+
+    #[test]
+    fn a_sleep_port_past_0xffff_is_refused() {
+        let mem = platform(&[], 0, HW_REDUCED_ACPI, Some((1, 0x1_0604)));
+        assert_eq!(find_power_off(&mem, 0xf5a00), Err(AcpiError::SleepPortTooHigh(0x1_0604)));
+        let mem = platform(&[], 0, HW_REDUCED_ACPI, Some((1, 0x604)));
+        assert_eq!(
+            find_power_off(&mem, 0xf5a00),
+            Ok(PowerOff::SleepControl { reg: GenericAddress::Io(0x604), slp_typ: 5 })
+        );
+    }
 
     #[test]
     fn pm1_power_off_with_s5() {

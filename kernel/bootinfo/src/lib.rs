@@ -49,8 +49,33 @@ pub struct Unreadable {
 
 impl core::fmt::Display for Unreadable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} bytes at {:#x} are not readable", self.len, self.addr)
+        write!(f, "{} bytes at {:#x} are not readable", self.len, self.addr)?;
+        if self.addr.checked_add(self.len as u64).is_none() {
+            write!(f, " (they run past the end of the address space)")?;
+        }
+        Ok(())
     }
+}
+
+/// `base + offset` for an address built from loader-supplied values: a sum past the
+/// end of the address space is unreadable rather than a wrapped (wrong) address.
+pub(crate) fn offset(base: u64, offset: u64) -> Result<u64, Unreadable> {
+    base.checked_add(offset)
+        .ok_or(Unreadable { addr: base, len: usize::try_from(offset).unwrap_or(usize::MAX) })
+}
+
+/// The little-endian `u32` at `at` in a structure copied out of guest memory.
+pub(crate) fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut b = [0; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+/// The little-endian `u64` at `at` in a structure copied out of guest memory.
+pub(crate) fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
 }
 
 /// Test memory: a few byte buffers at guest-physical addresses.
@@ -73,8 +98,9 @@ pub(crate) mod testmem {
     impl super::PhysMemory for TestMemory {
         fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), super::Unreadable> {
             for (base, bytes) in &self.0 {
-                let end = base + bytes.len() as u64;
-                if addr >= *base && addr + buf.len() as u64 <= end {
+                // u128: test memory may end at the very top of the address space.
+                let end = u128::from(*base) + bytes.len() as u128;
+                if addr >= *base && u128::from(addr) + buf.len() as u128 <= end {
                     let off = (addr - base) as usize;
                     buf.copy_from_slice(&bytes[off..off + buf.len()]);
                     return Ok(());

@@ -83,9 +83,10 @@ impl MemoryMap {
         self.regions().iter().filter(|r| r.kind == RegionKind::Ram && r.len > 0)
     }
 
-    /// Total bytes of RAM the map reports.
+    /// Total bytes of RAM the map reports (saturating: overlapping entries from a
+    /// lying loader may add up past 2^64).
     pub fn ram_bytes(&self) -> u64 {
-        self.ram().map(|r| r.len).sum()
+        self.ram().fold(0, |total, r| total.saturating_add(r.len))
     }
 }
 
@@ -118,6 +119,16 @@ mod tests {
             map.push(r).unwrap();
         }
         assert_eq!(map.push(r), Err(r));
+    }
+
+    #[test]
+    fn ram_total_saturates() {
+        let mut map = MemoryMap::new();
+        let half = Region { start: 0, len: 1 << 63, kind: RegionKind::Ram };
+        map.push(half).unwrap();
+        map.push(Region { start: 1 << 63, ..half }).unwrap();
+        map.push(Region { start: 0x1000, len: 0x1000, kind: RegionKind::Ram }).unwrap();
+        assert_eq!(map.ram_bytes(), u64::MAX);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `struct hvm_start_info`, the PVH boot ABI's hand-over (Xen `start_info.h`).
 
 use crate::memmap::{MemoryMap, Region, RegionKind};
-use crate::{PhysMemory, Unreadable};
+use crate::{PhysMemory, Unreadable, le_u32, le_u64, offset};
 
 /// `XEN_HVM_START_MAGIC_VALUE`.
 pub const MAGIC: u32 = 0x336e_c578;
@@ -41,6 +41,18 @@ pub enum StartInfoError {
     BadMagic(u32),
     TooManyMemmapEntries(u32),
     TooManyModules(u32),
+    /// A memory-map entry whose end (`start + len`) is past the end of the address space.
+    MemmapEntryWraps {
+        index: u32,
+        start: u64,
+        len: u64,
+    },
+    /// A boot module whose end (`start + len`) is past the end of the address space.
+    ModuleWraps {
+        index: usize,
+        start: u64,
+        len: u64,
+    },
 }
 
 impl From<Unreadable> for StartInfoError {
@@ -62,55 +74,79 @@ impl core::fmt::Display for StartInfoError {
             Self::TooManyModules(n) => {
                 write!(f, "{n} boot modules, at most {MODULES_MAX} are supported")
             }
+            Self::MemmapEntryWraps { index, start, len } => write!(
+                f,
+                "memory map entry {index} (start {start:#x}, length {len:#x}) runs past the end of the address space"
+            ),
+            Self::ModuleWraps { index, start, len } => write!(
+                f,
+                "boot module {index} (start {start:#x}, length {len:#x}) runs past the end of the address space"
+            ),
         }
     }
 }
 
 const ENTRY_SIZE: u64 = 24;
 const MODULE_SIZE: u64 = 32;
+/// The version 0 structure; version 1 adds the memory map's address and entry count.
+const V0_LEN: usize = 40;
+const V1_LEN: usize = 56;
 
 impl StartInfo {
     /// Parses the start info at guest-physical `addr` (the value of EBX at the PVH entry).
+    ///
+    /// Every address and range is built with checked arithmetic: an entry, module or
+    /// structure that would run past the end of the address space is an error.
     pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<Self, StartInfoError> {
         let magic = mem.read_u32(addr)?;
         if magic != MAGIC {
             return Err(StartInfoError::BadMagic(magic));
         }
-        let version = mem.read_u32(addr + 4)?;
-        let flags = mem.read_u32(addr + 8)?;
-        let nr_modules = mem.read_u32(addr + 12)?;
-        let modlist_addr = mem.read_u64(addr + 16)?;
-        let cmdline_addr = mem.read_u64(addr + 24)?;
-        let rsdp_addr = mem.read_u64(addr + 32)?;
-        let (memmap_addr, entries) =
-            if version >= 1 { (mem.read_u64(addr + 40)?, mem.read_u32(addr + 48)?) } else { (0, 0) };
+        let mut fields = [0u8; V1_LEN];
+        mem.read(addr, &mut fields[..V0_LEN])?;
+        let version = le_u32(&fields, 4);
+        if version >= 1 {
+            mem.read(addr, &mut fields)?;
+        }
+        let flags = le_u32(&fields, 8);
+        let nr_modules = le_u32(&fields, 12);
+        let modlist_addr = le_u64(&fields, 16);
+        let cmdline_addr = le_u64(&fields, 24);
+        let rsdp_addr = le_u64(&fields, 32);
         // Version 0 has no memory map, and a v1 map may be empty (Xen 4.17's PVH dom0
         // gets version 0): then `memmap` stays empty and the kernel asks the hypervisor.
+        let (memmap_addr, entries) =
+            if version >= 1 { (le_u64(&fields, 40), le_u32(&fields, 48)) } else { (0, 0) };
         if entries as usize > MemoryMap::CAPACITY {
             return Err(StartInfoError::TooManyMemmapEntries(entries));
         }
         if nr_modules as usize > MODULES_MAX {
             return Err(StartInfoError::TooManyModules(nr_modules));
         }
+        let info_len = if version >= 1 { V1_LEN } else { V0_LEN };
+        // The kernel reserves these ranges by their ends, which must exist.
+        offset(addr, info_len as u64)?;
+        offset(memmap_addr, u64::from(entries) * ENTRY_SIZE)?;
         let mut memmap = MemoryMap::new();
-        for i in 0..u64::from(entries) {
-            let e = memmap_addr + i * ENTRY_SIZE;
-            let region = Region {
-                start: mem.read_u64(e)?,
-                len: mem.read_u64(e + 8)?,
-                kind: RegionKind::from_raw(mem.read_u32(e + 16)?),
-            };
+        for index in 0..entries {
+            let mut entry = [0u8; ENTRY_SIZE as usize];
+            mem.read(offset(memmap_addr, u64::from(index) * ENTRY_SIZE)?, &mut entry)?;
+            let (start, len) = (le_u64(&entry, 0), le_u64(&entry, 8));
+            if start.checked_add(len).is_none() {
+                return Err(StartInfoError::MemmapEntryWraps { index, start, len });
+            }
             // Capacity was checked above.
-            let _ = memmap.push(region);
+            let _ = memmap.push(Region { start, len, kind: RegionKind::from_raw(le_u32(&entry, 16)) });
         }
         let mut modules = [Module::default(); MODULES_MAX];
-        for (i, m) in modules.iter_mut().enumerate().take(nr_modules as usize) {
-            let e = modlist_addr + i as u64 * MODULE_SIZE;
-            *m = Module {
-                start: mem.read_u64(e)?,
-                len: mem.read_u64(e + 8)?,
-                cmdline_addr: mem.read_u64(e + 16)?,
-            };
+        for (index, m) in modules.iter_mut().enumerate().take(nr_modules as usize) {
+            let mut entry = [0u8; 24];
+            mem.read(offset(modlist_addr, index as u64 * MODULE_SIZE)?, &mut entry)?;
+            let (start, len) = (le_u64(&entry, 0), le_u64(&entry, 8));
+            if start.checked_add(len).is_none() {
+                return Err(StartInfoError::ModuleWraps { index, start, len });
+            }
+            *m = Module { start, len, cmdline_addr: le_u64(&entry, 16) };
         }
         Ok(StartInfo {
             addr,
@@ -131,7 +167,7 @@ impl StartInfo {
 
     /// The size of the start-info structure this version defines.
     pub fn struct_len(&self) -> u64 {
-        if self.version >= 1 { 56 } else { 40 }
+        if self.version >= 1 { V1_LEN as u64 } else { V0_LEN as u64 }
     }
 
     pub fn memmap_len(&self) -> u64 {
@@ -171,7 +207,8 @@ pub fn read_cmdline<'b>(
 ) -> Result<&'b str, CmdlineError> {
     let mut len = 0;
     loop {
-        let byte = mem.read_u8(addr + len as u64).map_err(CmdlineError::Unreadable)?;
+        let byte =
+            offset(addr, len as u64).and_then(|at| mem.read_u8(at)).map_err(CmdlineError::Unreadable)?;
         if byte == 0 {
             break;
         }
@@ -292,6 +329,87 @@ mod tests {
         mem.put(0x5000, &start_info(1, 0x5100, 2));
         mem.put(0x5100, &entry(0, 0x9fc00, 1));
         assert!(matches!(StartInfo::parse(&mem, 0x5000), Err(StartInfoError::Unreadable(_))));
+    }
+
+    #[test]
+    fn a_memory_map_entry_that_wraps_is_refused() {
+        let mut mem = TestMemory::new();
+        mem.put(0x5000, &start_info(1, 0x5100, 2));
+        let mut map = entry(0, 0x9fc00, 1);
+        map.extend(entry(0xffff_ffff_ffff_f000, 0x2000, 1));
+        mem.put(0x5100, &map);
+        mem.put(0x7000, &[0u8; 32]);
+        let err = StartInfo::parse(&mem, 0x5000).unwrap_err();
+        assert_eq!(
+            err,
+            StartInfoError::MemmapEntryWraps { index: 1, start: 0xffff_ffff_ffff_f000, len: 0x2000 }
+        );
+        let text = std::format!("{err}");
+        assert!(
+            text.contains("memory map entry 1") && text.contains("past the end of the address space"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_entry_ending_exactly_at_the_top_is_refused_too() {
+        // Its end, 2^64, has no u64 representation for the allocator to work with.
+        let mut mem = TestMemory::new();
+        mem.put(0x5000, &start_info(1, 0x5100, 1));
+        mem.put(0x5100, &entry(0xffff_ffff_0000_0000, 0x1_0000_0000, 2));
+        mem.put(0x7000, &[0u8; 32]);
+        assert!(matches!(
+            StartInfo::parse(&mem, 0x5000),
+            Err(StartInfoError::MemmapEntryWraps { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn a_module_that_wraps_is_refused() {
+        let mut mem = qemu_like();
+        let mut module = Vec::new();
+        for v in [u64::MAX - 0xff, 0x200, 0, 0] {
+            module.extend_from_slice(&v.to_le_bytes());
+        }
+        mem.0.retain(|(a, _)| *a != 0x7000);
+        mem.put(0x7000, &module);
+        let err = StartInfo::parse(&mem, 0x5000).unwrap_err();
+        assert_eq!(err, StartInfoError::ModuleWraps { index: 0, start: u64::MAX - 0xff, len: 0x200 });
+        assert!(std::format!("{err}").contains("boot module 0"));
+    }
+
+    #[test]
+    fn a_memory_map_array_that_wraps_is_unreadable() {
+        // The array's second entry would lie at 2^64 + 8: without checked arithmetic it
+        // would be read from address 8.
+        let top = u64::MAX - 23 - 0xf;
+        let mut mem = TestMemory::new();
+        mem.put(0, &[0xaa; 64]);
+        mem.put(0x5000, &start_info(1, top, 2));
+        mem.put(top, &entry(0, 0x1000, 1)[..24]);
+        let err = StartInfo::parse(&mem, 0x5000).unwrap_err();
+        match err {
+            StartInfoError::Unreadable(u) => assert_eq!(u.addr, top),
+            other => panic!("expected unreadable, got {other:?}"),
+        }
+        assert!(std::format!("{err}").contains("past the end of the address space"), "{err}");
+    }
+
+    #[test]
+    fn a_start_info_at_the_top_of_the_address_space_is_unreadable() {
+        let mut mem = TestMemory::new();
+        let at = u64::MAX - 39;
+        mem.put(at, &start_info(1, 0x5100, 0)[..40]);
+        assert!(matches!(StartInfo::parse(&mem, at), Err(StartInfoError::Unreadable(_))));
+    }
+
+    #[test]
+    fn a_cmdline_running_off_the_top_is_unreadable() {
+        let mut buf = [0; CMDLINE_MAX];
+        let mut mem = TestMemory::new();
+        mem.put(0, b"\0");
+        mem.put(u64::MAX - 3, b"abcd");
+        assert!(matches!(read_cmdline(&mem, u64::MAX - 3, &mut buf), Err(CmdlineError::Unreadable(_))));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! pseudo-physical address.
 
 use crate::memmap::{MemoryMap, Region, RegionKind};
-use crate::{PhysMemory, Unreadable};
+use crate::{PhysMemory, Unreadable, le_u32, le_u64};
 
 /// The magic a 64-bit PV guest's start info begins with (NUL-padded to 32 bytes). Xen
 /// appends "p" when the image declares PAE mode, as ours does.
@@ -11,6 +11,8 @@ pub const MAGIC: &[u8] = b"xen-3.0-x86_64";
 /// The command line is an inline, NUL-terminated array of this many bytes.
 pub const CMDLINE_LEN: usize = 1024;
 const PAGE: u64 = 4096;
+/// More pages than this (4 PiB) is not a real domain.
+const MAX_PAGES: u64 = 1 << 40;
 
 /// `SIF_INITDOMAIN`: this is dom0 (and may use Xen's console).
 pub const SIF_INITDOMAIN: u32 = 1 << 1;
@@ -50,6 +52,12 @@ pub enum StartInfoError {
     BadMagic([u8; 16]),
     /// A field that does not fit the domain's memory.
     Inconsistent(&'static str),
+    /// A range whose end is past the end of the address space (the values as given).
+    Wraps {
+        what: &'static str,
+        start: u64,
+        len: u64,
+    },
 }
 
 impl From<Unreadable> for StartInfoError {
@@ -70,12 +78,22 @@ impl core::fmt::Display for StartInfoError {
                 )
             }
             Self::Inconsistent(why) => write!(f, "start info is inconsistent: {why}"),
+            Self::Wraps { what, start, len } => write!(
+                f,
+                "start info is inconsistent: {what} ({start:#x}, {len:#x}) runs past the end of the address space"
+            ),
         }
     }
 }
 
+/// The start info's bytes up to the end of its command line.
+const PARSED_LEN: usize = 128 + CMDLINE_LEN;
+
 impl StartInfo {
     /// Parses the start info at `addr` (RSI at the PV entry).
+    ///
+    /// Ranges are checked before use: one that runs past the end of the address space
+    /// or outside the domain's memory is an error, never a wrapped value.
     pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<Self, StartInfoError> {
         let mut magic = [0u8; 32];
         mem.read(addr, &mut magic)?;
@@ -88,57 +106,87 @@ impl StartInfo {
             }
             return Err(StartInfoError::BadMagic(shown));
         }
+        let mut raw = [0u8; PARSED_LEN];
+        mem.read(addr, &mut raw)?;
         let mut cmdline = [0u8; CMDLINE_LEN];
-        mem.read(addr + 128, &mut cmdline)?;
-        let flags = mem.read_u32(addr + 48)?;
+        cmdline.copy_from_slice(&raw[128..]);
+        let flags = le_u32(&raw, 48);
         let dom0 = flags & SIF_INITDOMAIN != 0;
-        let mod_start = mem.read_u64(addr + 112)?;
-        let mod_len = mem.read_u64(addr + 120)?;
+        let (mod_start, mod_len) = (le_u64(&raw, 112), le_u64(&raw, 120));
+        let module = match (mod_start, mod_len) {
+            (_, 0) | (0, _) => None,
+            (pfn, len) if flags & SIF_MOD_START_PFN != 0 => {
+                let start = pfn.checked_mul(PAGE).ok_or(StartInfoError::Wraps {
+                    what: "the boot module's first page (mod_start, a frame number)",
+                    start: pfn,
+                    len: PAGE,
+                })?;
+                Some((start, len))
+            }
+            (start, len) => Some((start, len)),
+        };
         let info = StartInfo {
             addr,
-            nr_pages: mem.read_u64(addr + 32)?,
-            shared_info: mem.read_u64(addr + 40)?,
+            nr_pages: le_u64(&raw, 32),
+            shared_info: le_u64(&raw, 40),
             flags,
-            console_mfn: if dom0 { 0 } else { mem.read_u64(addr + 72)? },
-            console_evtchn: if dom0 { 0 } else { mem.read_u32(addr + 80)? },
-            store_evtchn: mem.read_u32(addr + 64)?,
-            pt_base: mem.read_u64(addr + 88)?,
-            nr_pt_frames: mem.read_u64(addr + 96)?,
-            mfn_list: mem.read_u64(addr + 104)?,
-            module: match (mod_start, mod_len) {
-                (_, 0) | (0, _) => None,
-                (start, len) if flags & SIF_MOD_START_PFN != 0 => Some((start * PAGE, len)),
-                (start, len) => Some((start, len)),
-            },
+            console_mfn: if dom0 { 0 } else { le_u64(&raw, 72) },
+            console_evtchn: if dom0 { 0 } else { le_u32(&raw, 80) },
+            store_evtchn: le_u32(&raw, 64),
+            pt_base: le_u64(&raw, 88),
+            nr_pt_frames: le_u64(&raw, 96),
+            mfn_list: le_u64(&raw, 104),
+            module,
             cmdline,
         };
-        let ram_end = info.ram_end();
-        if info.nr_pages == 0 || info.nr_pages > (1 << 40) {
+        if info.nr_pages == 0 || info.nr_pages > MAX_PAGES {
             return Err(StartInfoError::Inconsistent("nr_pages is 0 or absurd"));
         }
-        if info.nr_pt_frames == 0 || info.bootstrap_end() > ram_end {
+        let ram_end = info.ram_end();
+        // The page tables are followed by one page of boot stack.
+        let bootstrap_len = info.nr_pt_frames.checked_add(1).and_then(|frames| frames.checked_mul(PAGE));
+        let bootstrap_end =
+            bootstrap_len.and_then(|len| info.pt_base.checked_add(len)).ok_or(StartInfoError::Wraps {
+                what: "the boot page tables and stack (pt_base, nr_pt_frames + 1 pages)",
+                start: info.pt_base,
+                len: info.nr_pt_frames,
+            })?;
+        if info.nr_pt_frames == 0 || bootstrap_end > ram_end {
             return Err(StartInfoError::Inconsistent("the boot page tables lie outside the domain's memory"));
         }
-        if info.mfn_list == 0 || info.mfn_list.saturating_add(info.nr_pages * 8) > ram_end {
+        let p2m_len = info.nr_pages * 8; // nr_pages is at most 2^40
+        let p2m_end = info.mfn_list.checked_add(p2m_len).ok_or(StartInfoError::Wraps {
+            what: "the p2m list (mfn_list, nr_pages * 8 bytes)",
+            start: info.mfn_list,
+            len: p2m_len,
+        })?;
+        if info.mfn_list == 0 || p2m_end > ram_end {
             return Err(StartInfoError::Inconsistent("the p2m list lies outside the domain's memory"));
         }
-        if let Some((start, len)) = info.module
-            && start.saturating_add(len) > ram_end
-        {
-            return Err(StartInfoError::Inconsistent("the boot module lies outside the domain's memory"));
+        if let Some((start, len)) = info.module {
+            let end = start.checked_add(len).ok_or(StartInfoError::Wraps {
+                what: "the boot module (mod_start, mod_len)",
+                start,
+                len,
+            })?;
+            if end > ram_end {
+                return Err(StartInfoError::Inconsistent("the boot module lies outside the domain's memory"));
+            }
         }
         Ok(info)
     }
 
     /// The end of pseudo-physical memory.
     pub fn ram_end(&self) -> u64 {
+        // Saturating only for a hand-edited value: `parse` bounds nr_pages.
         self.nr_pages.saturating_mul(PAGE)
     }
 
     /// The end of what Xen's domain builder placed (image, module, p2m list, start info,
     /// boot page tables, and last the one-page boot stack): RAM from here on is free.
+    /// [`parse`](Self::parse) checked that this lies inside the domain's memory.
     pub fn bootstrap_end(&self) -> u64 {
-        self.pt_base.saturating_add((self.nr_pt_frames + 1).saturating_mul(PAGE))
+        self.pt_base.saturating_add(self.nr_pt_frames.saturating_add(1).saturating_mul(PAGE))
     }
 
     /// The memory map: all pseudo-physical memory is RAM.
@@ -242,6 +290,63 @@ mod tests {
         let mut s = xen_like(MAGIC, b"");
         s[32..40].copy_from_slice(&0u64.to_le_bytes());
         assert!(StartInfo::parse(&mem(s), AT).is_err());
+    }
+
+    #[test]
+    fn a_module_frame_number_that_wraps_is_refused() {
+        let mut s = xen_like(MAGIC, b"");
+        s[48..52].copy_from_slice(&(SIF_MOD_START_PFN | SIF_INITDOMAIN).to_le_bytes());
+        // 0x10_0000_0000_0001 pages * 4096 = 2^64 + 4096: without a check, the module
+        // would be taken to start at 0x1000.
+        s[112..120].copy_from_slice(&0x10_0000_0000_0001u64.to_le_bytes());
+        s[120..128].copy_from_slice(&0x1000u64.to_le_bytes());
+        let err = StartInfo::parse(&mem(s), AT).unwrap_err();
+        assert!(matches!(err, StartInfoError::Wraps { start: 0x10_0000_0000_0001, .. }), "{err:?}");
+        let text = std::format!("{err}");
+        assert!(text.contains("mod_start") && text.contains("past the end of the address space"), "{text}");
+    }
+
+    #[test]
+    fn a_module_range_that_wraps_is_refused() {
+        let mut s = xen_like(MAGIC, b"");
+        s[112..120].copy_from_slice(&0x50_0000u64.to_le_bytes());
+        s[120..128].copy_from_slice(&(u64::MAX - 0x1000).to_le_bytes());
+        let err = StartInfo::parse(&mem(s), AT).unwrap_err();
+        assert_eq!(
+            err,
+            StartInfoError::Wraps {
+                what: "the boot module (mod_start, mod_len)",
+                start: 0x50_0000,
+                len: u64::MAX - 0x1000
+            }
+        );
+    }
+
+    #[test]
+    fn a_page_table_frame_count_that_wraps_is_refused() {
+        for frames in [u64::MAX, u64::MAX / 4096, u64::MAX / 4096 - 0x400] {
+            let mut s = xen_like(MAGIC, b"");
+            s[96..104].copy_from_slice(&frames.to_le_bytes());
+            let err = StartInfo::parse(&mem(s), AT).unwrap_err();
+            assert!(
+                matches!(err, StartInfoError::Wraps { len, .. } if len == frames),
+                "{frames:#x}: {err:?}"
+            );
+            assert!(std::format!("{err}").contains("boot page tables"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_start_info_at_the_top_of_the_address_space_is_unreadable() {
+        let at = u64::MAX - 1151;
+        let mut m = TestMemory::new();
+        m.put(at, &xen_like(MAGIC, b"")[..1152]);
+        m.put(0, &[0; 64]);
+        // Its last byte is the address space's last byte: read like any other.
+        assert_eq!(StartInfo::parse(&m, at).unwrap().nr_pages, 16384);
+        let mut m = TestMemory::new();
+        m.put(at + 8, &xen_like(MAGIC, b"")[..1144]);
+        assert!(matches!(StartInfo::parse(&m, at + 8), Err(StartInfoError::Unreadable(_))));
     }
 
     #[test]

@@ -29,14 +29,19 @@ fn virtio_caps(bdf: pci::Bdf) -> alloc::vec::Vec<(u8, u8, u32, u32, u32)> {
     let cfg = config();
     pci::capabilities(cfg, bdf)
         .into_iter()
-        .filter(|(id, _)| *id == CAP_VENDOR)
-        .map(|(_, at)| {
+        .filter(|&(id, at)| id == CAP_VENDOR && pci::capability_fits(at, 16))
+        .filter_map(|(_, at)| {
             let kind = cfg.read8(bdf, at + 3);
             let bar = cfg.read8(bdf, at + 4);
             let offset = cfg.read32(bdf, at + 8);
             let length = cfg.read32(bdf, at + 12);
-            let multiplier = if kind == CAP_NOTIFY { cfg.read32(bdf, at + 16) } else { 0 };
-            (kind, bar, offset, length, multiplier)
+            let multiplier = match kind {
+                // The notify capability has a fifth register.
+                CAP_NOTIFY if !pci::capability_fits(at, 20) => return None,
+                CAP_NOTIFY => cfg.read32(bdf, at + 16),
+                _ => 0,
+            };
+            Some((kind, bar, offset, length, multiplier))
         })
         .collect()
 }
@@ -45,13 +50,14 @@ fn modern(bdf: pci::Bdf, msix: bool) -> Option<ModernPci<MmioRange>> {
     let caps = virtio_caps(bdf);
     let window = |kind: u8| {
         let &(_, bar, offset, length, mult) = caps.iter().find(|c| c.0 == kind)?;
-        Some((map_bar(bdf, bar, u64::from(offset), u64::from(length).max(4))?, mult))
+        let length = length.max(4);
+        Some((map_bar(bdf, bar, u64::from(offset), u64::from(length))?, length, mult))
     };
-    let (common, _) = window(CAP_COMMON)?;
-    let (notify, notify_multiplier) = window(CAP_NOTIFY)?;
-    let (isr, _) = window(CAP_ISR)?;
-    let (device, _) = window(CAP_DEVICE)?;
-    Some(ModernPci::new(common, notify, notify_multiplier, isr, device, msix))
+    let (common, ..) = window(CAP_COMMON)?;
+    let (notify, notify_len, notify_multiplier) = window(CAP_NOTIFY)?;
+    let (isr, ..) = window(CAP_ISR)?;
+    let (device, ..) = window(CAP_DEVICE)?;
+    Some(ModernPci::new(common, notify, notify_len, notify_multiplier, isr, device, msix))
 }
 
 /// How a card signals.
