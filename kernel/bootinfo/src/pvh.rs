@@ -140,6 +140,7 @@ impl StartInfo {
         }
         let mut modules = [Module::default(); MODULES_MAX];
         for (index, m) in modules.iter_mut().enumerate().take(nr_modules as usize) {
+            // start, len, cmdline_addr; the entry's last 8 bytes are reserved.
             let mut entry = [0u8; 24];
             mem.read(offset(modlist_addr, index as u64 * MODULE_SIZE)?, &mut entry)?;
             let (start, len) = (le_u64(&entry, 0), le_u64(&entry, 8));
