@@ -408,6 +408,7 @@ mod tests {
     fn a_cmdline_running_off_the_top_is_unreadable() {
         let mut buf = [0; CMDLINE_MAX];
         let mut mem = TestMemory::new();
+        // A wrapped address would find this NUL and return "abcd".
         mem.put(0, b"\0");
         mem.put(u64::MAX - 3, b"abcd");
         assert!(matches!(read_cmdline(&mem, u64::MAX - 3, &mut buf), Err(CmdlineError::Unreadable(_))));
