@@ -120,11 +120,25 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     if info.memmap.is_empty() {
         // No map in the start info: only a hypervisor can say where RAM is.
         let mut overflow = false;
+        // The same rule as for the start info's map: an entry that wraps stops the boot.
+        let mut wrapped = None;
         let found = pv::xen_hvm::memory_map(|start, len, kind| {
+            if start.checked_add(len).is_none() {
+                wrapped.get_or_insert((start, len));
+                return;
+            }
             let region =
                 bootinfo::memmap::Region { start, len, kind: bootinfo::memmap::RegionKind::from_raw(kind) };
             overflow |= info.memmap.push(region).is_err();
         });
+        if let Some((start, len)) = wrapped {
+            fail(
+                "memory",
+                format_args!(
+                    "Xen's memory map has an entry (start {start:#x}, length {len:#x}) that runs past the end of the address space"
+                ),
+            );
+        }
         match found {
             Ok(n) if n > 0 && !overflow => {}
             Ok(_) => fail("memory", "the start info has no memory map and Xen's is empty or too long"),

@@ -140,6 +140,7 @@ impl StartInfo {
         }
         let mut modules = [Module::default(); MODULES_MAX];
         for (index, m) in modules.iter_mut().enumerate().take(nr_modules as usize) {
+            // start, len, cmdline_addr; the entry's last 8 bytes are reserved.
             let mut entry = [0u8; 24];
             mem.read(offset(modlist_addr, index as u64 * MODULE_SIZE)?, &mut entry)?;
             let (start, len) = (le_u64(&entry, 0), le_u64(&entry, 8));
@@ -407,6 +408,7 @@ mod tests {
     fn a_cmdline_running_off_the_top_is_unreadable() {
         let mut buf = [0; CMDLINE_MAX];
         let mut mem = TestMemory::new();
+        // A wrapped address would find this NUL and return "abcd".
         mem.put(0, b"\0");
         mem.put(u64::MAX - 3, b"abcd");
         assert!(matches!(read_cmdline(&mem, u64::MAX - 3, &mut buf), Err(CmdlineError::Unreadable(_))));
