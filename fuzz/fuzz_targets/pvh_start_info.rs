@@ -6,13 +6,11 @@
 #![no_main]
 
 use bootinfo::pvh::{CMDLINE_MAX, StartInfo, read_cmdline};
-use chameleon_fuzz::{GuestImage, Input};
+use chameleon_fuzz::GuestImage;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut input = Input::new(data);
-    let at_top = input.u8() & 1 == 1;
-    let image = GuestImage::new(input.rest(), at_top);
+    let image = GuestImage::from_flagged(data);
     match StartInfo::parse(&image, image.base) {
         Ok(info) => {
             // The kernel reserves and hands out these ranges by their ends.

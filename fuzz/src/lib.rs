@@ -23,6 +23,14 @@ impl<'a> GuestImage<'a> {
         let base = if at_top { 0u64.wrapping_sub(bytes.len() as u64) } else { LOW_BASE };
         GuestImage { base, bytes }
     }
+
+    /// The start-info targets' input: a flag byte (bit 0: at the top of the address
+    /// space), then the image.
+    pub fn from_flagged(data: &'a [u8]) -> Self {
+        let mut input = Input::new(data);
+        let at_top = input.u8() & 1 == 1;
+        GuestImage::new(input.rest(), at_top)
+    }
 }
 
 impl PhysMemory for GuestImage<'_> {
