@@ -241,6 +241,13 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
         self.rx.has_used() || (self.tx_pool.is_empty() && self.tx.has_used())
     }
 
+    /// Notifies the device of both queues, whatever the event indices say: the safety
+    /// net for a lost notification (see the kernel's `net::Stack::poll`).
+    pub fn kick(&self) {
+        self.transport.notify(RX);
+        self.transport.notify(TX);
+    }
+
     /// Acknowledges an interrupt (needed with INTx and on MMIO; harmless with MSI-X).
     pub fn ack_interrupt(&self) -> u8 {
         self.transport.interrupt_status()
