@@ -234,7 +234,9 @@ fn respond(req: &http::Request<'_>, out: &mut Vec<u8>, scratch: &mut [u8]) -> An
         error(out, 400, false, with_body);
         return Answer::head_only(false);
     };
-    log::debug!("httpd: {:?} {}", req.method, req.path);
+    // Per request, so at trace: `log=debug` (the heap figures tests and the soak read)
+    // must not put a console line on every request.
+    log::trace!("httpd: {:?} {}", req.method, req.path);
     match find(path) {
         Found::File(file) => serve_file(req, file, out),
         Found::Directory => {
