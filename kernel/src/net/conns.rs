@@ -100,7 +100,7 @@ pub(super) struct Conns {
 pub(super) enum Admission {
     /// Room under the cap.
     Room,
-    /// Room made by resetting this connection (already aborted by the caller's hand).
+    /// Room made by taking this connection's place: the caller resets it.
     Replaced(SocketHandle),
     /// No room: reset the new connection.
     Full,
@@ -120,10 +120,6 @@ impl Conns {
             evicted: 0,
             reported_ns: 0,
         }
-    }
-
-    pub(super) fn max(&self) -> usize {
-        self.max
     }
 
     /// Whether a new connection fits, making room if a quiet one can go. The caller

@@ -322,11 +322,6 @@ impl TcpListener {
         self.backlog
     }
 
-    /// How many connections apps may hold at once (`max_conns=`, else sized to memory).
-    pub fn max_conns(&self) -> usize {
-        with_stack(|s| s.conns.max()).unwrap_or(0)
-    }
-
     /// The next established connection.
     pub async fn accept(&mut self) -> Result<TcpStream, NetError> {
         let id = self.id;
