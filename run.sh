@@ -111,11 +111,14 @@ boot() {
             ;;
         *) die "NET must be user or tap" ;;
     esac
+    # microvm has no PCI bus: its card is virtio-mmio, found through ACPI's DSDT.
+    local nic=virtio-net-pci
+    case ${MACHINE:-pc} in microvm*) nic=virtio-net-device ;; esac
     cmd+=(qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -M "${MACHINE:-pc}" -m "${MEM:-64}"
         -display none -nodefaults -no-reboot -serial stdio
         -device isa-debug-exit,iobase=0x501,iosize=2
         -netdev "$netdev"
-        -device virtio-net-pci,netdev=net0
+        -device "$nic,netdev=net0"
         -kernel "$image")
     [ -n "$cmdline" ] && cmd+=(-append "$cmdline")
     cmd+=("$@")
