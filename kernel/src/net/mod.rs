@@ -178,8 +178,9 @@ impl Device for Port {
     }
 }
 
-fn now() -> Instant {
-    Instant::from_micros((crate::time::since_boot_ns() / 1000) as i64)
+/// smoltcp's time for a kernel-clock reading.
+fn instant(ns: u64) -> Instant {
+    Instant::from_micros((ns / 1000) as i64)
 }
 
 fn start() -> Result<(), NetError> {
@@ -207,7 +208,7 @@ fn start() -> Result<(), NetError> {
     };
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
     config.random_seed = pv::tsc::rdtsc();
-    let mut iface = Interface::new(config, &mut port, now());
+    let mut iface = Interface::new(config, &mut port, instant(crate::time::since_boot_ns()));
     let cfg = CONFIG.get().copied().unwrap_or_default();
     // The socket table never shrinks (smoltcp keeps its slots), so it is reserved for the
     // whole budget now: a flood then leaves the heap where it found it, and the table
@@ -274,7 +275,9 @@ impl Stack {
     /// of SYNs never finds them out of listening sockets), then transmits.
     fn poll(&mut self) -> bool {
         use smoltcp::iface::{PollIngressSingleResult, PollResult};
-        let now = now();
+        // One clock read serves the stack, the kick check and the reaper.
+        let now_ns = crate::time::since_boot_ns();
+        let now = instant(now_ns);
         let mut changed = false;
         let mut received = false;
         self.iface.poll_maintenance(now);
@@ -289,7 +292,6 @@ impl Stack {
                 }
             }
         }
-        let now_ns = crate::time::since_boot_ns();
         if received {
             self.heard_ns = now_ns;
             self.kick_after_ns = KICK_AFTER_NS;
@@ -325,7 +327,7 @@ impl Stack {
                 None => {}
             }
         }
-        self.reap();
+        self.reap(now_ns);
         changed
     }
 
@@ -334,12 +336,11 @@ impl Stack {
     /// under connection-per-request load thousands pile up and slow every poll; a late
     /// duplicate from the peer then meets a reset instead. A socket that has not finished
     /// closing after `CLOSE_LIMIT_NS` (a peer that never sends its FIN) is aborted.
-    fn reap(&mut self) {
+    fn reap(&mut self, now_ns: u64) {
         use smoltcp::socket::tcp::{Socket, State};
-        self.expire_handshakes();
+        self.expire_handshakes(now_ns);
         let (sockets, conns) = (&mut self.sockets, &mut self.conns);
         let before = self.closing.len();
-        let now_ns = crate::time::since_boot_ns();
         self.closing.retain(|&(h, since, slot)| {
             let socket = sockets.get_mut::<Socket>(h);
             let done = matches!(socket.state(), State::Closed | State::TimeWait);
@@ -385,10 +386,11 @@ pub(crate) fn poll() -> bool {
 pub(crate) fn poll_delay_ns() -> Option<u64> {
     let mut stack = STACK.lock();
     let stack = stack.as_mut()?;
-    let delay = stack.iface.poll_delay(now(), &stack.sockets.set).map(|d| d.total_micros() * 1000);
+    let now_ns = crate::time::since_boot_ns();
+    let delay = stack.iface.poll_delay(instant(now_ns), &stack.sockets.set).map(|d| d.total_micros() * 1000);
     // A polled card is looked at every `POLL_INTERVAL_NS`; any card is kicked after a
     // silence (see `KICK_AFTER_NS`), so the idle loop wakes for that.
-    let kick_at = (stack.heard_ns + stack.kick_after_ns).saturating_sub(crate::time::since_boot_ns()).max(1);
+    let kick_at = (stack.heard_ns + stack.kick_after_ns).saturating_sub(now_ns).max(1);
     let limit = if stack.signal == nic::Signal::Polled { POLL_INTERVAL_NS.min(kick_at) } else { kick_at };
     Some(delay.map_or(limit, |d| d.min(limit)))
 }

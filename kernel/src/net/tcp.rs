@@ -158,8 +158,7 @@ impl Stack {
     /// flood's leftovers go even when no more packets come), as are pending sockets a
     /// reset put back to listening. Pending sockets are in age order, so only the
     /// expired front is visited.
-    pub(super) fn expire_handshakes(&mut self) {
-        let now = crate::time::since_boot_ns();
+    pub(super) fn expire_handshakes(&mut self, now: u64) {
         let sockets = &mut self.sockets;
         for queue in self.listeners.iter_mut().flatten() {
             // Established ones past the limit still wait for `accept`, among the front.
