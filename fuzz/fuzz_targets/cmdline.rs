@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let settings = cmdline::parse(text, |warning| {
+    const BACKENDS: &[&str] = &["native", "kvm", "vmware", "xen_hvm", "xen_pv"];
+    let settings = cmdline::parse(text, BACKENDS, |warning| {
         let _ = warning.to_string();
     });
     assert!(text.ends_with(settings.app_args), "app args {:?} are not the line's tail", settings.app_args);

@@ -64,7 +64,7 @@ struct Parsed<'a> {
 /// Parses the command line, warning about what it ignores, and starts the logger.
 fn parse_cmdline(cmdline: &str) -> Parsed<'_> {
     let mut warnings = 0;
-    let settings: Settings<'_> = cmdline::parse(cmdline, |w| {
+    let settings: Settings<'_> = cmdline::parse(cmdline, &pv::backend::NAMES, |w| {
         crate::println!("chameleon: warning: command line: {w}");
         warnings += 1;
     });
@@ -122,7 +122,10 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         let mut overflow = false;
         // The same rule as for the start info's map: an entry that wraps stops the boot.
         let mut wrapped = None;
-        let found = pv::xen_hvm::memory_map(|start, len, kind| {
+        let Some(memory_map) = pv::backend::early(&pv::Machine).memory_map else {
+            fail("memory", "the start info carries no memory map and no hypervisor offers one");
+        };
+        let found = memory_map(&mut |start, len, kind| {
             if start.checked_add(len).is_none() {
                 wrapped.get_or_insert((start, len));
                 return;
@@ -135,13 +138,15 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
             fail(
                 "memory",
                 format_args!(
-                    "Xen's memory map has an entry (start {start:#x}, length {len:#x}) that runs past the end of the address space"
+                    "the hypervisor's memory map has an entry (start {start:#x}, length {len:#x}) that runs past the end of the address space"
                 ),
             );
         }
         match found {
             Ok(n) if n > 0 && !overflow => {}
-            Ok(_) => fail("memory", "the start info has no memory map and Xen's is empty or too long"),
+            Ok(_) => {
+                fail("memory", "the start info has no memory map and the hypervisor's is empty or too long")
+            }
             Err(why) => fail("memory", format_args!("the start info carries no memory map ({why})")),
         }
     }
@@ -185,21 +190,15 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     }
 
     let image = paging::image_layout();
-    let mut reserved = [
+    const FIXED: usize = 4;
+    let mut reserved = [(0, 0); FIXED + pvh::MODULES_MAX];
+    reserved[..FIXED].copy_from_slice(&[
         (0, 1 << 20), // page 0, real-mode and firmware areas
         (image.start, image.end),
         (info.addr, info.addr + info.struct_len()),
         (info.memmap_addr, info.memmap_addr + info.memmap_len()),
-        (0, 0),
-        (0, 0),
-        (0, 0),
-        (0, 0),
-        (0, 0),
-        (0, 0),
-        (0, 0),
-        (0, 0),
-    ];
-    for (slot, m) in reserved[4..].iter_mut().zip(info.modules()) {
+    ]);
+    for (slot, m) in reserved[FIXED..].iter_mut().zip(info.modules()) {
         *slot = (m.start, m.start.saturating_add(m.len));
     }
     let free = match memory::init_frames(&info.memmap, &reserved) {
@@ -214,11 +213,7 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     }
     log::debug!("paging: kernel page tables live, NX {}", if nx { "on" } else { "unavailable" });
 
-    // SAFETY: boot: one CPU, interrupts off, nothing else running.
-    let pv = match unsafe { pv::init(parsed.settings.pv, parsed.settings.pv_patch, pv::Entry::Pvh) } {
-        Ok(report) => report,
-        Err(e) => fail("pv", e),
-    };
+    let pv = start_pv(&parsed.settings, pv::Entry::Pvh);
     let modules = info
         .modules()
         .iter()
@@ -245,21 +240,30 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     })
 }
 
+/// Detects the hypervisor and starts its pv-ops backend (or the one `pv=` names).
+fn start_pv(settings: &Settings<'_>, entry: pv::Entry) -> pv::Report {
+    let choice = settings.pv.and_then(pv::backend::by_name).map_or(pv::Choice::Auto, pv::Choice::Force);
+    // SAFETY: boot: one CPU, interrupts off, nothing else running.
+    match unsafe { pv::init(choice, settings.pv_patch, entry, interrupts::UPCALL_VECTOR) } {
+        Ok(report) => report,
+        Err(e) => fail("pv", e),
+    }
+}
+
 /// Called by the Xen PV entry stub on the boot stack: ring 3, events masked, Xen's page
 /// tables. Nothing privileged may run here, so the xen_pv table goes in first, then the
-/// trap table, and only then anything that could fault.
+/// IDT (which the table turns into Xen's trap table), and only then anything that could
+/// fault.
 pub(crate) extern "C" fn xen_pv_main(start_info_addr: u64) -> ! {
     // SAFETY: the first thing at the PV entry; nothing else runs.
-    unsafe { pv::xen_pv::install_early() };
+    unsafe { pv::xen::pv::install_early(interrupts::UPCALL_VECTOR) };
     console::prefer_hypervisor_console();
-    if let Err(e) = idt::init_xen_pv() {
-        fail("Xen trap table", e);
-    }
+    idt::init();
     let info = XEN_START_INFO.call_once(|| match xen_pv::StartInfo::parse(&BootMemory, start_info_addr) {
         Ok(info) => info,
         Err(e) => fail("Xen start info", e),
     });
-    let handover = pv::xen_pv::Handover {
+    let handover = pv::xen::pv::Handover {
         shared_info: info.shared_info,
         pt_base: info.pt_base,
         mfn_list: info.mfn_list,
@@ -270,7 +274,7 @@ pub(crate) extern "C" fn xen_pv_main(start_info_addr: u64) -> ! {
         store_evtchn: info.store_evtchn,
     };
     // SAFETY: boot, after `install_early`; the handover is Xen's start info.
-    if let Err(e) = unsafe { pv::xen_pv::start(&handover) } {
+    if let Err(e) = unsafe { pv::xen::pv::start(&handover) } {
         fail("Xen", e);
     }
     let cmdline = match info.cmdline() {
@@ -283,19 +287,22 @@ pub(crate) extern "C" fn xen_pv_main(start_info_addr: u64) -> ! {
         if info.is_dom0() { "dom0" } else { "domU" },
         info.nr_pages
     );
-    // Patch while Xen's boot mapping still has text writable; `init_xen_pv` below makes
-    // it read-only.
-    // SAFETY: boot: one CPU, events masked, nothing else running.
-    let pv = match unsafe { pv::init(parsed.settings.pv, parsed.settings.pv_patch, pv::Entry::XenPv) } {
-        Ok(report) => report,
-        Err(e) => fail("pv", e),
-    };
+    // Patch while Xen's boot mapping still has text writable; the memory set-up below
+    // makes it read-only.
+    let pv = start_pv(&parsed.settings, pv::Entry::XenPv);
     let guards = entry::stacks().map(|s| s.guard);
-    let free = match memory::init_xen_pv(info, &paging::image_layout(), &guards) {
+    // Xen turns on EFER.NXE itself where the CPU has it.
+    let nx = cpu::has_nx();
+    let loader = memory::LoaderTables {
+        ram_end: info.ram_end(),
+        boot_end: info.bootstrap_end(),
+        module: info.module.map_or((0, 0), |(start, len)| (start, start.saturating_add(len))),
+        memmap: &info.memmap(),
+    };
+    let free = match memory::init_on_loader_tables(&loader, &paging::image_layout(), &guards, nx) {
         Ok(free) => free,
         Err(e) => fail("memory", e),
     };
-    let nx = pv::xen_pv::mmu::nx_bit() != 0;
     run(Booted {
         protocol: "xen-pv",
         start_info_version: 0,
@@ -319,8 +326,9 @@ fn run(b: Booted<'_>) -> ! {
     if let Some(hv) = pv.detection.cpuid {
         log::debug!("pv: CPUID leaves at {:#x}..={:#x}, features {:x?}", hv.base, hv.max_leaf, hv.features);
     }
-    if let Some(steal) = pv::kvm::steal_time_ns() {
-        log::debug!("pv: kvm steal time so far {steal} ns");
+    let steal = (pv::table::ops().time.steal_ns)();
+    if steal > 0 {
+        log::debug!("pv: steal time so far {steal} ns");
     }
     if let Some(why) = pv.detection.fallback.or(pv.backend_error) {
         log::warn!("pv: {why}; using the native backend");
@@ -331,22 +339,23 @@ fn run(b: Booted<'_>) -> ! {
     log::info!(
         "pv: hypervisor={} backend={} patched={}/{} sites",
         pv.detection.hypervisor,
-        pv.detection.backend.name(),
+        pv.backend().name,
         pv.patch.patched,
         pv.patch.total
     );
-    let timer = if pv.detection.backend == pv::Backend::XenPv {
-        // No APIC or PIC to program: Xen delivers events, the timer included.
+    let timer = if !pv.backend().local_apic {
+        // No APIC or PIC to program: the hypervisor delivers events, the timer included.
         String::new()
     } else {
+        use pv::native::apic::{self, TimerMode};
         let (apic_mode, timer_mode) = interrupts::init();
         match (pv.timer, timer_mode) {
             (Some(_), _) => alloc::format!(", APIC {apic_mode:?}"),
-            (None, pv::apic::TimerMode::CountDown) => alloc::format!(
+            (None, TimerMode::CountDown) => alloc::format!(
                 ", APIC {apic_mode:?}, timer {timer_mode:?} at {} kHz",
-                pv::apic::countdown_hz() / 1000
+                apic::countdown_hz() / 1000
             ),
-            (None, pv::apic::TimerMode::TscDeadline) => {
+            (None, TimerMode::TscDeadline) => {
                 alloc::format!(", APIC {apic_mode:?}, timer {timer_mode:?}")
             }
         }
@@ -366,7 +375,7 @@ fn run(b: Booted<'_>) -> ! {
         free_bytes: b.free_bytes,
         cpu_brand: String::from(cpu::brand(&mut brand)),
         hypervisor: pv.detection.hypervisor,
-        pv_backend: pv.detection.backend.name(),
+        pv_backend: pv.backend().name,
         tsc_khz: time::tsc_khz(),
         tsc_source: pv.tsc_source.name(),
         nx: b.nx,
@@ -388,7 +397,7 @@ fn run(b: Booted<'_>) -> ! {
 
     crate::executor::set_halt_poll_us(settings.halt_poll_us);
     if let Some(name) = settings.selftest {
-        exit(selftest::run(name, &facts));
+        exit(selftest::run(name, &facts, pv.backend()));
     }
     let args = app::Args { cmdline: b.cmdline, app_args: settings.app_args, facts: &facts };
     match app::run(&args) {

@@ -1,5 +1,5 @@
-//! Kernel output: one console device at a time (COM1 today; hypervisor consoles later),
-//! and `print!`/`println!` over it.
+//! Kernel output: one console device at a time (COM1, a hypervisor's early console, or
+//! the pv-ops console), and `print!`/`println!` over it.
 
 use core::fmt::{self, Write};
 use drivers::Console;
@@ -14,47 +14,40 @@ static COM1: Once<Uart16550<PortRange>> = Once::new();
 /// The console in use; the lock also keeps lines from different writers whole.
 static CONSOLE: Mutex<Option<&'static dyn Console>> = Mutex::new(None);
 
-/// Sets up COM1 as the console if a UART answers there. Under Xen, whose serial port is
-/// Xen's own, nothing answers: then Xen's debug port 0xE9 carries the output (Xen prints
-/// it as `(dN) ...` lines, with `guest_loglvl=all` on release builds) until the
-/// hypervisor console takes over, so a boot that fails before that is not silent.
+/// Sets up COM1 as the console if a UART answers there. Where the serial port is the
+/// hypervisor's own (Xen), nothing answers: then the hypervisor's early console, if it
+/// has one, carries the output until the pv-ops console takes over, so a boot that fails
+/// before that is not silent.
 pub(crate) fn init_serial() {
-    // SAFETY: 0x3f8..0x400 is COM1 on every PC platform, driven only by this handle.
-    let ports = unsafe { PortRange::new(COM1_BASE, 8) };
-    if let Some(uart) = Uart16550::init(ports) {
+    // SAFETY: 0x3f8..0x400 is COM1 on every PC platform; its registers cannot start DMA.
+    if let Ok(ports) = unsafe { PortRange::claim(COM1_BASE, 8) }
+        && let Some(uart) = Uart16550::init(ports)
+    {
         let uart = COM1.call_once(|| uart);
         *CONSOLE.lock() = Some(uart);
-    } else if pv::detect::hypervisor(&pv::Machine).is_some_and(|h| h.vendor == pv::detect::Vendor::Xen) {
-        *CONSOLE.lock() = Some(XEN_DEBUG_PORT.call_once(|| {
-            // SAFETY: Xen emulates port 0xE9 as its debug console in every HVM domain;
-            // only this handle writes it.
-            XenDebugPort(unsafe { PortRange::new(XEN_DEBUG_PORT_BASE, 1) })
-        }));
+    } else if let Some(write) = pv::backend::early(&pv::Machine).console {
+        *CONSOLE.lock() = Some(EARLY_CONSOLE.call_once(|| EarlyConsole(write)));
     }
 }
 
-const XEN_DEBUG_PORT_BASE: u16 = 0xe9;
+/// A hypervisor's console that works before (and without) its backend.
+struct EarlyConsole(fn(&[u8]));
 
-/// Xen's HVM debug console: one byte per OUT to port 0xE9.
-struct XenDebugPort(PortRange);
-
-impl Console for XenDebugPort {
+impl Console for EarlyConsole {
     fn write(&self, bytes: &[u8]) {
-        use drivers::Registers;
-        for &b in bytes {
-            self.0.write8(0, b);
-        }
+        (self.0)(bytes)
     }
 }
 
-static XEN_DEBUG_PORT: Once<XenDebugPort> = Once::new();
+static EARLY_CONSOLE: Once<EarlyConsole> = Once::new();
 
 /// The hypervisor's console, through the pv-ops table.
 struct HypervisorConsole;
 
 impl Console for HypervisorConsole {
     fn write(&self, bytes: &[u8]) {
-        (pv::ops::ops().console.write)(bytes.as_ptr(), bytes.len());
+        // SAFETY: `bytes` is a live slice of `len` readable bytes.
+        unsafe { (pv::table::ops().console.write)(bytes.as_ptr(), bytes.len()) };
     }
 }
 
@@ -63,7 +56,7 @@ static HYPERVISOR_CONSOLE: HypervisorConsole = HypervisorConsole;
 /// Switches to the hypervisor's console when the pv-ops backend offers one (Xen owns
 /// the serial port and hands its guests `console_io` instead).
 pub(crate) fn prefer_hypervisor_console() {
-    if (pv::ops::ops().console.available)() {
+    if (pv::table::ops().console.available)() {
         *CONSOLE.lock() = Some(&HYPERVISOR_CONSOLE);
     }
 }

@@ -3,7 +3,7 @@
 
 use drivers::dma::{DmaAllocator, DmaBuffer, DmaRing};
 use mm::PAGE_SIZE;
-use pv::ops::ops;
+use pv::table::ops;
 use spin::Mutex;
 
 use crate::memory::FRAMES;

@@ -33,7 +33,7 @@ fn debug_exit() -> Option<&'static DebugExit<PortRange>> {
         .call_once(|| {
             // SAFETY: 0x501..0x505 is where QEMU puts isa-debug-exit; with nothing there
             // the probe read returns all ones and the port is never written.
-            DebugExit::probe(unsafe { PortRange::new(0x501, 4) })
+            DebugExit::probe(unsafe { PortRange::claim(0x501, 4) }.ok()?)
         })
         .as_ref()
 }
@@ -45,7 +45,7 @@ pub(crate) fn set_power_off(how: PowerOff) {
 
 /// How the machine will be left, for the boot banner.
 pub(crate) fn method() -> &'static str {
-    if (pv::ops::ops().power.available)() {
+    if (pv::table::ops().power.available)() {
         return "hypervisor";
     }
     match (debug_exit(), POWER_OFF.get()) {
@@ -63,13 +63,14 @@ pub fn exit(code: ExitCode) -> ! {
 pub(crate) fn exit_with(code: u32) -> ! {
     crate::println!("chameleon: exit code {code}");
     // A hypervisor that can end the guest itself does so (Xen: sched_op shutdown).
-    let power = pv::ops::ops().power;
+    let power = pv::table::ops().power;
     (power.shutdown)(code);
     if !(power.available)()
-        && pv::detect::hypervisor(&pv::Machine).is_some_and(|h| h.vendor == pv::detect::Vendor::Xen)
+        && let Some(shutdown) = pv::backend::early(&pv::Machine).shutdown
     {
-        // Under Xen without its backend, Xen still takes the shutdown hypercall.
-        pv::xen_hvm::shutdown_direct(code);
+        // The backend is not in use (forced off, or it could not start), but the
+        // hypervisor still ends the guest when asked.
+        shutdown(code);
     }
     if let Some(dev) = debug_exit() {
         dev.exit(code);
@@ -84,20 +85,25 @@ pub(crate) fn exit_with(code: u32) -> ! {
 fn power_off(how: &PowerOff) {
     match *how {
         PowerOff::Pm1 { pm1a_cnt, pm1b_cnt, slp_typ_a, slp_typ_b } => {
-            // SAFETY: the FADT names these ports as the PM1 control blocks; nothing else
-            // drives them, and the machine is going down.
-            let (a, b) = unsafe { (PortRange::new(pm1a_cnt, 2), pm1b_cnt.map(|p| PortRange::new(p, 2))) };
-            acpi_pm::pm1_power_off(&a, b.as_ref(), slp_typ_a, slp_typ_b);
+            // SAFETY: the FADT names these ports as the PM1 control blocks, which cannot
+            // start DMA; the machine is going down.
+            let claim = |port| unsafe { PortRange::claim(port, 2) }.ok();
+            if let Some(a) = claim(pm1a_cnt) {
+                acpi_pm::pm1_power_off(&a, pm1b_cnt.and_then(claim).as_ref(), slp_typ_a, slp_typ_b);
+            }
         }
         PowerOff::SleepControl { reg: GenericAddress::Io(port), slp_typ } => {
             // SAFETY: the FADT names this port as the sleep control register.
-            acpi_pm::sleep_control_power_off(&unsafe { PortRange::new(port, 1) }, slp_typ);
+            if let Ok(reg) = unsafe { PortRange::claim(port, 1) } {
+                acpi_pm::sleep_control_power_off(&reg, slp_typ);
+            }
         }
         PowerOff::SleepControl { reg: GenericAddress::Memory(addr), slp_typ } => {
-            if crate::memory::map_device(addr, 1).is_ok() {
+            if crate::memory::map_device(addr, 1).is_ok()
                 // SAFETY: the FADT names this byte as the sleep control register, and it
                 // was just mapped uncached at its physical address.
-                let reg = unsafe { crate::arch::mmio::MmioRange::new(addr, 1) };
+                && let Ok(reg) = unsafe { crate::arch::mmio::MmioRange::claim(addr, 1) }
+            {
                 acpi_pm::sleep_control_power_off(&reg, slp_typ);
             }
         }

@@ -1,17 +1,27 @@
-//! Interrupt controllers: the legacy 8259 PICs are masked for good, and the local APIC
-//! delivers the timer.
+//! Interrupt controllers: the legacy 8259 PICs are masked for good, the local APIC
+//! delivers the timer, and the I/O APIC routes device lines.
 
-use pv::apic::{self, Mode, TimerMode};
-use pv::ops::ops;
+use drivers::Registers;
+use pv::native::apic::{self, Mode, TimerMode};
 
+use crate::arch::port::PortRange;
 use crate::time::{SPURIOUS_VECTOR, TIMER_VECTOR};
 
-/// Masks both PICs and brings up the local APIC. Interrupts stay off.
+/// The vector the hypervisor's event upcall arrives on (the pv-ops `irq.upcall`).
+pub(crate) const UPCALL_VECTOR: u8 = 0xf3;
+
+/// Masks both PICs and brings up the local APIC, on platforms that have them. Interrupts
+/// stay off.
 pub(crate) fn init() -> (Mode, TimerMode) {
-    let io = ops().io;
     // All eight lines of the primary and the secondary PIC masked: the APIC delivers.
-    (io.outb)(0x21, 0xff);
-    (io.outb)(0xa1, 0xff);
+    for base in [0x20, 0xa0] {
+        // SAFETY: the 8259 PICs' command and data ports, driven only here; masking
+        // lines cannot start DMA.
+        match unsafe { PortRange::claim(base, 2) } {
+            Ok(pic) => pic.write8(1, 0xff),
+            Err(e) => log::warn!("PIC at {base:#x}: {e}"),
+        }
+    }
     let window = apic::xapic_window();
     if let Err(e) = crate::memory::map_device(window, 4096) {
         log::warn!("APIC: cannot map the xAPIC window at {window:#x}: {e:?}");
@@ -49,25 +59,33 @@ pub(crate) fn pci_intx_line(irq: u8) -> Line {
 }
 
 /// The I/O APIC's register window and the GSI of its pin 0, if `gsi` is one of its 24.
-fn ioapic_for(gsi: u32) -> Option<(crate::arch::mmio::MmioRange, u32)> {
+/// The I/O APIC's register window (select at +0, window at +0x10), claimed once.
+static IOAPIC: spin::Once<Option<crate::arch::mmio::MmioRange>> = spin::Once::new();
+
+/// The I/O APIC's registers and the GSI of its pin 0, if `gsi` is one of its 24.
+fn ioapic_for(gsi: u32) -> Option<(&'static crate::arch::mmio::MmioRange, u32)> {
     let (addr, base) = madt().ioapic.unwrap_or((0xfec0_0000, 0));
-    if gsi < base || gsi - base >= 24 || crate::memory::map_device(addr, 0x20).is_err() {
-        log::warn!("I/O APIC at {addr:#x}: cannot reach GSI {gsi}");
-        return None;
+    let regs = IOAPIC.call_once(|| {
+        crate::memory::map_device(addr, 0x20).ok()?;
+        // SAFETY: the I/O APIC's two registers, just mapped uncached; only this module
+        // programs it, and routing interrupts cannot start DMA.
+        unsafe { crate::arch::mmio::MmioRange::claim(addr, 0x20) }.ok()
+    });
+    match regs {
+        Some(regs) if gsi >= base && gsi - base < 24 => Some((regs, gsi - base)),
+        _ => {
+            log::warn!("I/O APIC at {addr:#x}: cannot reach GSI {gsi}");
+            None
+        }
     }
-    // SAFETY: the I/O APIC's two registers (select at +0, window at +0x10), just mapped
-    // uncached; only this module programs it.
-    Some((unsafe { crate::arch::mmio::MmioRange::new(addr, 0x20) }, gsi - base))
 }
 
 fn ioapic_write(ioapic: &crate::arch::mmio::MmioRange, reg: u32, value: u32) {
-    use drivers::Registers;
     ioapic.write32(0, reg);
     ioapic.write32(0x10, value);
 }
 
 fn ioapic_read(ioapic: &crate::arch::mmio::MmioRange, reg: u32) -> u32 {
-    use drivers::Registers;
     ioapic.write32(0, reg);
     ioapic.read32(0x10)
 }
@@ -84,8 +102,8 @@ pub(crate) fn route(line: Line, vector: u8) -> bool {
     if line.level {
         low |= 1 << 15;
     }
-    ioapic_write(&ioapic, 0x10 + 2 * pin + 1, (apic::id() & 0xff) << 24);
-    ioapic_write(&ioapic, 0x10 + 2 * pin, low);
+    ioapic_write(ioapic, 0x10 + 2 * pin + 1, (apic::id() & 0xff) << 24);
+    ioapic_write(ioapic, 0x10 + 2 * pin, low);
     true
 }
 
@@ -94,7 +112,7 @@ pub(crate) fn route(line: Line, vector: u8) -> bool {
 /// again in between.
 pub(crate) fn set_masked(gsi: u32, masked: bool) {
     let Some((ioapic, pin)) = ioapic_for(gsi) else { return };
-    let low = ioapic_read(&ioapic, 0x10 + 2 * pin);
+    let low = ioapic_read(ioapic, 0x10 + 2 * pin);
     let low = if masked { low | REDIRECT_MASKED } else { low & !REDIRECT_MASKED };
-    ioapic_write(&ioapic, 0x10 + 2 * pin, low);
+    ioapic_write(ioapic, 0x10 + 2 * pin, low);
 }

@@ -15,7 +15,7 @@ use talc::base::Talc;
 use talc::base::binning::Binning;
 use talc::source::Source;
 
-use crate::arch::paging::{ImageLayout, NoFrames, PageTables};
+use crate::arch::paging::{Access, ImageLayout, NoFrames, PageTables};
 
 pub(crate) static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
 static KERNEL_TABLES: Mutex<Option<PageTables>> = Mutex::new(None);
@@ -32,8 +32,6 @@ pub(crate) enum MemoryError {
         free: u64,
     },
     NoFramesForPageTables,
-    /// Xen refused a page-table change (PV).
-    Xen(pv::xen_pv::mmu::MapError),
 }
 
 impl core::fmt::Display for MemoryError {
@@ -47,7 +45,6 @@ impl core::fmt::Display for MemoryError {
                 MIN_FREE_BYTES / 1024
             ),
             Self::NoFramesForPageTables => write!(f, "out of memory while building page tables"),
-            Self::Xen(e) => write!(f, "page tables under Xen PV: {e}"),
         }
     }
 }
@@ -82,7 +79,7 @@ pub(crate) fn init_paging(
     nx: bool,
 ) -> Result<(), MemoryError> {
     let mut frames = FRAMES.lock();
-    let tables = PageTables::build(&mut frames, memmap, image, holes, nx)?;
+    let tables = PageTables::build(&mut || frames.alloc(1, PAGE_SIZE), memmap, image, holes, nx)?;
     // SAFETY: the new tables identity-map all RAM, which holds the image, the stacks and
     // every static; guard pages and page 0 are unmapped, and nothing refers to them.
     unsafe { crate::arch::cpu::write_cr3(tables.root()) };
@@ -90,64 +87,76 @@ pub(crate) fn init_paging(
     Ok(())
 }
 
-/// Memory for a Xen PV guest: Xen's boot tables are extended to map all of the domain's
-/// pages at their pseudo-physical addresses (table frames from the first free pages),
-/// the image gets its rights (text RX, rodata R, data RW+NX; page 0 and the stack guard
-/// pages unmapped), and what lies beyond the boot region and the new tables goes to the
-/// frame allocator. Returns the free bytes.
-pub(crate) fn init_xen_pv(
-    info: &bootinfo::xen_pv::StartInfo,
+/// What a loader that leaves its own page tables live (Xen's PV domain builder) says
+/// about memory.
+#[derive(Debug)]
+pub(crate) struct LoaderTables<'a> {
+    /// Where the guest's pages end (all of them RAM, at pseudo-physical addresses).
+    pub ram_end: u64,
+    /// The end of what the loader put at the bottom: image, start info, its tables.
+    pub boot_end: u64,
+    /// A boot module placed elsewhere, `[start, end)`.
+    pub module: (u64, u64),
+    pub memmap: &'a MemoryMap,
+}
+
+/// Memory on the loader's tables: they are extended to map all RAM at its physical
+/// address (table frames from the first free pages), the image gets its rights (text RX,
+/// rodata R, data RW+NX; page 0 and the stack guard pages unmapped), and what lies
+/// beyond the boot region and the new tables goes to the frame allocator. Returns the
+/// free bytes. Device windows stay unmapped (`map_device` refuses): the guest has no
+/// machine addresses for them.
+pub(crate) fn init_on_loader_tables(
+    loader: &LoaderTables<'_>,
     image: &ImageLayout,
     guards: &[u64],
+    nx: bool,
 ) -> Result<u64, MemoryError> {
-    use pv::xen_pv::mmu::{self, MapError, Rights};
-    let ram_end = info.ram_end();
-    let mut next_free = info.bootstrap_end();
-    let mapped_end = mmu::first_unmapped(next_free);
-    // Table frames come from the lowest free pages, which Xen's boot mapping (at least
-    // 512 KiB past its end) or our own earlier 2 MiB steps already map.
-    let module = info.module.map_or((0, 0), |(start, len)| (start, start.saturating_add(len)));
+    // SAFETY: the boot path hands these tables to this function alone.
+    let mut tables = unsafe { PageTables::live(nx) };
+    let reader = tables.reader();
+    let mut next_free = loader.boot_end;
+    let mut mapped_end = next_free;
+    while reader.is_mapped(mapped_end) {
+        mapped_end += PAGE_SIZE;
+    }
+    // Table frames come from the lowest free pages, which the loader's mapping (at least
+    // 512 KiB past its end, on Xen) or our own earlier 2 MiB steps already map.
+    let (module, ram_end) = (loader.module, loader.ram_end);
     let mut alloc = || {
         let frame = next_free;
-        if frame >= ram_end || !mmu::is_mapped(frame) || (module.0..module.1).contains(&frame) {
+        if frame >= ram_end || !reader.is_mapped(frame) || (module.0..module.1).contains(&frame) {
             return None;
         }
         next_free += PAGE_SIZE;
         Some(frame)
     };
-    let xen = |e: MapError| match e {
-        MapError::NoFrames => MemoryError::NoFramesForPageTables,
-        e => MemoryError::Xen(e),
-    };
-    // SAFETY: beyond Xen's boot mapping all of the domain's pages are free RAM, and the
-    // allocator hands out free, mapped frames below the mapping's growing end.
-    unsafe { mmu::map_ram(mapped_end, ram_end, &mut alloc) }.map_err(xen)?;
+    tables.map_ram(&mut alloc, mapped_end, ram_end)?;
     let rights = [
-        (0, PAGE_SIZE, Rights::Unmapped),
-        (image.start, image.text_end, Rights::Execute),
-        (image.text_end, image.rodata_end, Rights::Read),
-        (image.rodata_end, image.end, Rights::ReadWrite),
+        (0, PAGE_SIZE, Access::None),
+        (image.start, image.text_end, Access::Execute),
+        (image.text_end, image.rodata_end, Access::Read),
+        (image.rodata_end, image.end, Access::ReadWrite),
     ];
     // SAFETY: the rights are the image's own (code executable, data writable); page 0
     // and the guard pages are never used. Only the stack's guard page cannot work as on
     // PVH: Xen writes exception frames on the faulting stack, so an overflow ends in
     // Xen's own crash report of the domain, not ours.
     unsafe {
-        for (start, end, r) in rights {
-            mmu::protect(start, end, r).map_err(xen)?;
+        for (start, end, access) in rights {
+            tables.protect(start, end, access);
         }
         for &guard in guards {
-            mmu::protect(guard, guard + PAGE_SIZE, Rights::Unmapped).map_err(xen)?;
+            tables.protect(guard, guard + PAGE_SIZE, Access::None);
         }
     }
     log::debug!(
-        "memory: Xen PV: mapped {} MiB, {} KiB of boot region and new tables",
+        "memory: on the loader's tables: mapped {} MiB, {} KiB of boot region and new tables",
         ram_end >> 20,
         next_free / 1024
     );
-    // A module Xen placed after the domain's other pages (SIF_MOD_START_PFN) lies beyond
-    // the boot region.
-    init_frames(&info.memmap(), &[(0, next_free), module])
+    // A module placed after the guest's other pages lies beyond the boot region.
+    init_frames(loader.memmap, &[(0, next_free), module])
 }
 
 /// Maps a device's register window (uncached) so it can be reached at its physical
@@ -155,7 +164,7 @@ pub(crate) fn init_xen_pv(
 pub(crate) fn map_device(phys: u64, len: u64) -> Result<(), NoFrames> {
     let mut tables = KERNEL_TABLES.lock();
     let tables = tables.as_mut().ok_or(NoFrames)?;
-    tables.map_device(&mut FRAMES.lock(), phys, len)
+    tables.map_device(&mut || FRAMES.lock().alloc(1, PAGE_SIZE), phys, len)
 }
 
 /// Feeds the heap from the frame allocator.

@@ -62,7 +62,7 @@ impl EcamConfig {
         }
         // SAFETY: the page is this function's configuration space inside the MCFG's
         // window, mapped uncached above; configuration accesses have no memory effects.
-        Some(unsafe { MmioRange::new(page, 4096) })
+        unsafe { MmioRange::claim(page, 4096) }.ok()
     }
 }
 
@@ -114,9 +114,12 @@ pub fn config() -> &'static Config {
             log::info!("pci: ECAM at {:#x}, buses {}-{}", ecam.base, ecam.first_bus, ecam.last_bus);
             Config::Ecam(EcamConfig { ecam, mapped: spin::Mutex::new(alloc::collections::BTreeSet::new()) })
         }
-        // SAFETY: 0xCF8..0xD00 is the PCI configuration mechanism on every PC platform,
-        // driven only through this handle.
-        None => Config::Ports(PortConfig { ports: unsafe { PortRange::new(0xcf8, 8) } }),
+        None => {
+            // SAFETY: 0xCF8..0xD00 is the PCI configuration mechanism on every PC
+            // platform; configuration accesses cannot start DMA by themselves.
+            let ports = unsafe { PortRange::claim(0xcf8, 8) };
+            Config::Ports(PortConfig { ports: ports.expect("the PCI configuration ports are claimed once") })
+        }
     })
 }
 
@@ -148,7 +151,9 @@ pub fn map_bar(bdf: Bdf, index: u8, offset: u64, len: u64) -> Option<MmioRange> 
             // SAFETY: the window lies inside the device's memory BAR (checked against
             // its size) and was just mapped uncached; the driver it goes to owns the
             // device.
-            Some(unsafe { MmioRange::new(addr + offset, len) })
+            unsafe { MmioRange::claim(addr + offset, len) }
+                .inspect_err(|e| log::warn!("pci: {bdf}: BAR {index}: {e}"))
+                .ok()
         }
         _ => None,
     }
@@ -157,8 +162,11 @@ pub fn map_bar(bdf: Bdf, index: u8, offset: u64, len: u64) -> Option<MmioRange> 
 /// An I/O BAR as a port window.
 pub fn io_bar(bdf: Bdf, index: u8) -> Option<PortRange> {
     match decoded_bar(bdf, index)? {
-        // SAFETY: the ports are the device's own I/O BAR, handed to its one driver.
-        Bar::Io { port, size } => Some(unsafe { PortRange::new(port, size) }),
+        Bar::Io { port, size } => {
+            // SAFETY: the ports are the device's own I/O BAR, handed to its one driver.
+            let ports = unsafe { PortRange::claim(port, size) };
+            ports.inspect_err(|e| log::warn!("pci: {bdf}: BAR {index}: {e}")).ok()
+        }
         Bar::Memory { .. } => None,
     }
 }

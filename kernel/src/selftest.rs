@@ -23,11 +23,9 @@ pub(crate) const NAMES: &[&str] = &[
     "sleep",
     "pvops-bench",
     "pci-msi",
-    "xen-mmu-refused",
-    "xen-unclaimed-event",
 ];
 
-pub(crate) fn run(name: &str, facts: &BootFacts) -> ExitCode {
+pub(crate) fn run(name: &str, facts: &BootFacts, backend: &pv::Backend) -> ExitCode {
     log::info!("selftest: {name}");
     match name {
         "panic" => panic!("selftest: deliberate panic"),
@@ -61,18 +59,33 @@ pub(crate) fn run(name: &str, facts: &BootFacts) -> ExitCode {
         "clock" => clock_monotonic(),
         "sleep" => sleep_one_second(),
         "pvops-bench" => {
-            pv::bench::run(facts.pv_backend != "xen_pv", |line| crate::println!("{line}"));
+            pv::bench::run(backend.privileged, |line| crate::println!("{line}"));
             crate::println!("pvbench: done (20000 calls x 7 rounds per op, median, TSC ticks)");
             ExitCode::Success
         }
         "pci-msi" => pci_msi(),
-        "xen-mmu-refused" => xen_mmu_refused(facts),
-        "xen-unclaimed-event" => xen_unclaimed_event(facts),
-        _ => {
-            log::error!("unknown selftest `{name}`; known: {}", NAMES.join(", "));
-            ExitCode::BootFailed
-        }
+        _ => backend_selftest(name, backend),
     }
+}
+
+/// A check a pv-ops backend brings for its own error paths (Xen's refusals, say).
+fn backend_selftest(name: &str, backend: &pv::Backend) -> ExitCode {
+    let Some(test) = backend.selftests.iter().find(|t| t.name == name) else {
+        let owners: Vec<&str> = pv::backend::selftest(name).map(|(b, _)| b.name).collect();
+        if owners.is_empty() {
+            let backend_names = pv::backend::BACKENDS.iter().flat_map(|b| b.selftests).map(|t| t.name);
+            let known: Vec<&str> = NAMES.iter().copied().chain(backend_names).collect();
+            log::error!("unknown selftest `{name}`; known: {}", known.join(", "));
+            return ExitCode::BootFailed;
+        }
+        log::error!("selftest {name} needs the {} backend, not {}", owners.join(" or "), backend.name);
+        return ExitCode::AppFailed;
+    };
+    let mut print = |line: core::fmt::Arguments<'_>| crate::println!("{line}");
+    let sleep_ms = |ms| crate::time::sleep(core::time::Duration::from_millis(ms));
+    let why = (test.run)(&mut pv::backend::SelfTestEnv { print: &mut print, sleep_ms: &sleep_ms });
+    log::error!("selftest {name}: {why}");
+    ExitCode::AppFailed
 }
 
 /// A million clock reads must never go backwards.
@@ -205,43 +218,6 @@ fn heap_stress(facts: &BootFacts) -> ExitCode {
     ExitCode::Success
 }
 
-/// Asks Xen, through the pv-ops `set_pte`, to make the root page table writable: Xen must
-/// refuse, and the refusal must end the run with a clear message.
-fn xen_mmu_refused(facts: &BootFacts) -> ExitCode {
-    if facts.pv_backend != "xen_pv" {
-        log::error!("selftest xen-mmu-refused needs the xen_pv backend, not {}", facts.pv_backend);
-        return ExitCode::AppFailed;
-    }
-    let Some((entry, value)) = pv::xen_pv::mmu::root_mapping_made_writable() else {
-        log::error!("the root page table is not mapped");
-        return ExitCode::AppFailed;
-    };
-    crate::println!("selftest xen-mmu-refused: asking for a writable root page table");
-    // SAFETY: `entry` is an entry of the live tree; Xen validates the change and refuses
-    // it (a writable mapping of a page table), so nothing changes.
-    unsafe { (pv::ops::ops().mmu.set_pte)(entry, value) };
-    log::error!("Xen accepted a writable mapping of the root page table");
-    ExitCode::AppFailed
-}
-
-/// Raises an event on a channel no handler is bound to; the upcall must report it and end
-/// the run.
-fn xen_unclaimed_event(facts: &BootFacts) -> ExitCode {
-    if !facts.pv_backend.starts_with("xen") {
-        log::error!("selftest xen-unclaimed-event needs a Xen backend, not {}", facts.pv_backend);
-        return ExitCode::AppFailed;
-    }
-    match pv::xen::events::raise_unclaimed() {
-        Ok(port) => {
-            crate::println!("selftest xen-unclaimed-event: raised an event on channel {port}");
-            crate::time::sleep(core::time::Duration::from_millis(100));
-            log::error!("the event on channel {port} went unreported");
-        }
-        Err(e) => log::error!("cannot raise the event: {e}"),
-    }
-    ExitCode::AppFailed
-}
-
 /// The vector the `pci-msi` self-test's device signals on, and whether it arrived.
 pub(crate) const MSI_TEST_VECTOR: u8 = 0x41;
 static MSI_SEEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -269,7 +245,7 @@ fn pci_msi() -> ExitCode {
         return ExitCode::AppFailed;
     };
     let cfg = crate::pci::config();
-    if !drivers::pci::msi_enable(cfg, f.bdf, pv::apic::id() as u8, MSI_TEST_VECTOR) {
+    if !drivers::pci::msi_enable(cfg, f.bdf, pv::native::apic::id() as u8, MSI_TEST_VECTOR) {
         log::error!("selftest pci-msi: {} has no MSI capability", f.bdf);
         return ExitCode::AppFailed;
     }

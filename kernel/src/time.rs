@@ -6,8 +6,8 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
-use pv::ops::ops;
 use pv::site;
+use pv::table::ops;
 
 /// The backend clock's reading when the kernel's clock started.
 static BOOT_NS: AtomicU64 = AtomicU64::new(0);
@@ -78,12 +78,13 @@ pub(crate) fn on_timer_interrupt() {
 pub(crate) fn halt_until_ns(deadline_ns: u64, pending: impl Fn() -> bool) {
     let deadline = BOOT_NS.load(Ordering::Relaxed).saturating_add(deadline_ns);
     site::irq_disable();
-    if site::monotonic_ns() >= deadline || pending() {
+    let now = site::monotonic_ns();
+    if now >= deadline || pending() {
         return;
     }
     // `ARMED_NS` is `u64::MAX` when nothing is armed, so "no deadline" never arms.
     if deadline < ARMED_NS.load(Ordering::Relaxed) {
-        (ops().apic.set_oneshot_timer)(deadline);
+        (ops().apic.set_oneshot_timer)(deadline - now);
         ARMED_NS.store(deadline, Ordering::Relaxed);
     }
     // Enables interrupts and halts atomically; the timer (or any interrupt) wakes us.

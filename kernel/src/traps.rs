@@ -61,18 +61,14 @@ pub(crate) fn handle(frame: &mut TrapFrame) {
             crate::net::on_interrupt();
             pv::site::apic_eoi();
         }
-        // Xen's event upcall (PV callback or HVM vector): the timer's event only ends a
-        // halt (and spends the timer); an event nobody bound is a fault in the making, so
-        // it ends the run.
-        v if v == u64::from(pv::xen::events::UPCALL_VECTOR) => {
-            match pv::xen::events::handle_upcall() {
-                Ok(events) if events.timer => time::on_timer_interrupt(),
-                Ok(_) => {}
-                Err(e) => panic!("xen: {e}"),
+        // The hypervisor's event upcall: the backend finds the events; the timer's only
+        // ends a halt (and spends the timer).
+        v if v == u64::from(crate::interrupts::UPCALL_VECTOR) => {
+            if (pv::table::ops().irq.upcall)() {
+                time::on_timer_interrupt();
             }
             pv::site::apic_eoi();
         }
-        crate::arch::idt::XEN_FAILSAFE_VECTOR => fatal(frame),
         v if v == u64::from(crate::selftest::MSI_TEST_VECTOR) => {
             crate::selftest::on_msi_test_interrupt();
             pv::site::apic_eoi();
@@ -126,13 +122,7 @@ fn fatal(frame: &TrapFrame) -> ! {
         crate::exit::exit_with(ExitCode::CpuException as u32);
     }
     crate::console::seize_for_crash();
-    let name = match NAMES.get(frame.vector as usize) {
-        Some(name) => name,
-        None if frame.vector == crate::arch::idt::XEN_FAILSAFE_VECTOR => {
-            "Xen failsafe callback (a segment register could not be restored)"
-        }
-        None => "interrupt",
-    };
+    let name = NAMES.get(frame.vector as usize).unwrap_or(&"interrupt");
     crate::println!(
         "fatal: CPU exception: {name} (vector {}), error code {:#x}, at rip {:#018x}",
         frame.vector,

@@ -5,8 +5,8 @@
 
 use core::arch::asm;
 
+use crate::native::tsc::rdtsc;
 use crate::site;
-use crate::tsc::rdtsc;
 
 const ITERATIONS: u64 = 20_000;
 const ROUNDS: usize = 7;
@@ -87,7 +87,7 @@ pub fn run(bare: bool, mut out: impl FnMut(core::fmt::Arguments<'_>)) {
     };
     row("irq_enable", measure(site_sti_cli), bare.then(|| measure(bare_sti_cli)), empty);
     let site_save = || {
-        core::hint::black_box(site::irq_save());
+        let _ = core::hint::black_box(site::irq_save());
     };
     let bare_save = || {
         core::hint::black_box(bare_pushf_pop());
@@ -96,7 +96,10 @@ pub fn run(bare: bool, mut out: impl FnMut(core::fmt::Arguments<'_>)) {
     row(
         "irq_restore",
         measure(|| site::irq_restore(flags)),
-        bare.then(|| measure(|| bare_push_popf(flags))),
+        bare.then(|| {
+            let raw = bare_pushf_pop();
+            measure(|| bare_push_popf(raw))
+        }),
         empty,
     );
     row(

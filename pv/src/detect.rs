@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 use crate::Platform;
+use crate::backend::{BACKENDS, Backend, Claim, Entry, Probe};
 
 const HYPERVISOR_BIT: u32 = 1 << 31;
 const BASE: u32 = 0x4000_0000;
@@ -109,212 +110,117 @@ pub fn hypervisor(cpu: &impl Platform) -> Option<Hypervisor> {
     }))
 }
 
-/// The pv-ops backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Native,
-    Kvm,
-    VMware,
-    /// Xen HVM and PVH guests (found by CPUID).
-    XenHvm,
-    /// Xen PV guests (found by their own entry point).
-    XenPv,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Native => "native",
-            Backend::Kvm => "kvm",
-            Backend::VMware => "vmware",
-            Backend::XenHvm => "xen_hvm",
-            Backend::XenPv => "xen_pv",
-        }
-    }
-}
-
-/// The `pv=` setting: detect, or force one backend.
+/// What `pv=` asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
     Auto,
-    Force(Backend),
+    Force(&'static Backend),
 }
 
 impl Choice {
-    pub fn parse(value: &str) -> Option<Choice> {
-        Some(match value {
-            "auto" => Choice::Auto,
-            "native" => Choice::Force(Backend::Native),
-            "kvm" => Choice::Force(Backend::Kvm),
-            "vmware" => Choice::Force(Backend::VMware),
-            "xen_hvm" => Choice::Force(Backend::XenHvm),
-            "xen_pv" => Choice::Force(Backend::XenPv),
-            _ => return None,
-        })
-    }
-
-    fn forced(self) -> Option<Backend> {
-        match self {
-            Choice::Auto => None,
-            Choice::Force(b) => Some(b),
-        }
+    /// `auto`, or a backend's name.
+    pub fn parse(name: &str) -> Option<Self> {
+        if name == "auto" { Some(Choice::Auto) } else { crate::backend::by_name(name).map(Choice::Force) }
     }
 }
-
-/// The VMware backdoor's magic ("VMXh") and GETVERSION command.
-pub const VMWARE_MAGIC: u32 = 0x564d_5868;
-pub const VMWARE_CMD_GETVERSION: u32 = 10;
 
 /// What detection found and chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Detection {
     /// The hypervisor as identified ("none" on bare metal).
     pub hypervisor: &'static str,
-    pub backend: Backend,
+    pub backend: &'static Backend,
     /// CPUID's hypervisor block, if any.
     pub cpuid: Option<Hypervisor>,
-    /// The KVM feature bits (leaf base+1 EAX) when the KVM backend is chosen.
-    pub kvm_features: u32,
-    /// Why a backend was passed over, for the log.
+    /// Why the hypervisor's own backend was passed over, for the log.
     pub fallback: Option<&'static str>,
 }
 
 /// A forced backend that is not there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotPresent {
-    pub backend: Backend,
+    pub backend: &'static Backend,
     pub why: &'static str,
 }
 
 impl core::fmt::Display for NotPresent {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "pv={} forced, but {}", self.backend.name(), self.why)
+        write!(f, "pv={} forced, but {}", self.backend.name, self.why)
     }
 }
 
-/// One backend's claim: how strongly it matches (higher wins), or why it does not.
-type Claim = Result<(u32, u32), &'static str>;
-
-fn kvm_claim(hv: Option<Hypervisor>) -> Claim {
-    let hv = hv.filter(|h| h.vendor == Vendor::Kvm).ok_or("no KVM signature in CPUID")?;
-    if hv.max_leaf < hv.base + 1 {
-        return Err("KVM's CPUID range ends before its feature leaf");
+/// A backend's claim on this boot: an unprivileged entry rules out every backend that
+/// needs the CPU's privilege, whatever it would say.
+fn claim(backend: &Backend, probe: &Probe<'_>) -> Claim {
+    if backend.privileged && !probe.entry.privileged() {
+        return Err(
+            "this guest was entered without the CPU's privilege (Xen's PV entry), which this backend needs",
+        );
     }
-    Ok((20, hv.features[0]))
-}
-
-fn xen_hvm_claim(hv: Option<Hypervisor>) -> Claim {
-    let hv = hv.filter(|h| h.vendor == Vendor::Xen).ok_or("no Xen signature in CPUID")?;
-    if hv.max_leaf < hv.base + 2 {
-        return Err("Xen's CPUID range ends before its hypercall-page leaf");
+    if !backend.privileged && probe.entry.privileged() {
+        return Err("this backend runs only guests entered without the CPU's privilege (Xen's PV entry)");
     }
-    Ok((20, 0))
-}
-
-fn vmware_backdoor(p: &impl Platform) -> bool {
-    let [version, magic, _, _] = p.vmware_backdoor(VMWARE_CMD_GETVERSION);
-    magic == VMWARE_MAGIC && version != u32::MAX
-}
-
-fn vmware_claim(hv: Option<Hypervisor>, p: &impl Platform) -> Claim {
-    match hv {
-        Some(h) if h.vendor == Vendor::VMware => Ok((20, 0)),
-        // VMware can hide its CPUID leaves; then only the backdoor tells. A known
-        // signature (KVM, TCG, ...) wins over the backdoor, which QEMU also emulates.
-        Some(h) if matches!(h.vendor, Vendor::Unknown(_)) && vmware_backdoor(p) => Ok((10, 0)),
-        Some(_) => Err("no VMware signature, and another hypervisor's signature is present"),
-        None => Err("no hypervisor present"),
-    }
-}
-
-/// How the kernel was entered. Xen's PV entry point is itself the detection: nothing
-/// but Xen enters there, and nothing but the xen_pv backend can run such a guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Entry {
-    /// PVH (QEMU, Firecracker, Cloud Hypervisor, Xen PVH): detect by CPUID.
-    Pvh,
-    XenPv,
+    (backend.claim)(probe)
 }
 
 /// Detection as a priority table: every backend states its claim, the strongest wins,
-/// and native (which always applies) is the floor.
+/// and native (which always applies to a privileged entry) is the floor.
 pub fn detect(p: &impl Platform, choice: Choice, entry: Entry) -> Result<Detection, NotPresent> {
-    let forced = choice.forced();
+    detect_among(&BACKENDS, p, choice, entry)
+}
+
+/// [`detect`] over a given list of backends (host tests add their own).
+pub fn detect_among(
+    backends: &[&'static Backend],
+    p: &impl Platform,
+    choice: Choice,
+    entry: Entry,
+) -> Result<Detection, NotPresent> {
     let hv = hypervisor(p);
-    match (entry, forced) {
-        (Entry::XenPv, None | Some(Backend::XenPv)) => {
-            return Ok(Detection {
-                hypervisor: "xen-pv",
-                backend: Backend::XenPv,
-                cpuid: hv,
-                kvm_features: 0,
-                fallback: None,
-            });
-        }
-        (Entry::XenPv, Some(backend)) => {
-            let why = "this is a Xen PV guest (it came in through the PV entry), which only xen_pv can run";
-            return Err(NotPresent { backend, why });
-        }
-        (Entry::Pvh, Some(Backend::XenPv)) => {
-            let why = "xen_pv needs Xen's PV entry, and this boot came through PVH";
-            return Err(NotPresent { backend: Backend::XenPv, why });
-        }
-        (Entry::Pvh, _) => {}
-    }
-    let kvm = kvm_claim(hv);
-    let vmware = vmware_claim(hv, p);
-    let hypervisor = match (hv, &vmware) {
-        (None, _) => "none",
-        (Some(_), Ok(_)) => "vmware",
-        (Some(h), _) => h.vendor.name(),
-    };
-    let claims = [
-        (Backend::Kvm, kvm),
-        (Backend::VMware, vmware),
-        (Backend::XenHvm, xen_hvm_claim(hv)),
-        (Backend::Native, Ok((0, 0))),
-    ];
-    let pick = |backend: Backend, features: u32, fallback| Detection {
-        hypervisor,
-        backend,
-        cpuid: hv,
-        kvm_features: features,
-        fallback,
-    };
-    if let Some(want) = forced {
-        let (_, claim) =
-            claims.iter().find(|(b, _)| *b == want).copied().unwrap_or((want, Err("unknown backend")));
-        // Forcing a backend skips the ranking but not the presence test: a VMware backdoor
-        // behind a TCG signature is enough when asked for.
-        let claim = match (want, claim) {
-            (Backend::VMware, Err(_)) if hv.is_some() && vmware_backdoor(p) => Ok((10, 0)),
-            (Backend::VMware, Err(_)) => Err("the VMware backdoor (I/O port 0x5658) does not answer"),
-            (_, c) => c,
-        };
-        return match claim {
-            Ok((_, features)) => Ok(pick(want, features, None)),
-            Err(why) => Err(NotPresent { backend: want, why }),
-        };
-    }
-    let mut best = (Backend::Native, 0u32, 0u32);
+    let probe = |forced| Probe { entry, hypervisor: hv, platform: p, forced, upcall_vector: 0 };
+    let mut best: Option<(&'static Backend, u32)> = None;
     let mut fallback = None;
-    for (backend, claim) in claims {
-        match claim {
-            Ok((priority, features)) if priority > best.1 => best = (backend, priority, features),
+    for &backend in backends {
+        match claim(backend, &probe(false)) {
+            Ok(priority) if best.is_none_or(|(_, p)| priority > p) => best = Some((backend, priority)),
             Ok(_) => {}
-            // A hypervisor we know, whose interface is unusable: say why native runs.
-            Err(why) if hv.is_some_and(|h| backend.name().starts_with(h.vendor.name())) => {
+            // The hypervisor's own backend, whose interface is unusable: say why.
+            Err(why) if backend.vendor.is_some() && backend.vendor == hv.map(|h| h.vendor) => {
                 fallback = Some(why)
             }
             Err(_) => {}
         }
     }
-    Ok(pick(best.0, best.2, if best.0 == Backend::Native { fallback } else { None }))
+    let hypervisor = match (best, hv) {
+        (Some((b, _)), _) if b.hypervisor_name.is_some() => b.hypervisor_name.unwrap_or_default(),
+        (_, Some(h)) => h.vendor.name(),
+        (_, None) => "none",
+    };
+    let chosen = match choice {
+        Choice::Auto => best
+            .map(|(b, _)| b)
+            .ok_or(NotPresent { backend: backends[0], why: "no backend can run this guest" })?,
+        Choice::Force(want) => {
+            claim(want, &probe(true)).map_err(|why| NotPresent { backend: want, why })?;
+            want
+        }
+    };
+    // Only the floor (native) stands in for a hypervisor's own backend.
+    let fallback = match (choice, best) {
+        (Choice::Auto, Some((_, 0))) => fallback,
+        _ => None,
+    };
+    Ok(Detection { hypervisor, backend: chosen, cpuid: hv, fallback })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kvm::BACKEND as KVM_BACKEND;
+    use crate::native::BACKEND as NATIVE;
+    use crate::vmware::{BACKEND as VMWARE, MAGIC as VMWARE_MAGIC};
+    use crate::xen::hvm::BACKEND as XEN_HVM;
+    use crate::xen::pv::BACKEND as XEN_PV;
     extern crate std;
     use std::collections::BTreeMap;
 
@@ -388,20 +294,20 @@ mod tests {
         let hv = hypervisor(&m).unwrap();
         assert_eq!((hv.vendor, hv.base), (Vendor::Xen, BASE + 0x100));
         let d = detect(&m, Choice::Auto, Entry::Pvh).unwrap();
-        assert_eq!((d.hypervisor, d.backend), ("xen", Backend::XenHvm));
+        assert_eq!((d.hypervisor, d.backend), ("xen", &XEN_HVM));
         // Hyper-V alone stays Hyper-V (and native).
         let alone = machine(true, &[(BASE, 0x4000_0006, b"Microsoft Hv")]);
-        assert_eq!(detect(&alone, Choice::Auto, Entry::Pvh).unwrap().backend, Backend::Native);
+        assert_eq!(detect(&alone, Choice::Auto, Entry::Pvh).unwrap().backend, &NATIVE);
     }
 
     #[test]
     fn xen_needs_its_hypercall_leaf() {
         let ok = detect(&machine(true, &[(BASE, 0x4000_0005, b"XenVMMXenVMM")]), Choice::Auto, Entry::Pvh)
             .unwrap();
-        assert_eq!(ok.backend, Backend::XenHvm);
+        assert_eq!(ok.backend, &XEN_HVM);
         let short = detect(&machine(true, &[(BASE, 0x4000_0001, b"XenVMMXenVMM")]), Choice::Auto, Entry::Pvh)
             .unwrap();
-        assert_eq!(short.backend, Backend::Native);
+        assert_eq!(short.backend, &NATIVE);
         assert_eq!(short.fallback, Some("Xen's CPUID range ends before its hypercall-page leaf"));
     }
 
@@ -437,10 +343,10 @@ mod tests {
     fn tcg_runs_native() {
         let m = machine(true, &[(BASE, 0x4000_0001, b"TCGTCGTCGTCG")]);
         let d = detect(&m, Choice::Auto, Entry::Pvh).unwrap();
-        assert_eq!((d.hypervisor, d.backend, d.fallback), ("tcg", Backend::Native, None));
+        assert_eq!((d.hypervisor, d.backend, d.fallback), ("tcg", &NATIVE, None));
         // QEMU's pc machine answers the backdoor under TCG too: the TCG signature wins.
         let d = detect(&with_backdoor(m, BACKDOOR_ON), Choice::Auto, Entry::Pvh).unwrap();
-        assert_eq!((d.hypervisor, d.backend), ("tcg", Backend::Native));
+        assert_eq!((d.hypervisor, d.backend), ("tcg", &NATIVE));
     }
 
     #[test]
@@ -448,13 +354,16 @@ mod tests {
         let mut m = machine(true, &[(BASE, 0x4000_0001, KVM)]);
         m.0.insert(BASE + 1, [0x0100_7afb, 0, 0, 0]);
         let d = detect(&with_backdoor(m, BACKDOOR_ON), Choice::Auto, Entry::Pvh).unwrap();
-        assert_eq!((d.hypervisor, d.backend, d.kvm_features), ("kvm", Backend::Kvm, 0x0100_7afb));
+        assert_eq!(
+            (d.hypervisor, d.backend, d.cpuid.unwrap().features[0]),
+            ("kvm", &KVM_BACKEND, 0x0100_7afb)
+        );
     }
 
     #[test]
     fn kvm_with_a_lying_max_leaf_falls_back() {
         let d = detect(&machine(true, &[(BASE, 0x4000_0000, KVM)]), Choice::Auto, Entry::Pvh).unwrap();
-        assert_eq!(d.backend, Backend::Native);
+        assert_eq!(d.backend, &NATIVE);
         assert_eq!(d.fallback, Some("KVM's CPUID range ends before its feature leaf"));
     }
 
@@ -462,78 +371,61 @@ mod tests {
     fn vmware_by_signature_or_hidden_behind_the_backdoor() {
         let d = detect(&machine(true, &[(BASE, 0x4000_0010, b"VMwareVMware")]), Choice::Auto, Entry::Pvh)
             .unwrap();
-        assert_eq!((d.hypervisor, d.backend), ("vmware", Backend::VMware));
+        assert_eq!((d.hypervisor, d.backend), ("vmware", &VMWARE));
         // KVM with `kvm=off`: hypervisor bit, no signature, backdoor answers.
         let d = detect(&with_backdoor(machine(true, &[]), BACKDOOR_ON), Choice::Auto, Entry::Pvh).unwrap();
-        assert_eq!((d.hypervisor, d.backend), ("vmware", Backend::VMware));
+        assert_eq!((d.hypervisor, d.backend), ("vmware", &VMWARE));
         // The same without the backdoor, or with a wrong magic: native.
         let d = detect(&machine(true, &[]), Choice::Auto, Entry::Pvh).unwrap();
-        assert_eq!((d.hypervisor, d.backend), ("unknown", Backend::Native));
+        assert_eq!((d.hypervisor, d.backend), ("unknown", &NATIVE));
         let wrong =
             detect(&with_backdoor(machine(true, &[]), [6, 0x1234_5678, 2, 0]), Choice::Auto, Entry::Pvh)
                 .unwrap();
-        assert_eq!(wrong.backend, Backend::Native);
+        assert_eq!(wrong.backend, &NATIVE);
         // Bare metal never trusts the port.
         let d = detect(&with_backdoor(machine(false, &[]), BACKDOOR_ON), Choice::Auto, Entry::Pvh).unwrap();
-        assert_eq!((d.hypervisor, d.backend), ("none", Backend::Native));
+        assert_eq!((d.hypervisor, d.backend), ("none", &NATIVE));
     }
 
     #[test]
     fn forcing() {
         let tcg = || machine(true, &[(BASE, 0x4000_0001, b"TCGTCGTCGTCG")]);
+        assert_eq!(detect(&tcg(), Choice::Force(&NATIVE), Entry::Pvh).unwrap().backend, &NATIVE);
         assert_eq!(
-            detect(&tcg(), Choice::Force(Backend::Native), Entry::Pvh).unwrap().backend,
-            Backend::Native
-        );
-        assert_eq!(
-            detect(&tcg(), Choice::Force(Backend::Kvm), Entry::Pvh),
-            Err(NotPresent { backend: Backend::Kvm, why: "no KVM signature in CPUID" })
+            detect(&tcg(), Choice::Force(&KVM_BACKEND), Entry::Pvh),
+            Err(NotPresent { backend: &KVM_BACKEND, why: "no KVM signature in CPUID" })
         );
         // pv=vmware on TCG with vmport=on, and refused with vmport=off.
         assert_eq!(
-            detect(&with_backdoor(tcg(), BACKDOOR_ON), Choice::Force(Backend::VMware), Entry::Pvh)
-                .unwrap()
-                .backend,
-            Backend::VMware
+            detect(&with_backdoor(tcg(), BACKDOOR_ON), Choice::Force(&VMWARE), Entry::Pvh).unwrap().backend,
+            &VMWARE
         );
         assert_eq!(
-            detect(&tcg(), Choice::Force(Backend::VMware), Entry::Pvh).unwrap_err().why,
+            detect(&tcg(), Choice::Force(&VMWARE), Entry::Pvh).unwrap_err().why,
             "the VMware backdoor (I/O port 0x5658) does not answer"
         );
         // Native is always available, even on KVM.
         let mut kvm = machine(true, &[(BASE, 0x4000_0001, KVM)]);
         kvm.0.insert(BASE + 1, [0x7afb, 0, 0, 0]);
-        assert_eq!(
-            detect(&kvm, Choice::Force(Backend::Native), Entry::Pvh).unwrap().backend,
-            Backend::Native
-        );
+        assert_eq!(detect(&kvm, Choice::Force(&NATIVE), Entry::Pvh).unwrap().backend, &NATIVE);
     }
 
     #[test]
     fn the_pv_entry_decides() {
         let xen = machine(true, &[(BASE, 0x4000_0005, b"XenVMMXenVMM")]);
         let d = detect(&xen, Choice::Auto, Entry::XenPv).unwrap();
-        assert_eq!((d.hypervisor, d.backend), ("xen-pv", Backend::XenPv));
-        assert_eq!(
-            detect(&xen, Choice::Force(Backend::XenPv), Entry::XenPv).unwrap().backend,
-            Backend::XenPv
-        );
+        assert_eq!((d.hypervisor, d.backend), ("xen-pv", &XEN_PV));
+        assert_eq!(detect(&xen, Choice::Force(&XEN_PV), Entry::XenPv).unwrap().backend, &XEN_PV);
         // Nothing else can run a ring-3 kernel, and xen_pv needs the PV entry.
-        assert_eq!(
-            detect(&xen, Choice::Force(Backend::Native), Entry::XenPv).unwrap_err().backend,
-            Backend::Native
-        );
-        assert_eq!(
-            detect(&xen, Choice::Force(Backend::XenPv), Entry::Pvh).unwrap_err().backend,
-            Backend::XenPv
-        );
-        assert_eq!(detect(&xen, Choice::Auto, Entry::Pvh).unwrap().backend, Backend::XenHvm);
+        assert_eq!(detect(&xen, Choice::Force(&NATIVE), Entry::XenPv).unwrap_err().backend, &NATIVE);
+        assert_eq!(detect(&xen, Choice::Force(&XEN_PV), Entry::Pvh).unwrap_err().backend, &XEN_PV);
+        assert_eq!(detect(&xen, Choice::Auto, Entry::Pvh).unwrap().backend, &XEN_HVM);
     }
 
     #[test]
     fn choices_parse() {
         assert_eq!(Choice::parse("auto"), Some(Choice::Auto));
-        assert_eq!(Choice::parse("kvm"), Some(Choice::Force(Backend::Kvm)));
+        assert_eq!(Choice::parse("kvm"), Some(Choice::Force(&KVM_BACKEND)));
         assert_eq!(Choice::parse("xen"), None);
     }
 }

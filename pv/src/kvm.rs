@@ -4,9 +4,11 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::ops::{ApicOps, PvOps, TimeOps, ops};
+use crate::backend::{Backend, Claim, Early, Probe, Started};
+use crate::detect::Vendor;
+use crate::native::{self, apic, tsc};
+use crate::ops::{ApicOps, PvOps, TimeOps};
 use crate::pvclock::{self, HostShared};
-use crate::{apic, native, tsc};
 
 const MSR_WALL_CLOCK_NEW: u32 = 0x4b56_4d00;
 const MSR_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
@@ -51,21 +53,31 @@ extern "C" fn pv_eoi() {
     }
 }
 
-/// Nanoseconds this vCPU was ready but not running, if the host reports steal time.
-pub fn steal_time_ns() -> Option<u64> {
+/// Nanoseconds this vCPU was ready but not running (0 unless the host reports it).
+extern "C" fn steal_ns() -> u64 {
     if !STEAL_ON.load(Ordering::Relaxed) {
-        return None;
+        return 0;
     }
-    Some(STEAL.read_versioned(8, |s| s.read_u64(0)))
+    STEAL.read_versioned(8, |s| s.read_u64(0))
+}
+
+/// KVM's signature, with its range reaching the feature leaf.
+fn claim(probe: &Probe<'_>) -> Claim {
+    let hv = probe.hypervisor.filter(|h| h.vendor == Vendor::Kvm).ok_or("no KVM signature in CPUID")?;
+    if hv.max_leaf < hv.base + 1 {
+        return Err("KVM's CPUID range ends before its feature leaf");
+    }
+    Ok(20)
 }
 
 /// Registers the shared pages with the host and returns the backend's table.
-/// `features` is CPUID leaf base+1 EAX.
-pub fn init(features: u32) -> Result<PvOps, &'static str> {
+fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
+    // Leaf base+1 EAX: the feature bits.
+    let features = probe.hypervisor.map_or(0, |h| h.features[0]);
     if features & FEATURE_CLOCKSOURCE2 == 0 {
         return Err("KVM without kvmclock (CLOCKSOURCE2)");
     }
-    let wrmsr = ops().cpu.wrmsr;
+    let wrmsr = native::wrmsr;
     // SAFETY: KVM's CPUID says these MSRs exist; each takes the physical address of a
     // buffer reserved for the host (identity-mapped, so its address) with bit 0 = enable.
     unsafe {
@@ -85,9 +97,21 @@ pub fn init(features: u32) -> Result<PvOps, &'static str> {
     WALL_BASE_NS.store(wall, Ordering::Relaxed);
     tsc::set_khz(pvclock::record(&SYSTEM_TIME, 0).tsc_khz(), crate::clock::TscSource::Pvclock);
     let eoi = if features & FEATURE_PV_EOI != 0 { pv_eoi as extern "C" fn() } else { apic::eoi };
-    Ok(PvOps {
-        time: TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns },
+    Ok(Started::with(PvOps {
+        time: TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns, steal_ns },
         apic: ApicOps { eoi, ..native::OPS.apic },
         ..native::OPS
-    })
+    }))
 }
+
+pub const BACKEND: Backend = Backend {
+    name: "kvm",
+    vendor: Some(Vendor::Kvm),
+    hypervisor_name: None,
+    privileged: true,
+    local_apic: true,
+    claim,
+    start,
+    early: Early::NONE,
+    selftests: &[],
+};

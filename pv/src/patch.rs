@@ -3,7 +3,26 @@
 //! [`crate::site::apply`].
 #![forbid(unsafe_code)]
 
-use crate::site::SiteRecord;
+use crate::ops::OpId;
+
+/// One `.pv_sites` record (16 bytes, as [`crate::site`]'s macro emits it).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiteRecord {
+    /// Address of the site's first byte.
+    pub addr: u64,
+    /// Which op the site calls.
+    pub op: OpId,
+    /// Bytes available at the site.
+    pub len: u8,
+    /// What the site may clobber: [`CLOBBERS_C_ABI`].
+    pub clobbers: u8,
+    pub reserved: u32,
+}
+
+/// The site may clobber every register a C call may (rax, rcx, rdx, rsi, rdi, r8-r11,
+/// flags).
+pub const CLOBBERS_C_ABI: u8 = 1;
 
 /// The most bytes a site holds.
 pub const MAX_SITE: usize = 16;
@@ -107,7 +126,6 @@ pub fn choose<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::site::CLOBBERS_C_ABI;
 
     fn site(addr: u64, len: u8) -> SiteRecord {
         SiteRecord { addr, op: 0, len, clobbers: CLOBBERS_C_ABI, reserved: 0 }

@@ -101,6 +101,6 @@ pub(crate) fn read_ns<const N: usize>(mem: &HostShared<N>, off: usize) -> u64 {
         // LFENCE orders RDTSC after the record reads.
         // SAFETY: LFENCE has no effect but ordering.
         unsafe { core::arch::x86_64::_mm_lfence() };
-        r.ns_at(crate::tsc::rdtsc())
+        r.ns_at(crate::native::tsc::rdtsc())
     })
 }

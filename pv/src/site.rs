@@ -1,32 +1,14 @@
 //! Patchable call sites for the hot ops.
 //!
-//! Each site is an indirect call through [`PV_OPS`](crate::ops::PV_OPS)
+//! Each site is an indirect call through [`PV_OPS`](crate::table::PV_OPS)
 //! (`call [rip + PV_OPS + offset]`, 6 bytes) plus a [`SiteRecord`] in the `.pv_sites`
 //! section. At boot the patcher rewrites every site to the backend's inline
 //! instructions or a direct `call rel32` (see [`crate::patch`]). Sites clobber what a C
 //! call clobbers, so any replacement that behaves like a C function is valid.
 
 use crate::op;
-use crate::ops::OpId;
 
-/// One `.pv_sites` record (16 bytes, as the site macro emits it).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SiteRecord {
-    /// Address of the site's first byte.
-    pub addr: u64,
-    /// Which op the site calls.
-    pub op: OpId,
-    /// Bytes available at the site.
-    pub len: u8,
-    /// What the site may clobber: [`CLOBBERS_C_ABI`].
-    pub clobbers: u8,
-    pub reserved: u32,
-}
-
-/// The site may clobber every register a C call may (rax, rcx, rdx, rsi, rdi, r8-r11,
-/// flags).
-pub const CLOBBERS_C_ABI: u8 = 1;
+pub use crate::patch::SiteRecord;
 
 /// Emits a call site for `$op` with extra operands.
 macro_rules! pv_site {
@@ -43,9 +25,9 @@ macro_rules! pv_site {
             ".byte {clobbers}",
             ".long 0",
             ".popsection",
-            table = sym $crate::ops::PV_OPS,
+            table = sym $crate::table::PV_OPS,
             offset = const $op,
-            clobbers = const $crate::site::CLOBBERS_C_ABI,
+            clobbers = const $crate::patch::CLOBBERS_C_ABI,
             $($operand)*
             clobber_abi("C"),
         )
@@ -70,20 +52,34 @@ pub fn irq_enable() {
     unsafe { pv_site!(op!(irq.enable);) }
 }
 
+/// The interrupt flag as [`irq_save`] found it: only `irq_save` makes one, so
+/// [`irq_restore`] never loads flags that did not come from the CPU (or backend).
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct IrqFlags(u64);
+
+impl IrqFlags {
+    /// Whether interrupts were enabled.
+    pub fn enabled(self) -> bool {
+        self.0 & (1 << 9) != 0
+    }
+}
+
 /// The interrupt flag state, for [`irq_restore`].
 #[inline(always)]
-pub fn irq_save() -> u64 {
+pub fn irq_save() -> IrqFlags {
     let flags;
     // SAFETY: see above.
     unsafe { pv_site!(op!(irq.save_fl); out("rax") flags,) }
-    flags
+    IrqFlags(flags)
 }
 
 /// Restores the interrupt flag saved by [`irq_save`].
 #[inline(always)]
-pub fn irq_restore(flags: u64) {
-    // SAFETY: see above.
-    unsafe { pv_site!(op!(irq.restore_fl); in("rdi") flags,) }
+pub fn irq_restore(flags: IrqFlags) {
+    // SAFETY: see above; and `restore_fl`'s contract holds: the value came from
+    // `save_fl` (only `irq_save` makes an `IrqFlags`).
+    unsafe { pv_site!(op!(irq.restore_fl); in("rdi") flags.0,) }
 }
 
 /// Signals end of interrupt to the local APIC.
@@ -155,13 +151,13 @@ pub struct PatchCount {
 pub unsafe fn apply() -> PatchCount {
     use crate::patch::{choose, indirect_call, plan};
 
-    let table = crate::ops::ops();
-    let table_addr = &raw const crate::ops::PV_OPS as u64;
+    let table = crate::table::ops();
+    let table_addr = &raw const crate::table::PV_OPS as u64;
     let mut count = PatchCount { patched: 0, total: 0 };
     for record in records() {
         count.total += 1;
-        let Some(installed) = crate::ops::op_address(table, record.op) else { continue };
-        let Some(native) = crate::ops::op_address(&crate::native::OPS, record.op) else { continue };
+        let Some(installed) = crate::table::op_address(table, record.op) else { continue };
+        let Some(native) = crate::table::op_address(&crate::native::OPS, record.op) else { continue };
         let Some((expected, len)) = indirect_call(record, table_addr + u64::from(record.op)) else {
             continue;
         };

@@ -1,12 +1,16 @@
 //! The VMware backend: the TSC rate from CPUID 0x40000010 or the backdoor's GETHZ, port
 //! delays dropped (VMware's virtual devices need none); native for the rest.
 
+use crate::backend::{Backend, Claim, Early, Probe, Started};
 use crate::clock::TscSource;
-use crate::detect::VMWARE_MAGIC;
+use crate::detect::Vendor;
+use crate::native::{self, tsc};
 use crate::ops::{IoOps, PvOps};
-use crate::{native, tsc};
 
+/// The backdoor's magic ("VMXh") and port.
+pub const MAGIC: u32 = 0x564d_5868;
 const PORT: u16 = 0x5658;
+const CMD_GETVERSION: u32 = 10;
 const CMD_GETHZ: u32 = 45;
 
 /// One backdoor call: `in eax, dx` with the magic in EAX, the command in ECX and the
@@ -22,7 +26,7 @@ pub fn backdoor(cmd: u32) -> [u32; 4] {
             "in eax, dx",
             "xchg {b:r}, rbx",
             b = inout(reg) u64::from(u32::MAX) => ebx_wide,
-            inout("eax") VMWARE_MAGIC => eax,
+            inout("eax") MAGIC => eax,
             inout("ecx") cmd => ecx,
             inout("edx") u32::from(PORT) => edx,
             options(nomem, nostack),
@@ -34,9 +38,30 @@ pub fn backdoor(cmd: u32) -> [u32; 4] {
 
 extern "C" fn no_io_delay() {}
 
-/// Sets the TSC rate and returns the backend's table. `hv_max_leaf` is the highest
-/// hypervisor leaf CPUID reports (0 when VMware hides its leaves).
-pub fn init(hv_max_leaf: u32) -> PvOps {
+fn backdoor_answers(probe: &Probe<'_>) -> bool {
+    let [version, magic, _, _] = probe.platform.vmware_backdoor(CMD_GETVERSION);
+    magic == MAGIC && version != u32::MAX
+}
+
+/// VMware's signature; or, since VMware can hide its CPUID leaves, the backdoor behind an
+/// unknown signature. A known signature (KVM, TCG, ...) wins over the backdoor, which
+/// QEMU also emulates, unless `pv=vmware` asks for it. Bare metal never trusts the port.
+fn claim(probe: &Probe<'_>) -> Claim {
+    match probe.hypervisor {
+        Some(h) if h.vendor == Vendor::VMware => Ok(20),
+        Some(h) if (probe.forced || matches!(h.vendor, Vendor::Unknown(_))) && backdoor_answers(probe) => {
+            Ok(10)
+        }
+        Some(_) if probe.forced => Err("the VMware backdoor (I/O port 0x5658) does not answer"),
+        Some(_) => Err("no VMware signature, and another hypervisor's signature is present"),
+        None => Err("no hypervisor present"),
+    }
+}
+
+/// Sets the TSC rate and returns the backend's table.
+fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
+    // The highest hypervisor leaf CPUID reports (0 when VMware hides its leaves).
+    let hv_max_leaf = probe.hypervisor.map_or(0, |h| h.max_leaf);
     let [lo, hi, _, _] = backdoor(CMD_GETHZ);
     let hz = (u64::from(hi) << 32) | u64::from(lo);
     if hv_max_leaf < 0x4000_0010 && hi != u32::MAX && hz >= 1_000_000 {
@@ -45,5 +70,17 @@ pub fn init(hv_max_leaf: u32) -> PvOps {
         // The timing leaf (when shown), then the generic chain.
         tsc::calibrate(hv_max_leaf);
     }
-    PvOps { io: IoOps { io_delay: no_io_delay, ..native::OPS.io }, ..native::OPS }
+    Ok(Started::with(PvOps { io: IoOps { io_delay: no_io_delay, ..native::OPS.io }, ..native::OPS }))
 }
+
+pub const BACKEND: Backend = Backend {
+    name: "vmware",
+    vendor: Some(Vendor::VMware),
+    hypervisor_name: Some("vmware"),
+    privileged: true,
+    local_apic: true,
+    claim,
+    start,
+    early: Early::NONE,
+    selftests: &[],
+};

@@ -69,7 +69,7 @@ fn kvm_forced_is_refused_on_tcg() {
 fn unknown_pv_value_warns_and_detects() {
     let out = run_to_exit(hello("pv=xen"));
     out.assert_exit(0);
-    out.assert_line("`pv=xen` ignored: expected auto, native, kvm or vmware");
+    out.assert_line("`pv=xen` ignored: expected auto, native, kvm, vmware, xen_hvm or xen_pv");
     out.assert_line("backend=native");
 }
 

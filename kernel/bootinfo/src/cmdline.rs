@@ -20,8 +20,9 @@ pub struct Settings<'a> {
     pub log: LogLevel,
     /// `selftest=NAME`: run a built-in kernel check instead of the app.
     pub selftest: Option<&'a str>,
-    /// `pv=auto|native|kvm|vmware`: detect the hypervisor, or force a backend.
-    pub pv: pv::Choice,
+    /// `pv=auto|BACKEND`: detect the hypervisor (`None`), or force the backend of that
+    /// name (one of those [`parse`] was given).
+    pub pv: Option<&'static str>,
     /// `pv.patch=on|off`: rewrite the pv-ops call sites at boot (off keeps the indirect
     /// calls, for comparison).
     pub pv_patch: bool,
@@ -52,7 +53,7 @@ impl Default for Settings<'_> {
         Settings {
             log: LogLevel::Info,
             selftest: None,
-            pv: pv::Choice::Auto,
+            pv: None,
             pv_patch: true,
             ip: None,
             gateway: None,
@@ -68,7 +69,16 @@ impl Default for Settings<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Warning<'a> {
     UnknownKey(&'a str),
-    BadValue { key: &'a str, value: &'a str, expected: &'static str },
+    BadValue {
+        key: &'a str,
+        value: &'a str,
+        expected: &'static str,
+    },
+    /// `pv=` named no backend this kernel has.
+    UnknownBackend {
+        value: &'a str,
+        known: &'static [&'static str],
+    },
     MissingValue(&'a str),
 }
 
@@ -79,6 +89,13 @@ impl core::fmt::Display for Warning<'_> {
             Warning::BadValue { key, value, expected } => {
                 write!(f, "`{key}={value}` ignored: expected {expected}")
             }
+            Warning::UnknownBackend { value, known } => write!(f, "`pv={value}` ignored: expected auto")
+                .and_then(|()| {
+                    known.iter().enumerate().try_for_each(|(i, name)| {
+                        let sep = if i + 1 == known.len() { " or " } else { ", " };
+                        write!(f, "{sep}{name}")
+                    })
+                }),
             Warning::MissingValue(k) => write!(f, "`{k}` ignored: expected `{k}=value`"),
         }
     }
@@ -98,7 +115,12 @@ fn split_app_args(cmdline: &str) -> (&str, &str) {
 }
 
 /// Parses the command line into [`Settings`], reporting every ignored word to `warn`.
-pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Settings<'a> {
+/// `backends` are the names `pv=` accepts besides `auto`.
+pub fn parse<'a>(
+    cmdline: &'a str,
+    backends: &'static [&'static str],
+    mut warn: impl FnMut(Warning<'a>),
+) -> Settings<'a> {
     let (kernel, app_args) = split_app_args(cmdline);
     let mut settings = Settings { app_args, ..Settings::default() };
     for word in kernel.split_ascii_whitespace() {
@@ -116,9 +138,10 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
                 Some(level) => settings.log = level,
                 None => warn(Warning::BadValue { key, value, expected: "error, warn, info, debug or trace" }),
             },
-            "pv" => match pv::Choice::parse(value) {
-                Some(choice) => settings.pv = choice,
-                None => warn(Warning::BadValue { key, value, expected: "auto, native, kvm or vmware" }),
+            "pv" => match backends.iter().find(|&&name| name == value) {
+                Some(name) => settings.pv = Some(name),
+                None if value == "auto" => settings.pv = None,
+                None => warn(Warning::UnknownBackend { value, known: backends }),
             },
             "pv.patch" => match value {
                 "on" => settings.pv_patch = true,
@@ -189,11 +212,14 @@ fn parse_level(value: &str) -> Option<LogLevel> {
 mod tests {
     use super::*;
     extern crate std;
+    use std::string::ToString;
     use std::vec::Vec;
+
+    const BACKENDS: &[&str] = &["native", "kvm", "vmware", "xen_hvm", "xen_pv"];
 
     fn parse_all(s: &str) -> (Settings<'_>, Vec<Warning<'_>>) {
         let mut warnings = Vec::new();
-        let settings = parse(s, |w| warnings.push(w));
+        let settings = parse(s, BACKENDS, |w| warnings.push(w));
         (settings, warnings)
     }
 
@@ -264,17 +290,22 @@ mod tests {
     #[test]
     fn pv_settings() {
         let (s, w) = parse_all("pv=vmware pv.patch=off");
-        assert_eq!(s.pv, pv::Choice::Force(pv::Backend::VMware));
+        assert_eq!(s.pv, Some("vmware"));
         assert!(!s.pv_patch);
         assert!(w.is_empty());
+        assert_eq!(parse_all("pv=kvm pv=auto").0.pv, None);
         let (s, w) = parse_all("pv=xen pv.patch=maybe");
-        assert_eq!((s.pv, s.pv_patch), (pv::Choice::Auto, true));
+        assert_eq!((s.pv, s.pv_patch), (None, true));
         assert_eq!(
             w,
             [
-                Warning::BadValue { key: "pv", value: "xen", expected: "auto, native, kvm or vmware" },
+                Warning::UnknownBackend { value: "xen", known: BACKENDS },
                 Warning::BadValue { key: "pv.patch", value: "maybe", expected: "on or off" },
             ]
+        );
+        assert_eq!(
+            w[0].to_string(),
+            "`pv=xen` ignored: expected auto, native, kvm, vmware, xen_hvm or xen_pv"
         );
     }
 

@@ -207,7 +207,7 @@ fn start() -> Result<(), NetError> {
         scratch: RefCell::new(vec![0; drivers::virtio::net::MTU_FRAME]),
     };
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-    config.random_seed = pv::tsc::rdtsc();
+    config.random_seed = pv::native::tsc::rdtsc();
     let mut iface = Interface::new(config, &mut port, instant(crate::time::since_boot_ns()));
     let cfg = CONFIG.get().copied().unwrap_or_default();
     // The socket table never shrinks (smoltcp keeps its slots), so it is reserved for the

@@ -101,7 +101,7 @@ fn probe_mmio(dev: &MmioDevice) -> Option<Probed> {
     crate::memory::map_device(dev.base, dev.size).ok()?;
     // SAFETY: the window was announced for a virtio-mmio device (command line or ACPI)
     // and just mapped uncached; this driver is its only user.
-    let regs = unsafe { MmioRange::new(dev.base, dev.size.min(0x1000)) };
+    let regs = unsafe { MmioRange::claim(dev.base, dev.size.min(0x1000)) }.ok()?;
     let (transport, device_type) = Mmio::probe(regs)?;
     if device_type != mmio::DEVICE_NET {
         return None;
@@ -135,7 +135,7 @@ fn probe_pci() -> Option<Probed> {
     let msix = pci::msix(cfg, f.bdf).and_then(|info| {
         let table =
             map_bar(f.bdf, info.table_bar, u64::from(info.table_offset), u64::from(info.table_size) * 16)?;
-        let apic = pv::apic::id() as u8;
+        let apic = pv::native::apic::id() as u8;
         for entry in 0..info.table_size.min(2) {
             pci::msix_set_entry(&table, entry, apic, NET_VECTOR);
         }
@@ -144,7 +144,7 @@ fn probe_pci() -> Option<Probed> {
     });
     // MSI next. QEMU's virtio cards offer only MSI-X, so this path is exercised by the
     // `pci-msi` self-test on QEMU's `edu` device rather than by a NIC.
-    let msi = msix.is_none() && pci::msi_enable(cfg, f.bdf, pv::apic::id() as u8, NET_VECTOR);
+    let msi = msix.is_none() && pci::msi_enable(cfg, f.bdf, pv::native::apic::id() as u8, NET_VECTOR);
     pci::enable(cfg, f.bdf, msix.is_some() || msi);
     let transport = match modern(f.bdf, msix.is_some()) {
         Some(m) => AnyTransport::ModernPci(m),

@@ -1,6 +1,7 @@
 //! Event channels (2-level ABI) and Xen's one-shot timer: VIRQ_TIMER bound to a port,
 //! and the upcall handler that finds which ports fired. PV guests get the upcall through
-//! their event callback, HVM/PVH guests on an IDT vector ([`UPCALL_VECTOR`]).
+//! their event callback, HVM/PVH guests on the IDT vector the kernel names; both end in
+//! the `irq.upcall` op.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -8,10 +9,6 @@ use super::{
     EVTCHN_MASK, EVTCHN_PENDING, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_VCPU_OP, Refused, SHARED_INFO,
     VCPU0_PENDING_SEL, VCPU0_UPCALL_PENDING, check, hypercall3,
 };
-
-/// The IDT vector Xen's event upcall arrives on (HVM/PVH), and the vector number the PV
-/// event callback reports itself as, so both reach the same handler.
-pub const UPCALL_VECTOR: u8 = 0xf3;
 
 const EVTCHNOP_BIND_VIRQ: u64 = 1;
 const EVTCHNOP_SEND: u64 = 4;
@@ -68,9 +65,10 @@ pub(crate) fn bind_timer() -> Result<u32, Refused> {
     Ok(arg.port)
 }
 
-/// The one-shot timer op: fire VIRQ_TIMER at Xen system time `deadline_ns` (the pvclock
-/// reading). A deadline already past fires at once.
-pub(crate) extern "C" fn set_timer(deadline_ns: u64) {
+/// The one-shot timer op: fire VIRQ_TIMER `after_ns` from now, on Xen's system time (the
+/// pvclock).
+pub(crate) extern "C" fn set_timer(after_ns: u64) {
+    let deadline_ns = super::monotonic_ns().saturating_add(after_ns);
     #[repr(C)]
     struct SingleShot {
         timeout_abs_ns: u64,
@@ -151,12 +149,26 @@ pub(crate) fn send(port: u32) -> Result<(), Refused> {
 
 /// Raises an event that nothing claims (an IPI channel to ourselves with no handler):
 /// the bad-input self-test. It arrives once events are enabled.
-pub fn raise_unclaimed() -> Result<u32, Refused> {
+fn raise_unclaimed() -> Result<u32, Refused> {
     let mut bind = [0u32; 2]; // vcpu in, port out
     event_channel_op("EVTCHNOP_bind_ipi", EVTCHNOP_BIND_IPI, &mut bind)?;
     send(bind[1])?;
     Ok(bind[1])
 }
+
+/// `selftest=xen-unclaimed-event`: an event on a channel no handler is bound to must be
+/// reported by the upcall and end the run.
+pub(crate) const UNCLAIMED_EVENT: crate::backend::SelfTest = crate::backend::SelfTest {
+    name: "xen-unclaimed-event",
+    run: |env| match raise_unclaimed() {
+        Ok(port) => {
+            (env.print)(format_args!("selftest xen-unclaimed-event: raised an event on channel {port}"));
+            (env.sleep_ms)(100);
+            "the event went unreported"
+        }
+        Err(_) => "cannot raise the event",
+    },
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,15 @@
-//! What the Xen backends share: the hypercall page and calls, the console through
-//! `console_io`, shutdown, `shared_info` (vCPU 0's pvclock and the wall clock), and event
-//! channels with Xen's one-shot timer ([`events`]).
+//! Xen: what its two backends share (the hypercall page and calls, the console through
+//! `console_io`, shutdown, `shared_info` with vCPU 0's pvclock and the wall clock, and
+//! event channels with Xen's one-shot timer in [`events`]), then one module per guest
+//! mode: [`hvm`] for HVM and PVH guests, [`pv`] for PV guests.
 //!
 //! PV and HVM/PVH guests differ in how the pieces get installed (the PV domain builder
 //! fills the hypercall page and hands over `shared_info`'s machine address; an HVM guest
 //! asks through an MSR and `XENMEM_add_to_physmap`), not in how they are used.
 
 pub mod events;
+pub mod hvm;
+pub mod pv;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -97,35 +100,15 @@ pub(crate) unsafe fn hypercall3(index: usize, a1: u64, a2: u64, a3: u64) -> i64 
     unsafe { hypercall(index, a1, a2, a3, 0, 0) }
 }
 
-/// A hypercall Xen refused, for error messages: which one and the errno.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused {
-    pub call: &'static str,
-    pub errno: i64,
-}
-
-impl core::fmt::Display for Refused {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let name = match -self.errno {
-            1 => "EPERM",
-            2 => "ENOENT",
-            12 => "ENOMEM",
-            14 => "EFAULT",
-            16 => "EBUSY",
-            22 => "EINVAL",
-            38 => "ENOSYS",
-            _ => "",
-        };
-        write!(f, "Xen refused {}: error {} {name}", self.call, self.errno)
-    }
-}
+pub use crate::backend::Refused;
 
 pub(crate) fn check(call: &'static str, rc: i64) -> Result<i64, Refused> {
-    if rc < 0 { Err(Refused { call, errno: rc }) } else { Ok(rc) }
+    if rc < 0 { Err(Refused { by: "Xen", call, errno: rc }) } else { Ok(rc) }
 }
 
-pub(crate) extern "C" fn console_write(bytes: *const u8, len: usize) {
-    // SAFETY: the buffer is the caller's, `len` bytes long, and Xen only reads it.
+pub(crate) unsafe extern "C" fn console_write(bytes: *const u8, len: usize) {
+    // SAFETY: the caller's buffer is `len` readable bytes (the op's contract), and Xen
+    // only reads it.
     unsafe { hypercall3(HYPERVISOR_CONSOLE_IO, CONSOLEIO_WRITE, len as u64, bytes as u64) };
 }
 
@@ -183,8 +166,17 @@ pub(crate) fn start_clock() {
         sec.saturating_mul(1_000_000_000).saturating_add(u64::from(s.read_u32(WC_VERSION + 8)))
     });
     WALL_BASE_NS.store(wall, Ordering::Relaxed);
-    crate::tsc::set_khz(tsc_khz(), crate::clock::TscSource::Pvclock);
+    crate::native::tsc::set_khz(tsc_khz(), crate::clock::TscSource::Pvclock);
 }
 
 pub(crate) const TIME: crate::ops::TimeOps =
-    crate::ops::TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns };
+    crate::ops::TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns, ..crate::native::OPS.time };
+
+/// The event upcall op.
+pub(crate) extern "C" fn upcall() -> bool {
+    match events::handle_upcall() {
+        Ok(delivered) => delivered.timer,
+        // An event nobody bound is a fault in the making: end the run.
+        Err(e) => panic!("xen: {e}"),
+    }
+}

@@ -3,8 +3,9 @@
 
 use core::arch::asm;
 
-use pv::ops::{CpuidResult, ops};
+use pv::ops::CpuidResult;
 use pv::site;
+use pv::table::ops;
 
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     (ops().cpu.cpuid)(leaf, subleaf)
@@ -34,14 +35,19 @@ pub fn invlpg(addr: u64) {
 const MSR_EFER: u32 = 0xc000_0080;
 const EFER_NXE: u64 = 1 << 11;
 
+/// Whether the CPU has no-execute page protection.
+pub fn has_nx() -> bool {
+    cpuid(0x8000_0000, 0).eax >= 0x8000_0001 && cpuid(0x8000_0001, 0).edx & (1 << 20) != 0
+}
+
 /// Turns on no-execute page protection if the CPU has it; returns whether it did.
 pub fn enable_nx() -> bool {
-    if cpuid(0x8000_0000, 0).eax < 0x8000_0001 || cpuid(0x8000_0001, 0).edx & (1 << 20) == 0 {
+    if !has_nx() {
         return false;
     }
     let cpu = ops().cpu;
-    // SAFETY: NXE only makes the NX bit in page-table entries meaningful; no entry in
-    // use has it set yet.
+    // SAFETY: EFER exists on every x86_64 CPU; NXE only makes the NX bit in page-table
+    // entries meaningful, and no entry in use has it set yet.
     unsafe { (cpu.wrmsr)(MSR_EFER, (cpu.rdmsr)(MSR_EFER) | EFER_NXE) };
     true
 }

@@ -24,9 +24,10 @@ struct Selectors {
     tss: SegmentSelector,
 }
 
-/// Selector of the 64-bit kernel code segment (for IDT gates).
-pub fn kernel_code_selector() -> u16 {
-    GDT.get().expect("GDT not loaded").1.code.0
+/// The code segment the kernel runs in (for IDT gates): ours after [`init`], or the one
+/// a loader that keeps its own GDT gave us.
+pub fn code_selector() -> u16 {
+    CS::get_reg().0
 }
 
 pub fn init() {
@@ -50,7 +51,7 @@ pub fn init() {
         limit: (core::mem::size_of_val(entries) - 1) as u16,
         base: entries.as_ptr() as u64,
     };
-    let cpu = pv::ops::ops().cpu;
+    let cpu = pv::table::ops().cpu;
     // SAFETY: the GDT is a static that lives for the whole run; the selectors index it,
     // and the TSS descriptor names the static TSS above.
     unsafe {

@@ -1,8 +1,9 @@
-//! Exception entry: one assembly stub per vector builds a uniform [`TrapFrame`] and
-//! calls [`crate::traps::handle`]. Own stubs (not `extern "x86-interrupt"`, which is
-//! unstable) also serve Xen PV, whose frames differ: Xen puts RCX and R11 above the
-//! CPU-style frame, so a PV trampoline pops those two and joins the native stub. Every
-//! handler leaves through the pv-ops `iret` (IRETQ, or Xen's `iret` hypercall).
+//! Exception and interrupt entry: one assembly stub per vector builds a uniform
+//! [`TrapFrame`] and calls [`crate::traps::handle`]. Own stubs (not
+//! `extern "x86-interrupt"`, which is unstable) let every stub start with the pv-ops
+//! entry prologue ([`pv::ops::ENTRY_PROLOGUE`]), which the IDT's gates skip and a
+//! hypervisor that pushes RCX and R11 above the frame enters at. The IDT goes in through
+//! the pv-ops `load_idt`, and every handler leaves through the pv-ops `iret`.
 
 use core::arch::global_asm;
 use spin::Once;
@@ -43,6 +44,8 @@ global_asm!(
     .macro TRAP vector, has_error
     .section .text.traps, "ax"
     .balign 16
+    pop %rcx
+    pop %r11
 trap_\vector:
     .if \has_error == 0
     push $0
@@ -90,7 +93,8 @@ trap_vectors:
     TRAP 30, 1
     TRAP 31, 0
 
-    /* Vectors 32..=255 (interrupts): 16-byte stubs in a row, vector in the push. */
+    /* Vectors 32..=255 (interrupts): 16-byte stubs in a row (prologue, vector in the
+       push; `push imm32` and `jmp rel32` keep each at 15 bytes), gates at +3. */
     .section .text.traps, "ax"
     .balign 16
     .global irq_stubs
@@ -98,9 +102,13 @@ irq_stubs:
     .set vector, 32
     .rept 224
     .balign 16
+    pop %rcx
+    pop %r11
     push $0
-    push $vector
-    jmp trap_common
+    .byte 0x68
+    .long vector
+    .byte 0xe9
+    .long trap_common - . - 4
     .set vector, vector + 1
     .endr
 
@@ -141,100 +149,23 @@ trap_common:
     add $16, %rsp
     jmp *{table}+{iret}(%rip)
 
-    /* Xen PV: the same stubs behind trampolines that drop Xen's RCX and R11. */
-    .macro XEN_PV_TRAP vector
-    .section .text.traps, "ax"
-    .balign 16
-xen_pv_trap_\vector:
-    pop %rcx
-    pop %r11
-    jmp trap_\vector
-    .section .rodata.trap_vectors, "a"
-    .quad xen_pv_trap_\vector
-    .endm
-
-    .section .rodata.trap_vectors, "a"
-    .balign 8
-    .global xen_pv_trap_vectors
-xen_pv_trap_vectors:
-    XEN_PV_TRAP 0
-    XEN_PV_TRAP 1
-    XEN_PV_TRAP 2
-    XEN_PV_TRAP 3
-    XEN_PV_TRAP 4
-    XEN_PV_TRAP 5
-    XEN_PV_TRAP 6
-    XEN_PV_TRAP 7
-    XEN_PV_TRAP 8
-    XEN_PV_TRAP 9
-    XEN_PV_TRAP 10
-    XEN_PV_TRAP 11
-    XEN_PV_TRAP 12
-    XEN_PV_TRAP 13
-    XEN_PV_TRAP 14
-    XEN_PV_TRAP 15
-    XEN_PV_TRAP 16
-    XEN_PV_TRAP 17
-    XEN_PV_TRAP 18
-    XEN_PV_TRAP 19
-    XEN_PV_TRAP 20
-    XEN_PV_TRAP 21
-    XEN_PV_TRAP 22
-    XEN_PV_TRAP 23
-    XEN_PV_TRAP 24
-    XEN_PV_TRAP 25
-    XEN_PV_TRAP 26
-    XEN_PV_TRAP 27
-    XEN_PV_TRAP 28
-    XEN_PV_TRAP 29
-    XEN_PV_TRAP 30
-    XEN_PV_TRAP 31
-
-    .section .text.traps, "ax"
-    /* The event upcall: Xen's RCX, R11, then a CPU-style frame without error code. */
-    .balign 16
-    .global xen_pv_event_entry
-xen_pv_event_entry:
-    pop %rcx
-    pop %r11
-    push $0
-    push ${upcall}
-    jmp trap_common
-
-    /* Xen could not load a segment register on the way back: RCX, R11, DS, ES, FS, GS
-       above the frame. Reported as fatal. */
-    .balign 16
-    .global xen_pv_failsafe_entry
-xen_pv_failsafe_entry:
-    pop %rcx
-    pop %r11
-    add $32, %rsp
-    push $0
-    push ${failsafe}
-    jmp trap_common
     "#,
     handler = sym trap_entry,
-    table = sym pv::ops::PV_OPS,
+    table = sym pv::table::PV_OPS,
     iret = const core::mem::offset_of!(pv::ops::PvOps, cpu.iret),
-    upcall = const pv::xen::events::UPCALL_VECTOR,
-    failsafe = const XEN_FAILSAFE_VECTOR,
     options(att_syntax)
 );
 
-/// The vector number Xen PV's failsafe callback reports itself as (no IDT vector).
-pub const XEN_FAILSAFE_VECTOR: u64 = 0x100;
-
 unsafe extern "C" {
     static trap_vectors: [u64; EXCEPTIONS];
-    static xen_pv_trap_vectors: [u64; EXCEPTIONS];
     static irq_stubs: u8;
-    static xen_pv_event_entry: u8;
-    static xen_pv_failsafe_entry: u8;
 }
 
 const EXCEPTIONS: usize = 32;
 const VECTORS: usize = 256;
 const IRQ_STUB_SIZE: u64 = 16;
+/// Where an interrupt stub's gate points: past the prologue.
+const IRQ_STUB_GATE: u64 = pv::ops::ENTRY_PROLOGUE.len() as u64;
 
 extern "C" fn trap_entry(frame: &mut TrapFrame) {
     crate::traps::handle(frame);
@@ -259,7 +190,8 @@ struct Idt([Gate; VECTORS]);
 static IDT: Once<Idt> = Once::new();
 
 pub fn init() {
-    let selector = gdt::kernel_code_selector();
+    check_layout();
+    let selector = gdt::code_selector();
     let idt = IDT.call_once(|| {
         // SAFETY: `trap_vectors` is the read-only table of stub addresses defined above.
         let exceptions = unsafe { &trap_vectors };
@@ -268,7 +200,7 @@ pub fn init() {
         for (vector, gate) in gates.iter_mut().enumerate() {
             let addr = match exceptions.get(vector) {
                 Some(&addr) => addr,
-                None => irq_base + (vector - EXCEPTIONS) as u64 * IRQ_STUB_SIZE,
+                None => irq_base + (vector - EXCEPTIONS) as u64 * IRQ_STUB_SIZE + IRQ_STUB_GATE,
             };
             *gate = Gate {
                 offset_low: addr as u16,
@@ -292,33 +224,25 @@ pub fn init() {
         base: idt as *const Idt as u64,
     };
     // SAFETY: the IDT is a static that lives for the whole run and every gate points at
-    // a stub above.
-    unsafe { (pv::ops::ops().cpu.load_idt)(&pointer) };
+    // a stub above, just past its prologue.
+    unsafe { (pv::table::ops().cpu.load_idt)(&pointer) };
 }
 
-static XEN_PV_TRAPS: Once<[pv::xen_pv::TrapInfo; EXCEPTIONS + 1]> = Once::new();
-
-/// Xen PV's IDT: the trap table (every exception, events masked on entry) and the event
-/// and failsafe callbacks.
-pub fn init_xen_pv() -> Result<(), pv::xen::Refused> {
-    use pv::xen_pv::TrapInfo;
-    let table = XEN_PV_TRAPS.call_once(|| {
-        // SAFETY: `xen_pv_trap_vectors` is the read-only table of trampoline addresses
-        // defined above.
-        let entries = unsafe { &xen_pv_trap_vectors };
-        let mut table = [TrapInfo::END; EXCEPTIONS + 1];
-        for (vector, (slot, &addr)) in table.iter_mut().zip(entries).enumerate() {
-            *slot = TrapInfo::exception(vector as u8, addr);
-        }
-        table
-    });
-    // SAFETY: every entry is a trampoline above that takes Xen's exception frame.
-    unsafe { pv::xen_pv::set_trap_table(table) }?;
-    // SAFETY: the two entries above take Xen's event and failsafe frames.
-    unsafe {
-        pv::xen_pv::set_callbacks(
-            &raw const xen_pv_event_entry as u64,
-            &raw const xen_pv_failsafe_entry as u64,
-        )
+/// Checks, once, that the assembler laid the stubs out as the gates assume: the prologue
+/// right before every gate's target.
+fn check_layout() {
+    // SAFETY: `trap_vectors` is the read-only table of stub addresses defined above.
+    let exceptions = unsafe { &trap_vectors };
+    let irq_base = &raw const irq_stubs as u64;
+    let targets = exceptions
+        .iter()
+        .copied()
+        .chain((0..(VECTORS - EXCEPTIONS) as u64).map(|i| irq_base + i * IRQ_STUB_SIZE + IRQ_STUB_GATE));
+    for target in targets {
+        let at = target - IRQ_STUB_GATE;
+        // SAFETY: every stub is in mapped text, and the prologue's bytes precede its gate
+        // target within the same 16-byte-aligned stub.
+        let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, pv::ops::ENTRY_PROLOGUE.len()) };
+        assert_eq!(bytes, pv::ops::ENTRY_PROLOGUE, "trap stub at {at:#x} lacks the entry prologue");
     }
 }

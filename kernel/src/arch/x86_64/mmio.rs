@@ -1,7 +1,10 @@
 //! Memory-mapped register handles: the only place the kernel does volatile device
 //! accesses.
 
-/// A device's MMIO window `[base, base + len)`, identity-mapped uncached.
+use super::claims::{self, ClaimError, Space};
+
+/// A device's MMIO window `[base, base + len)`, identity-mapped uncached, held by one
+/// driver.
 #[derive(Debug)]
 pub struct MmioRange {
     base: u64,
@@ -9,16 +12,25 @@ pub struct MmioRange {
 }
 
 impl MmioRange {
+    /// Takes the window for one driver; refused if it overlaps one already taken.
+    ///
     /// # Safety
-    /// The window must be mapped as device memory at its physical address, belong to one
-    /// device that nothing else drives, and accesses to it must not break memory safety.
-    pub unsafe fn new(base: u64, len: u64) -> Self {
-        MmioRange { base, len }
+    /// The window must be mapped as device memory at its physical address and belong to
+    /// one device, and no access to it may break memory safety.
+    pub unsafe fn claim(base: u64, len: u64) -> Result<Self, ClaimError> {
+        claims::claim(Space::Mmio, base, len)?;
+        Ok(MmioRange { base, len })
     }
 
     fn addr(&self, offset: u16, width: u64) -> u64 {
         assert!(u64::from(offset) + width <= self.len, "MMIO offset {offset} out of range");
         self.base + u64::from(offset)
+    }
+}
+
+impl Drop for MmioRange {
+    fn drop(&mut self) {
+        claims::release(Space::Mmio, self.base, self.len);
     }
 }
 

@@ -3,9 +3,11 @@
 //!
 //! - interrupt flag: vCPU 0's `evtchn_upcall_mask` in `shared_info` (a byte write; enable
 //!   also checks `evtchn_upcall_pending` and forces the upcall with a hypercall);
-//! - exceptions: Xen's trap table ([`set_trap_table`]) with Xen's frames, and the return
-//!   through the `iret` hypercall ([`ops::CpuOps::iret`]);
-//! - events: an upcall through [`set_callbacks`], VIRQ_TIMER and the one-shot timer;
+//! - exceptions: `load_idt` hands Xen the IDT's handlers as its trap table (Xen's frames
+//!   carry RCX and R11 too, which each handler's prologue drops), and the return goes
+//!   through the `iret` hypercall ([`crate::ops::CpuOps::iret`]);
+//! - events: the upcall through Xen's event callback (the upcall vector's handler),
+//!   VIRQ_TIMER and the one-shot timer;
 //! - page tables: read-only to the kernel, changed through `mmu_update` and
 //!   `update_va_mapping`, with `mmuext_op` for flushes and base switches ([`mmu`]);
 //! - the p2m list from the start info for machine addresses (DMA);
@@ -13,14 +15,16 @@
 //! - CPUID through Xen's forced-emulation prefix, so Xen's leaves are seen;
 //! - console through `console_io` for dom0, else the console ring.
 
-pub mod mmu;
+mod mmu;
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, compiler_fence};
 
+use crate::backend::{Backend, Claim, Early, Probe, SelfTest, Started};
 use crate::native;
 use crate::ops::{
-    ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, IrqOps, MmuOps, PowerOps, PvOps,
+    ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, ENTRY_PROLOGUE, IrqOps, MmuOps, PowerOps,
+    PvOps,
 };
 use crate::pvclock::HostShared;
 use crate::xen::{
@@ -63,7 +67,7 @@ extern "C" fn save_fl() -> u64 {
     if upcall_mask().load(Ordering::Relaxed) == 0 { RFLAGS_IF } else { 0 }
 }
 
-extern "C" fn restore_fl(flags: u64) {
+unsafe extern "C" fn restore_fl(flags: u64) {
     if flags & RFLAGS_IF != 0 { irq_enable() } else { irq_disable() }
 }
 
@@ -91,7 +95,7 @@ const SCHEDOP_POLL: u64 = 3;
 
 /// CPUID behind `ud2; .ascii "xen"`, which Xen emulates with the guest's CPUID policy
 /// (a bare CPUID in ring 3 may see the host's leaves).
-extern "C" fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+pub(crate) extern "C" fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     let (eax, ebx, ecx, edx);
     // SAFETY: Xen recognises the prefix and emulates the CPUID that follows; RBX, which
     // asm! may not name, is saved and restored around it.
@@ -120,15 +124,96 @@ extern "C" fn read_cr3() -> u64 {
     mmu::root()
 }
 
-// A PV guest has no descriptor tables of its own to load and may not flush caches: Xen
-// keeps the GDT (its flat selectors serve), the trap table replaces the IDT, and there
-// is no TSS. The kernel never asks under PV; if it did, it would say so.
+// A PV guest has no GDT or TSS of its own to load and may not flush caches: Xen keeps
+// the GDT (its flat selectors serve) and there is no TSS. The kernel never asks under PV;
+// if it did, it would say so.
 unsafe extern "C" fn load_gdt(_: &DescriptorPointer) {
     panic!("xen_pv: a PV guest cannot load a GDT (Xen's flat segments are used)");
 }
 
-unsafe extern "C" fn load_idt(_: &DescriptorPointer) {
-    panic!("xen_pv: a PV guest cannot load an IDT (set_trap_table takes its place)");
+/// The vector the kernel takes events on, whose handler becomes Xen's event callback.
+static UPCALL_VECTOR: AtomicU8 = AtomicU8::new(0);
+/// The general-protection handler, where the failsafe callback goes.
+#[unsafe(no_mangle)]
+static XEN_PV_GP_HANDLER: AtomicU64 = AtomicU64::new(0);
+
+/// The handler of `gate` in an IDT, if the gate is present.
+fn gate_handler(idt: &[u8], vector: usize) -> Option<(u64, u8)> {
+    let g = idt.get(vector * 16..vector * 16 + 16)?;
+    let type_attr = g[5];
+    if type_attr & 0x80 == 0 {
+        return None;
+    }
+    let offset = u64::from(u16::from_le_bytes([g[0], g[1]]))
+        | (u64::from(u16::from_le_bytes([g[6], g[7]])) << 16)
+        | (u64::from(u32::from_le_bytes([g[8], g[9], g[10], g[11]])) << 32);
+    Some((offset, type_attr))
+}
+
+/// Linux's `xen_load_idt`: the IDT's exception gates become Xen's trap table, and the
+/// upcall vector's handler the event callback. Xen's frames carry RCX and R11 above the
+/// CPU's, so each is entered at its handler's prologue, which drops them.
+unsafe extern "C" fn load_idt(ptr: &DescriptorPointer) {
+    let len = usize::from(ptr.limit) + 1;
+    // SAFETY: the op's contract: the IDT at `base` is valid for `limit + 1` bytes.
+    let idt = unsafe { core::slice::from_raw_parts(ptr.base as *const u8, len) };
+    let prologue = ENTRY_PROLOGUE.len() as u64;
+    let mut table = [TrapInfo::END; EXCEPTIONS + 1];
+    let mut n = 0;
+    for vector in 0..EXCEPTIONS {
+        if let Some((handler, type_attr)) = gate_handler(idt, vector) {
+            // Bits 0-1: the gate's DPL; bit 2: an interrupt gate masks events on entry.
+            let mask = if type_attr & 0x0f == 0x0e { 1 << 2 } else { 0 };
+            let flags = ((type_attr >> 5) & 3) | mask;
+            table[n] = TrapInfo { vector: vector as u8, flags, cs: KERNEL_CS, address: handler - prologue };
+            n += 1;
+        }
+    }
+    if let Some((gp, _)) = gate_handler(idt, GENERAL_PROTECTION) {
+        XEN_PV_GP_HANDLER.store(gp, Ordering::Relaxed);
+    }
+    // SAFETY: the table is terminated (Xen copies it during the call) and each entry is
+    // a handler's prologue, which takes Xen's exception frame (the op's contract).
+    let rc = unsafe { xen::hypercall3(HYPERVISOR_SET_TRAP_TABLE, table.as_ptr() as u64, 0, 0) };
+    if let Err(e) = check("set_trap_table", rc) {
+        panic!("xen_pv: {e}");
+    }
+    let upcall = usize::from(UPCALL_VECTOR.load(Ordering::Relaxed));
+    let Some((event, _)) = gate_handler(idt, upcall) else {
+        panic!("xen_pv: the IDT has no handler for the upcall vector {upcall:#x}");
+    };
+    // SAFETY: the upcall vector's prologue takes Xen's event frame (RCX, R11, then a
+    // CPU-style frame without an error code); the failsafe stub below takes its own.
+    let rc = unsafe {
+        xen::hypercall3(HYPERVISOR_SET_CALLBACKS, event - prologue, xen_pv_failsafe as *const () as u64, 0)
+    };
+    if let Err(e) = check("set_callbacks", rc) {
+        panic!("xen_pv: {e}");
+    }
+}
+
+const EXCEPTIONS: usize = 32;
+const GENERAL_PROTECTION: usize = 13;
+
+// Xen could not load a segment register on a return to the guest: its failsafe frame
+// holds RCX, R11, DS, ES, FS and GS above a CPU-style frame. Like Linux when it cannot
+// retry, report it as a general-protection fault (error code 0).
+core::arch::global_asm!(
+    r#"
+    .section .text.xen_pv_failsafe, "ax"
+    .global xen_pv_failsafe
+xen_pv_failsafe:
+    pop %rcx
+    pop %r11
+    add $32, %rsp
+    push $0
+    jmp *XEN_PV_GP_HANDLER(%rip)
+    "#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn xen_pv_failsafe();
 }
 
 unsafe extern "C" fn load_tss(_: u16) {
@@ -171,9 +256,10 @@ extern "C" fn no_eoi() {}
 extern "C" fn no_ipi(_apic_id: u32, _vector: u8) {}
 
 /// `console_io` for dom0 (and until the ring is mapped); the console ring for a domU.
-extern "C" fn console_write(bytes: *const u8, len: usize) {
+unsafe extern "C" fn console_write(bytes: *const u8, len: usize) {
     if !CONSOLE_RING.load(Ordering::Relaxed) {
-        xen::console_write(bytes, len)
+        // SAFETY: the op's contract, passed on.
+        unsafe { xen::console_write(bytes, len) }
     } else {
         // SAFETY: the op's contract: `len` readable bytes at `bytes`.
         ring_write(unsafe { core::slice::from_raw_parts(bytes, len) })
@@ -241,9 +327,22 @@ pub const OPS: PvOps = PvOps {
         iret: xen_pv_iret,
         ..native::OPS.cpu
     },
-    irq: IrqOps { save_fl, restore_fl, disable: irq_disable, enable: irq_enable, safe_halt, halt },
+    irq: IrqOps {
+        save_fl,
+        restore_fl,
+        disable: irq_disable,
+        enable: irq_enable,
+        safe_halt,
+        halt,
+        upcall: xen::upcall,
+    },
     mmu: MmuOps {
         set_pte: mmu::set_pte,
+        make_pte: mmu::make_pte,
+        pte_value: mmu::pte_value,
+        alloc_pt: mmu::alloc_pt,
+        batch_begin: mmu::batch_begin,
+        batch_end: mmu::batch_end,
         flush_tlb: mmu::flush_tlb,
         flush_tlb_one: mmu::flush_tlb_one,
         switch_address_space: mmu::switch_address_space,
@@ -257,63 +356,35 @@ pub const OPS: PvOps = PvOps {
 };
 
 /// Installs the table as the first thing at the PV entry: until then not even the
-/// interrupt flag can be touched.
+/// interrupt flag can be touched. Events will arrive as `upcall_vector`'s handler in the
+/// IDT the kernel loads next.
 ///
 /// # Safety
 /// Boot only: the PV entry, before anything else runs.
-pub unsafe fn install_early() {
+pub unsafe fn install_early(upcall_vector: u8) {
+    UPCALL_VECTOR.store(upcall_vector, Ordering::Relaxed);
     // Events are masked at the PV entry; the stand-in page says so too until Xen's
     // `shared_info` replaces it.
     upcall_mask().store(1, Ordering::Relaxed);
     // SAFETY: the caller guarantees boot conditions.
-    unsafe { crate::ops::install(OPS) };
+    unsafe { crate::table::install(OPS) };
 }
 
 /// One `trap_info` entry: Xen's form of an IDT gate.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub struct TrapInfo {
-    pub vector: u8,
+struct TrapInfo {
+    vector: u8,
     /// Bits 0-1: the lowest privilege that may raise it with INT; bit 2: mask events on
     /// entry (an interrupt gate).
-    pub flags: u8,
-    pub cs: u16,
-    pub address: u64,
+    flags: u8,
+    cs: u16,
+    address: u64,
 }
 
 impl TrapInfo {
-    /// An exception handler entered with events masked.
-    pub const fn exception(vector: u8, address: u64) -> Self {
-        TrapInfo { vector, flags: 1 << 2, cs: KERNEL_CS, address }
-    }
     /// The table's terminator.
-    pub const END: TrapInfo = TrapInfo { vector: 0, flags: 0, cs: 0, address: 0 };
-}
-
-/// Hands Xen the exception handlers (`set_trap_table`); `table` ends with
-/// [`TrapInfo::END`].
-///
-/// # Safety
-/// Every address must be an entry point that takes Xen's exception frame (RCX, R11, the
-/// error code where the vector has one, then a CPU-style frame).
-pub unsafe fn set_trap_table(table: &'static [TrapInfo]) -> Result<(), Refused> {
-    assert!(table.last().is_some_and(|t| t.address == 0), "the trap table must end with TrapInfo::END");
-    // SAFETY: the table is static and terminated (Xen copies it); the caller vouches
-    // for the handlers.
-    let rc = unsafe { xen::hypercall3(HYPERVISOR_SET_TRAP_TABLE, table.as_ptr() as u64, 0, 0) };
-    check("set_trap_table", rc).map(|_| ())
-}
-
-/// Registers the event upcall and the failsafe callback (Xen could not restore a segment
-/// register on a return).
-///
-/// # Safety
-/// Both must be entry points that take Xen's callback frames (RCX, R11, a CPU-style
-/// frame; the failsafe one with DS, ES, FS and GS between them).
-pub unsafe fn set_callbacks(event: u64, failsafe: u64) -> Result<(), Refused> {
-    // SAFETY: the caller vouches for the entry points.
-    let rc = unsafe { xen::hypercall3(HYPERVISOR_SET_CALLBACKS, event, failsafe, 0) };
-    check("set_callbacks", rc).map(|_| ())
+    const END: TrapInfo = TrapInfo { vector: 0, flags: 0, cs: 0, address: 0 };
 }
 
 /// What [`start`] needs from the start info.
@@ -369,3 +440,46 @@ pub unsafe fn start(h: &Handover) -> Result<(), Refused> {
     }
     Ok(())
 }
+
+/// Claimed by the entry point: nothing but Xen enters a kernel in ring 3 (the generic
+/// check in detection keeps this backend to such boots).
+fn claim(_: &Probe<'_>) -> Claim {
+    Ok(100)
+}
+
+/// The table went in at the entry ([`install_early`]); what is left is the timer, which a
+/// PV guest cannot do without: there is nothing to fall back to.
+fn start_backend(_: &Probe<'_>) -> Result<Started, &'static str> {
+    if let Err(e) = events::bind_timer() {
+        panic!("xen_pv: no timer: {e}");
+    }
+    Ok(Started { timer: Some("Xen VIRQ_TIMER (one-shot)"), ..Started::with(OPS) })
+}
+
+/// `selftest=xen-mmu-refused`: asks Xen, through `set_pte`, to make the root page table
+/// writable; Xen must refuse, and the refusal must end the run with a clear message.
+const MMU_REFUSED: SelfTest = SelfTest {
+    name: "xen-mmu-refused",
+    run: |env| {
+        let Some((entry, value)) = mmu::root_mapping_made_writable() else {
+            return "the root page table is not mapped";
+        };
+        (env.print)(format_args!("selftest xen-mmu-refused: asking for a writable root page table"));
+        // SAFETY: `entry` is an entry of the live tree; Xen validates the change and
+        // refuses it (a writable mapping of a page table), so nothing changes.
+        unsafe { mmu::set_pte(entry, value) };
+        "Xen accepted a writable mapping of the root page table"
+    },
+};
+
+pub const BACKEND: Backend = Backend {
+    name: "xen_pv",
+    vendor: None,
+    hypervisor_name: Some("xen-pv"),
+    privileged: false,
+    local_apic: false,
+    claim,
+    start: start_backend,
+    early: Early::NONE,
+    selftests: &[MMU_REFUSED, events::UNCLAIMED_EVENT],
+};

@@ -4,8 +4,8 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use super::{cpuid, inb, outb};
 use crate::clock::{self, Rtc, TscSource};
-use crate::ops::ops;
 
 static KHZ: AtomicU64 = AtomicU64::new(0);
 /// `ns = (ticks * NS_PER_TICK_32) >> 32`: a multiply, not a division, per read.
@@ -54,7 +54,6 @@ pub extern "C" fn wall_clock_base_ns() -> u64 {
 /// 1 ms counts against PIT channel 2. `hv_max_leaf` is the hypervisor's highest leaf,
 /// 0 if there is none.
 pub fn calibrate(hv_max_leaf: u32) -> TscSource {
-    let cpuid = ops().cpu.cpuid;
     let max = cpuid(0, 0).eax;
     let leaf15 = (max >= 0x15).then(|| cpuid(0x15, 0));
     let leaf16 = (max >= 0x16).then(|| cpuid(0x16, 0));
@@ -76,23 +75,28 @@ fn pit_khz() -> Option<u64> {
 
 /// Counts TSC ticks while PIT channel 2 counts down 1 ms.
 fn pit_run() -> Option<u64> {
-    let io = &ops().io;
+    // PIT channel 2 (0x42, 0x43) and its gate in port 0x61 belong to this calibration
+    // alone (the kernel hands them to no driver), and none of them can start DMA.
+    // SAFETY: as just said.
+    let inb = |port| unsafe { inb(port) };
+    // SAFETY: as just said.
+    let outb = |port, value| unsafe { outb(port, value) };
     // Gate channel 2 on, speaker off; channel 2, lobyte/hibyte, mode 0, binary.
-    (io.outb)(0x61, ((io.inb)(0x61) & !0x02) | 0x01);
-    (io.outb)(0x43, 0b1011_0000);
-    (io.outb)(0x42, PIT_CALIBRATION_TICKS as u8);
+    outb(0x61, (inb(0x61) & !0x02) | 0x01);
+    outb(0x43, 0b1011_0000);
+    outb(0x42, PIT_CALIBRATION_TICKS as u8);
     // Counting starts with the high byte. Reading the TSC just before it means a delay
     // anywhere (a descheduled vCPU) can only lengthen the measured interval.
     let start = rdtsc();
-    (io.outb)(0x42, (PIT_CALIBRATION_TICKS >> 8) as u8);
+    outb(0x42, (PIT_CALIBRATION_TICKS >> 8) as u8);
     // In mode 0 OUT2 drops when the count is loaded; if it reads high now, nothing is
     // counting (QEMU microvm has no port 0x61, which reads as all ones).
-    if (io.inb)(0x61) & 0x20 != 0 {
+    if inb(0x61) & 0x20 != 0 {
         return None;
     }
     // Bounded, so a machine without a PIT cannot hang the boot.
     for _ in 0..10_000_000u32 {
-        if (io.inb)(0x61) & 0x20 != 0 {
+        if inb(0x61) & 0x20 != 0 {
             let khz = (rdtsc() - start) * PIT_HZ / u64::from(PIT_CALIBRATION_TICKS) / 1000;
             return (khz > 0).then_some(khz);
         }
@@ -102,10 +106,13 @@ fn pit_run() -> Option<u64> {
 
 /// Reads the CMOS real-time clock as nanoseconds since the Unix epoch.
 fn read_rtc_ns() -> Option<u64> {
-    let io = &ops().io;
     let read = |reg: u8| {
-        (io.outb)(0x70, reg);
-        (io.inb)(0x71)
+        // SAFETY: the CMOS index and data ports (0x70, 0x71) are read only here, at boot;
+        // selecting a register and reading it cannot start DMA.
+        unsafe {
+            outb(0x70, reg);
+            inb(0x71)
+        }
     };
     // Wait out an update in progress (at most ~2 ms), then read twice until stable.
     for _ in 0..100_000 {

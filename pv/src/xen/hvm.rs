@@ -11,9 +11,11 @@
 //! (tried: the unclaimed-event self-test then hangs). Issued with interrupts on, a wake-up
 //! could be taken just before it and lost.
 
+use crate::backend::{Backend, Claim, Early, Probe, Started};
 use crate::clock::TscSource;
-use crate::native;
-use crate::ops::{ApicOps, ConsoleOps, PowerOps, PvOps, ops};
+use crate::detect::Vendor;
+use crate::native::{self, tsc};
+use crate::ops::{ApicOps, ConsoleOps, IrqOps, PowerOps, PvOps};
 use crate::xen::{self, HYPERVISOR_HVM_OP, HYPERVISOR_MEMORY_OP, Refused, SHARED_INFO, check, events};
 
 const XENMEM_MEMORY_MAP: u64 = 9;
@@ -23,21 +25,32 @@ const HVMOP_SET_EVTCHN_UPCALL_VECTOR: u64 = 23;
 
 /// Installs the hypercall page through the MSR that Xen's leaf `base + 2` names.
 fn install_hypercall_page(base: u32) -> Result<(), &'static str> {
-    let leaf = (ops().cpu.cpuid)(base + 2, 0);
+    let leaf = native::cpuid(base + 2, 0);
     if leaf.eax == 0 {
         return Err("Xen offers no hypercall page");
     }
     // SAFETY: Xen's CPUID names this MSR for exactly this write: the page-aligned
     // physical address (identity-mapped kernel) of a page reserved for the stubs.
-    unsafe { (ops().cpu.wrmsr)(leaf.ebx, xen::hypercall_page()) };
+    unsafe { native::wrmsr(leaf.ebx, xen::hypercall_page()) };
     Ok(())
 }
 
 /// The memory map Xen keeps for this domain (`XENMEM_memory_map`), for boots whose
 /// start info carries none (Xen 4.17 gives its PVH dom0 a version-0 start info). Hands
 /// each `(start, length, type)` to `push`; returns how many there were.
-pub fn memory_map(mut push: impl FnMut(u64, u64, u32)) -> Result<usize, &'static str> {
-    let hv = crate::detect::hypervisor(&crate::Machine)
+fn memory_map(push: &mut dyn FnMut(u64, u64, u32)) -> Result<usize, &'static str> {
+    /// CPUID alone: the backdoor is VMware's business.
+    struct Cpuid;
+    impl crate::Platform for Cpuid {
+        fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
+            let r = native::cpuid(leaf, subleaf);
+            [r.eax, r.ebx, r.ecx, r.edx]
+        }
+        fn vmware_backdoor(&self, _cmd: u32) -> [u32; 4] {
+            [u32::MAX; 4]
+        }
+    }
+    let hv = crate::detect::hypervisor(&Cpuid)
         .filter(|h| h.vendor == crate::detect::Vendor::Xen && h.max_leaf >= h.base + 2)
         .ok_or("no Xen hypervisor to ask for a memory map")?;
     install_hypercall_page(hv.base)?;
@@ -88,15 +101,15 @@ fn map_shared_info() -> Result<(), Refused> {
     check("XENMEM_add_to_physmap(shared_info)", rc).map(|_| ())
 }
 
-/// Has vCPU 0's event upcalls delivered on [`events::UPCALL_VECTOR`] and binds
-/// VIRQ_TIMER, so Xen's one-shot timer can replace the local APIC's.
-fn start_events() -> Result<(), Refused> {
+/// Has vCPU 0's event upcalls delivered on `vector` and binds VIRQ_TIMER, so Xen's
+/// one-shot timer can replace the local APIC's.
+fn start_events(vector: u8) -> Result<(), Refused> {
     #[repr(C)]
     struct UpcallVector {
         vcpu: u32,
         vector: u8,
     }
-    let arg = UpcallVector { vcpu: 0, vector: events::UPCALL_VECTOR };
+    let arg = UpcallVector { vcpu: 0, vector };
     // SAFETY: `arg` lives across the call.
     let rc = unsafe {
         xen::hypercall3(HYPERVISOR_HVM_OP, HVMOP_SET_EVTCHN_UPCALL_VECTOR, &raw const arg as u64, 0)
@@ -109,8 +122,8 @@ fn start_events() -> Result<(), Refused> {
 /// whose xen_hvm backend is not in use (forced native, or Xen's leaves lack the
 /// hypercall page): Xen takes a hypercall from any HVM guest's VMCALL (Intel) or VMMCALL
 /// (AMD, Hygon), the page only holds those instructions. Returns if Xen refuses.
-pub fn shutdown_direct(code: u32) {
-    let leaf0 = (ops().cpu.cpuid)(0, 0);
+fn shutdown_direct(code: u32) {
+    let leaf0 = native::cpuid(0, 0);
     let amd = matches!(
         (leaf0.ebx, leaf0.edx, leaf0.ecx),
         (0x6874_7541, 0x6974_6e65, 0x444d_4163) | (0x6f67_7948, 0x6e65_476e, 0x656e_6975)
@@ -140,45 +153,78 @@ pub fn shutdown_direct(code: u32) {
     }
 }
 
-/// What the backend could set up beyond the console and shutdown.
-#[derive(Debug, Clone, Copy)]
-pub struct Started {
-    /// Why Xen's clock is not used (the TSC, rated by Xen's leaf, serves instead).
-    pub clock_error: Option<Refused>,
-    /// Why Xen's timer is not used (the local APIC's serves instead).
-    pub timer_error: Option<Refused>,
+/// Xen's HVM debug console: one byte per OUT to port 0xE9 (Xen prints it as `(dN) ...`
+/// lines, with `guest_loglvl=all` on release builds). Under Xen the serial port is Xen's
+/// own, so a boot that fails before the backend starts is not silent.
+fn debug_port_write(bytes: &[u8]) {
+    for &b in bytes {
+        // SAFETY: Xen emulates port 0xE9 as its debug console in every HVM domain; a
+        // write only prints.
+        unsafe { native::outb(0xe9, b) };
+    }
 }
+
+/// Xen's signature, with its range reaching the hypercall-page leaf.
+fn claim(probe: &Probe<'_>) -> Claim {
+    let hv = probe.hypervisor.filter(|h| h.vendor == Vendor::Xen).ok_or("no Xen signature in CPUID")?;
+    if hv.max_leaf < hv.base + 2 {
+        return Err("Xen's CPUID range ends before its hypercall-page leaf");
+    }
+    Ok(20)
+}
+
+const XEN_TIMER: &str = "Xen VIRQ_TIMER (one-shot)";
 
 /// Installs the hypercall page and `shared_info`, and returns the backend's table: the
 /// pvclock from `shared_info` when Xen maps it, else the TSC rated by Xen's timing leaf
 /// (base + 3: ECX is the guest's TSC kHz); Xen's timer when events can be delivered.
-pub fn init(base: u32, max_leaf: u32) -> Result<(PvOps, Started), &'static str> {
+fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
+    let (base, max_leaf) = probe.hypervisor.map_or((0x4000_0000, 0), |h| (h.base, h.max_leaf));
+    tsc::calibrate(max_leaf);
     install_hypercall_page(base)?;
-    let mut table = PvOps {
+    let mut started = Started::with(PvOps {
         console: ConsoleOps { available: xen::always, write: xen::console_write },
         power: PowerOps { available: xen::always, shutdown: xen::shutdown },
         ..native::OPS
-    };
-    let mut started = Started { clock_error: None, timer_error: None };
+    });
     match map_shared_info() {
         Ok(()) => {
             xen::start_clock();
-            table.time = xen::TIME;
-            match start_events() {
-                Ok(()) => table.apic = ApicOps { set_oneshot_timer: events::set_timer, ..native::OPS.apic },
-                Err(e) => started.timer_error = Some(e),
+            started.ops.time = xen::TIME;
+            match start_events(probe.upcall_vector) {
+                Ok(()) => {
+                    started.ops.apic = ApicOps { set_oneshot_timer: events::set_timer, ..native::OPS.apic };
+                    started.ops.irq = IrqOps { upcall: xen::upcall, ..native::OPS.irq };
+                    started.timer = Some(XEN_TIMER);
+                }
+                Err(e) => started.warning = Some(e),
             }
         }
         Err(e) => {
-            started.clock_error = Some(e);
-            started.timer_error = Some(e);
-            if max_leaf >= base + 3 && matches!(crate::tsc::source(), TscSource::Assumed | TscSource::Pit) {
-                let khz = (ops().cpu.cpuid)(base + 3, 0).ecx;
+            started.warning = Some(e);
+            if max_leaf >= base + 3 && matches!(tsc::source(), TscSource::Assumed | TscSource::Pit) {
+                let khz = native::cpuid(base + 3, 0).ecx;
                 if khz != 0 {
-                    crate::tsc::set_khz(u64::from(khz), TscSource::HypervisorLeaf);
+                    tsc::set_khz(u64::from(khz), TscSource::HypervisorLeaf);
                 }
             }
         }
     }
-    Ok((table, started))
+    Ok(started)
 }
+
+pub const BACKEND: Backend = Backend {
+    name: "xen_hvm",
+    vendor: Some(Vendor::Xen),
+    hypervisor_name: None,
+    privileged: true,
+    local_apic: true,
+    claim,
+    start,
+    early: Early {
+        console: Some(debug_port_write),
+        shutdown: Some(shutdown_direct),
+        memory_map: Some(memory_map),
+    },
+    selftests: &[events::UNCLAIMED_EVENT],
+};

@@ -1,29 +1,47 @@
 //! The native backend: the real instructions. It is the table's starting value and what
 //! bare metal, TCG and unknown hypervisors run on; other backends override parts of it.
+//!
+//! The devices behind the native `apic` and `time` ops live here too: the local APIC
+//! ([`apic`]) and the TSC clock with its PIT calibration and CMOS wall clock ([`tsc`]).
+//! They are this backend's implementation of those ops, which the const table must name
+//! and which the KVM, VMware and Xen HVM backends reuse or wrap (PV EOI, a hypervisor's
+//! TSC rate); the kernel's device handles come later in boot than the table does.
+
+pub mod apic;
+pub mod tsc;
+
+/// The I/O ports the backends drive themselves, `(base, length)`, so the kernel hands
+/// them to no driver: PIT channel 2 and its gate (TSC calibration), the CMOS RTC (the
+/// wall clock), the POST port (`io_delay`), Xen's debug port (the early console) and
+/// VMware's backdoor (detection).
+pub const PORTS_IN_USE: [(u16, u16); 6] =
+    [(0x42, 2), (0x61, 1), (0x70, 2), (0x80, 1), (0xe9, 1), (0x5658, 1)];
 
 use core::arch::asm;
 
+use crate::backend::{Backend, Early, Probe, Started};
+use crate::op;
 use crate::ops::{
     ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, IoOps, IrqOps, MmuOps, OpId, PowerOps,
     PvOps, TimeOps,
 };
-use crate::{apic, op, tsc};
 
-extern "C" fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+pub(crate) extern "C" fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
     CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
 }
 
-extern "C" fn rdmsr(msr: u32) -> u64 {
+pub(crate) unsafe extern "C" fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
-    // SAFETY: reading an MSR has no memory effects; callers read MSRs they know exist.
+    // SAFETY: the caller reads an MSR that exists (the op's contract); RDMSR has no
+    // memory effects.
     unsafe {
         asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
     };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-unsafe extern "C" fn wrmsr(msr: u32, value: u64) {
+pub(crate) unsafe extern "C" fn wrmsr(msr: u32, value: u64) {
     // SAFETY: the caller vouches for the MSR and its value (the op's contract).
     unsafe {
         asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags))
@@ -108,8 +126,8 @@ extern "C" fn save_fl() -> u64 {
     flags
 }
 
-extern "C" fn restore_fl(flags: u64) {
-    // SAFETY: only IF matters to callers; they pass a value `save_fl` returned.
+unsafe extern "C" fn restore_fl(flags: u64) {
+    // SAFETY: the caller passes a value `save_fl` returned (the op's contract).
     unsafe { asm!("push {}", "popfq", in(reg) flags, options(nomem)) };
 }
 
@@ -135,8 +153,24 @@ extern "C" fn halt() {
 }
 
 unsafe extern "C" fn set_pte(pte: *mut u64, value: u64) {
-    // SAFETY: the caller passes an entry of the live tree (the op's contract).
+    // SAFETY: the caller passes an entry of a page table (the op's contract).
     unsafe { pte.write_volatile(value) };
+}
+
+extern "C" fn same(value: u64) -> u64 {
+    value
+}
+
+unsafe extern "C" fn alloc_pt(_frame: u64) {}
+
+extern "C" fn nothing() {}
+
+extern "C" fn upcall() -> bool {
+    false
+}
+
+extern "C" fn no_steal() -> u64 {
+    0
 }
 
 extern "C" fn flush_tlb() {
@@ -154,20 +188,16 @@ unsafe extern "C" fn switch_address_space(root: u64) {
     unsafe { write_cr3(root) };
 }
 
-extern "C" fn phys_to_dma(phys: u64) -> u64 {
-    phys
-}
-
 macro_rules! port_io {
     ($in:ident, $out:ident, $t:ty, $reg:tt) => {
-        extern "C" fn $in(port: u16) -> $t {
+        pub(crate) unsafe extern "C" fn $in(port: u16) -> $t {
             let v: $t;
-            // SAFETY: port accesses reach devices, not memory; callers hold a handle
-            // for the device that owns the port.
+            // SAFETY: the caller drives the device behind the port and vouches for the
+            // access (the op's contract).
             unsafe { asm!(concat!("in ", $reg, ", dx"), in("dx") port, out($reg) v, options(nomem, nostack, preserves_flags)) };
             v
         }
-        extern "C" fn $out(port: u16, value: $t) {
+        pub(crate) unsafe extern "C" fn $out(port: u16, value: $t) {
             // SAFETY: as for the read.
             unsafe { asm!(concat!("out dx, ", $reg), in("dx") port, in($reg) value, options(nomem, nostack, preserves_flags)) };
         }
@@ -179,10 +209,11 @@ port_io!(inl, outl, u32, "eax");
 
 extern "C" fn io_delay() {
     // A write to the POST diagnostic port takes about a microsecond on ISA buses.
-    outb(0x80, 0);
+    // SAFETY: port 0x80 is the POST code latch: writing it has no other effect.
+    unsafe { outb(0x80, 0) };
 }
 
-extern "C" fn console_write(_bytes: *const u8, _len: usize) {}
+unsafe extern "C" fn console_write(_bytes: *const u8, _len: usize) {}
 
 extern "C" fn shutdown(_code: u32) {}
 
@@ -208,12 +239,24 @@ pub const OPS: PvOps = PvOps {
         poke_text,
         iret: native_iret,
     },
-    irq: IrqOps { save_fl, restore_fl, disable: irq_disable, enable: irq_enable, safe_halt, halt },
-    mmu: MmuOps { set_pte, flush_tlb, flush_tlb_one, switch_address_space, phys_to_dma },
+    irq: IrqOps { save_fl, restore_fl, disable: irq_disable, enable: irq_enable, safe_halt, halt, upcall },
+    mmu: MmuOps {
+        set_pte,
+        make_pte: same,
+        pte_value: same,
+        alloc_pt,
+        batch_begin: nothing,
+        batch_end: nothing,
+        flush_tlb,
+        flush_tlb_one,
+        switch_address_space,
+        phys_to_dma: same,
+    },
     time: TimeOps {
         monotonic_ns: tsc::monotonic_ns,
         tsc_khz: tsc::khz,
         wall_clock_base_ns: tsc::wall_clock_base_ns,
+        steal_ns: no_steal,
     },
     apic: ApicOps { eoi: apic::eoi, send_ipi: apic::send_ipi, set_oneshot_timer: apic::set_oneshot_timer },
     io: IoOps { inb, outb, inw, outw, inl, outl, io_delay },
@@ -234,3 +277,25 @@ pub fn inline_bytes(op: OpId) -> Option<&'static [u8]> {
         _ => return None,
     })
 }
+
+fn claim(_: &Probe<'_>) -> crate::backend::Claim {
+    Ok(0)
+}
+
+fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
+    tsc::calibrate(probe.hypervisor.map_or(0, |h| h.max_leaf));
+    Ok(Started::with(OPS))
+}
+
+/// Always there, at the lowest priority.
+pub const BACKEND: Backend = Backend {
+    name: "native",
+    vendor: None,
+    hypervisor_name: None,
+    privileged: true,
+    local_apic: true,
+    claim,
+    start,
+    early: Early::NONE,
+    selftests: &[],
+};

@@ -5,8 +5,8 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use crate::ops::ops;
-use crate::tsc::rdtsc;
+use super::tsc::{self, rdtsc};
+use super::{cpuid, rdmsr, wrmsr};
 
 const MSR_APIC_BASE: u32 = 0x1b;
 const MSR_TSC_DEADLINE: u32 = 0x6e0;
@@ -59,7 +59,9 @@ fn mode() -> Mode {
 
 fn read(reg: u32) -> u32 {
     match mode() {
-        Mode::X2Apic => (ops().cpu.rdmsr)(0x800 + (reg >> 4)) as u32,
+        // SAFETY: in x2APIC mode its registers are MSRs 0x800 + reg/16, and reading
+        // them has no side effects.
+        Mode::X2Apic => unsafe { rdmsr(0x800 + (reg >> 4)) as u32 },
         Mode::XApic => {
             let addr = XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg);
             // SAFETY: `init` recorded the xAPIC window after the kernel mapped it as
@@ -74,7 +76,7 @@ fn write(reg: u32, value: u32) {
     match mode() {
         // SAFETY: x2APIC registers are MSRs 0x800 + reg/16; writing them only programs
         // the local APIC.
-        Mode::X2Apic => unsafe { (ops().cpu.wrmsr)(0x800 + (reg >> 4), u64::from(value)) },
+        Mode::X2Apic => unsafe { wrmsr(0x800 + (reg >> 4), u64::from(value)) },
         Mode::XApic => {
             let addr = XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg);
             // SAFETY: as in `read`.
@@ -87,19 +89,20 @@ fn write(reg: u32, value: u32) {
 /// The xAPIC's physical MMIO window, which the kernel must map uncached (identity)
 /// before [`init`] when the CPU has no x2APIC.
 pub fn xapic_window() -> u64 {
-    (ops().cpu.rdmsr)(MSR_APIC_BASE) & 0x000f_ffff_ffff_f000
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; reading it has no effect.
+    unsafe { rdmsr(MSR_APIC_BASE) & 0x000f_ffff_ffff_f000 }
 }
 
 /// Brings up the local APIC with `timer_vector` for the one-shot timer and
 /// `spurious_vector` for spurious interrupts. Interrupts must be off.
 pub fn init(timer_vector: u8, spurious_vector: u8) -> (Mode, TimerMode) {
-    let cpu = ops().cpu;
-    let leaf1 = (cpu.cpuid)(1, 0);
-    let base = (cpu.rdmsr)(MSR_APIC_BASE);
+    let leaf1 = cpuid(1, 0);
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; reading it has no effect.
+    let base = unsafe { rdmsr(MSR_APIC_BASE) };
     let mode = if leaf1.ecx & (1 << 21) != 0 {
         // SAFETY: enabling x2APIC mode on a CPU that reports it only changes how the
         // APIC is addressed.
-        unsafe { (cpu.wrmsr)(MSR_APIC_BASE, base | APIC_BASE_ENABLE | APIC_BASE_X2APIC) };
+        unsafe { wrmsr(MSR_APIC_BASE, base | APIC_BASE_ENABLE | APIC_BASE_X2APIC) };
         Mode::X2Apic
     } else {
         XAPIC_BASE.store(base & 0x000f_ffff_ffff_f000, Ordering::Relaxed);
@@ -122,9 +125,10 @@ pub fn init(timer_vector: u8, spurious_vector: u8) -> (Mode, TimerMode) {
     (mode, timer)
 }
 
-/// Measures the count-down rate against the monotonic clock over half a millisecond.
+/// Measures the count-down rate against the TSC clock (rated by every backend that uses
+/// the APIC) over half a millisecond.
 fn calibrate_countdown() {
-    let now = ops().time.monotonic_ns;
+    let now = tsc::monotonic_ns;
     write(REG_TIMER_INITIAL, u32::MAX);
     // Read both clocks once first: the first run of a code path can be slow (TCG
     // translates it), and that time must not land inside the measurement.
@@ -152,7 +156,7 @@ pub extern "C" fn eoi() {
 pub extern "C" fn send_ipi(apic_id: u32, vector: u8) {
     match mode() {
         // SAFETY: writing the x2APIC ICR sends an IPI; it touches no memory.
-        Mode::X2Apic => unsafe { (ops().cpu.wrmsr)(0x830, (u64::from(apic_id) << 32) | u64::from(vector)) },
+        Mode::X2Apic => unsafe { wrmsr(0x830, (u64::from(apic_id) << 32) | u64::from(vector)) },
         _ => {
             write(REG_ICR_HIGH, apic_id << 24);
             write(REG_ICR_LOW, u32::from(vector));
@@ -160,14 +164,13 @@ pub extern "C" fn send_ipi(apic_id: u32, vector: u8) {
     }
 }
 
-pub extern "C" fn set_oneshot_timer(deadline_ns: u64) {
-    let now = ops().time.monotonic_ns;
-    let delta_ns = deadline_ns.saturating_sub(now()).max(1);
+pub extern "C" fn set_oneshot_timer(after_ns: u64) {
+    let delta_ns = after_ns.max(1);
     if DEADLINE_MODE.load(Ordering::Relaxed) != 0 {
-        let ticks = u128::from(delta_ns) * u128::from((ops().time.tsc_khz)()) / 1_000_000;
+        let ticks = u128::from(delta_ns) * u128::from(tsc::khz()) / 1_000_000;
         let deadline = rdtsc().saturating_add(ticks.min(u128::from(u64::MAX)) as u64);
         // SAFETY: arming the TSC deadline only schedules the timer interrupt.
-        unsafe { (ops().cpu.wrmsr)(MSR_TSC_DEADLINE, deadline) };
+        unsafe { wrmsr(MSR_TSC_DEADLINE, deadline) };
     } else {
         let ticks = (u128::from(delta_ns) * u128::from(TICKS_PER_NS_32.load(Ordering::Relaxed))) >> 32;
         write(REG_TIMER_INITIAL, ticks.clamp(1, u128::from(u32::MAX)) as u32);
