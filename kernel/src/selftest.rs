@@ -105,7 +105,7 @@ fn clock_monotonic() -> ExitCode {
 fn sleep_one_second() -> ExitCode {
     let before = crate::time::since_boot_ns();
     crate::println!("selftest sleep: start");
-    crate::time::sleep(core::time::Duration::from_secs(1));
+    crate::time::halt_for(core::time::Duration::from_secs(1));
     let slept = crate::time::since_boot_ns() - before;
     crate::println!("selftest sleep: done, {slept} ns by the guest clock");
     ExitCode::Success
@@ -234,7 +234,7 @@ fn xen_unclaimed_event(facts: &BootFacts) -> ExitCode {
     match pv::xen::events::raise_unclaimed() {
         Ok(port) => {
             crate::println!("selftest xen-unclaimed-event: raised an event on channel {port}");
-            crate::time::sleep(core::time::Duration::from_millis(100));
+            crate::time::halt_for(core::time::Duration::from_millis(100));
             log::error!("the event on channel {port} went unreported");
         }
         Err(e) => log::error!("cannot raise the event: {e}"),

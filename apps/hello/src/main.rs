@@ -3,8 +3,7 @@
 #![no_main]
 #![deny(unsafe_code)]
 
-use kernel::app::{AppResult, Args};
-use kernel::println;
+use kernel::app::{AppResult, Args, println};
 
 fn main(args: &Args<'_>) -> AppResult {
     let f = args.facts();

@@ -21,10 +21,7 @@ use core::task::Poll;
 use core::time::Duration;
 
 use http::{Body, ByteRange, Method, ParseError};
-use kernel::app::{AppResult, Args};
-use kernel::executor::{self, timeout};
-use kernel::net::{TcpListener, TcpStream};
-use kernel::println;
+use kernel::app::{self, AppResult, Args, TcpListener, TcpStream, println, timeout};
 
 /// An embedded file, with what its responses say about it worked out at build time.
 #[derive(Debug)]
@@ -126,7 +123,7 @@ fn status_line(out: &mut Vec<u8>, status: u16) {
     out.push(b' ');
     out.extend_from_slice(http::reason(status).as_bytes());
     out.extend_from_slice(b"\r\nServer: chameleon-httpd\r\nDate: ");
-    out.extend_from_slice(&http::http_date(kernel::time::wall_clock_ns() / 1_000_000_000));
+    out.extend_from_slice(&http::http_date(app::wall_clock().unwrap_or_default().as_secs()));
     out.extend_from_slice(b"\r\n");
 }
 
@@ -434,7 +431,7 @@ async fn serve(mut stream: TcpStream, config: Config) {
         let read = if between_requests {
             timeout(config.idle, stream.read(&mut chunk)).await
         } else {
-            let now = kernel::time::now();
+            let now = app::now();
             let until = *deadline.get_or_insert(now + config.header);
             timeout(until.saturating_sub(now), stream.read(&mut chunk)).await
         };
@@ -474,7 +471,7 @@ async fn serve(mut stream: TcpStream, config: Config) {
 
 fn main(args: &Args<'_>) -> AppResult {
     let config = parse_args(args)?;
-    executor::block_on(async move {
+    app::block_on(async move {
         let mut listener = TcpListener::bind(config.port).map_err(|e| alloc::format!("httpd: {e}"))?;
         println!(
             "httpd: listening on port {} ({} files, backlog {})",
@@ -484,7 +481,7 @@ fn main(args: &Args<'_>) -> AppResult {
         );
         loop {
             match listener.accept().await {
-                Ok(stream) => executor::spawn(serve(stream, config)),
+                Ok(stream) => app::spawn(serve(stream, config)),
                 Err(e) => return Err(alloc::format!("httpd: accept: {e}").into()),
             }
         }

@@ -6,9 +6,7 @@
 
 extern crate alloc;
 
-use kernel::app::{AppResult, Args};
-use kernel::net::UdpSocket;
-use kernel::{executor, println};
+use kernel::app::{self, AppResult, Args, UdpSocket, println};
 
 fn main(args: &Args<'_>) -> AppResult {
     let mut limit = None;
@@ -20,7 +18,7 @@ fn main(args: &Args<'_>) -> AppResult {
             _ => return Err(alloc::format!("unknown argument {arg:?} (known: count=N)").into()),
         }
     }
-    executor::block_on(async move {
+    app::block_on(async move {
         let socket = UdpSocket::bind(7).map_err(|e| alloc::format!("udp-echo: {e}"))?;
         println!("udp-echo: listening on port 7");
         let mut buf = [0u8; 2048];
