@@ -1,5 +1,6 @@
-//! udp-echo: sends every datagram on port 7 back to its sender. `count=N` (after
-//! ` -- `) exits 0 after N datagrams, for tests.
+//! udp-echo: sends every datagram on port 7 back to its sender. Arguments (after
+//! ` -- `): `port=N`, once per port to echo on instead of 7; `count=N` exits 0 after N
+//! datagrams, for tests.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
