@@ -3,7 +3,7 @@
 //! All of the kernel's `unsafe` lives in this crate, most of it under `arch/`; drivers,
 //! the boot-info parsers, the frame allocator and the apps are `unsafe`-free crates.
 //! An app is a binary crate that calls [`app!`] with its entry function and uses the
-//! kernel through [`app`] alone; the kernel boots, then calls it and exits with its
+//! kernel through [`app`](mod@app) alone; the kernel boots, then calls it and exits with its
 //! result.
 // The kernel only exists for the bare-metal target. On the host, where
 // `cargo test --workspace` builds every member, the crate is empty (and the apps are
