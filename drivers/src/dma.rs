@@ -68,4 +68,55 @@ pub(crate) mod fake {
             self.mem.borrow_mut()[o..o + 8].copy_from_slice(&v.to_le_bytes());
         }
     }
+
+    /// A packet buffer in host memory.
+    #[derive(Debug)]
+    pub struct FakeBuffer {
+        pub addr: u64,
+        pub bytes: Vec<u8>,
+    }
+
+    impl super::DmaBuffer for FakeBuffer {
+        fn device_addr(&self) -> u64 {
+            self.addr
+        }
+        fn bytes(&self) -> &[u8] {
+            &self.bytes
+        }
+        fn bytes_mut(&mut self) -> &mut [u8] {
+            &mut self.bytes
+        }
+    }
+
+    /// Hands out rings and buffers at made-up device addresses; after `buffers` buffers
+    /// it runs out, as the kernel's allocator does when memory is short.
+    #[derive(Debug)]
+    pub struct FakeDma {
+        pub next_addr: core::cell::Cell<u64>,
+        pub buffers: core::cell::Cell<usize>,
+    }
+
+    impl FakeDma {
+        pub fn new(buffers: usize) -> Self {
+            FakeDma { next_addr: core::cell::Cell::new(0x10_0000), buffers: core::cell::Cell::new(buffers) }
+        }
+        fn addr(&self, len: usize) -> u64 {
+            let addr = self.next_addr.get();
+            self.next_addr.set(addr + (len as u64).next_multiple_of(4096));
+            addr
+        }
+    }
+
+    impl super::DmaAllocator for FakeDma {
+        type Ring = FakeRing;
+        type Buffer = FakeBuffer;
+        fn alloc_ring(&self, len: usize) -> Option<FakeRing> {
+            Some(FakeRing::new(self.addr(len), len))
+        }
+        fn alloc_buffer(&self, len: usize) -> Option<FakeBuffer> {
+            let left = self.buffers.get().checked_sub(1)?;
+            self.buffers.set(left);
+            Some(FakeBuffer { addr: self.addr(len), bytes: std::vec![0; len] })
+        }
+    }
 }

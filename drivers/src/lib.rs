@@ -39,6 +39,7 @@ pub(crate) mod mock {
     use std::vec::Vec;
 
     /// Reads return `reads[offset]` (or `default`); every access is logged.
+    #[derive(Debug)]
     pub struct MockRegisters {
         pub reads: RefCell<BTreeMap<u16, u32>>,
         pub default: u32,
@@ -75,6 +76,29 @@ pub(crate) mod mock {
         }
         fn write32(&self, offset: u16, value: u32) {
             self.write(offset, value, 4)
+        }
+    }
+
+    /// A borrowed window, so a test can still read the log after the driver that was
+    /// given the window is gone.
+    impl super::Registers for &MockRegisters {
+        fn read8(&self, offset: u16) -> u8 {
+            (**self).read8(offset)
+        }
+        fn write8(&self, offset: u16, value: u8) {
+            (**self).write8(offset, value)
+        }
+        fn read16(&self, offset: u16) -> u16 {
+            (**self).read16(offset)
+        }
+        fn write16(&self, offset: u16, value: u16) {
+            (**self).write16(offset, value)
+        }
+        fn read32(&self, offset: u16) -> u32 {
+            (**self).read32(offset)
+        }
+        fn write32(&self, offset: u16, value: u32) {
+            (**self).write32(offset, value)
         }
     }
 }

@@ -1,8 +1,24 @@
-//! The app interface: what the kernel hands an app, and how an app names its entry.
+//! The app interface: all an app uses of the kernel.
+//!
+//! - Entry and exit: [`app!`](crate::app!) names the entry function, which gets
+//!   [`Args`] and returns an [`AppResult`].
+//! - Tasks: [`block_on`] runs the app's main future and [`spawn`]ed tasks; [`sleep`] and
+//!   [`timeout`] wait on the executor's timers, so the network runs meanwhile.
+//! - Network: [`TcpListener`], [`TcpStream`], [`UdpSocket`], [`SocketAddr`], [`NetError`].
+//! - Time: [`now`] (monotonic, since boot) and [`wall_clock`].
+//! - Console: [`println!`] and [`print!`].
+//!
+//! Interrupt vectors, drivers, the stack's configuration and the kernel's own clocks stay
+//! inside the kernel.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+
+pub use crate::executor::{Sleep, TimedOut, block_on, sleep, spawn, timeout};
+pub use crate::net::{NetError, SocketAddr, TcpListener, TcpStream, UdpSocket};
+pub use crate::time::{now, wall_clock};
+pub use crate::{print, println};
 
 /// Facts about this boot, for apps to report or act on.
 #[derive(Debug, Clone)]

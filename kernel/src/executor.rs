@@ -1,6 +1,6 @@
 //! A single-core async executor: tasks run when woken; between bursts the CPU polls
 //! the network card for a while (see [`pv::haltpoll`]), then halts until a device
-//! interrupt or the next timer deadline.
+//! interrupt or the next timer deadline. Apps reach it through [`crate::app`].
 //!
 //! Wakers carry only a task number and push it on the ready queue, so waking never
 //! allocates. Interrupt handlers never wake tasks directly: they only end the halt,

@@ -82,7 +82,7 @@ fn backend_selftest(name: &str, backend: &pv::Backend) -> ExitCode {
         return ExitCode::AppFailed;
     };
     let mut print = |line: core::fmt::Arguments<'_>| crate::println!("{line}");
-    let sleep_ms = |ms| crate::time::sleep(core::time::Duration::from_millis(ms));
+    let sleep_ms = |ms| crate::time::halt_for(core::time::Duration::from_millis(ms));
     let why = (test.run)(&mut pv::backend::SelfTestEnv { print: &mut print, sleep_ms: &sleep_ms });
     log::error!("selftest {name}: {why}");
     ExitCode::AppFailed
@@ -118,7 +118,7 @@ fn clock_monotonic() -> ExitCode {
 fn sleep_one_second() -> ExitCode {
     let before = crate::time::since_boot_ns();
     crate::println!("selftest sleep: start");
-    crate::time::sleep(core::time::Duration::from_secs(1));
+    crate::time::halt_for(core::time::Duration::from_secs(1));
     let slept = crate::time::since_boot_ns() - before;
     crate::println!("selftest sleep: done, {slept} ns by the guest clock");
     ExitCode::Success

@@ -1,7 +1,8 @@
-//! Time for the kernel and apps: a monotonic clock, wall-clock time, and sleeping.
+//! The kernel's time: a monotonic clock, wall-clock time, and halting until a deadline.
 //!
-//! The clock is the pv-ops backend's (kvmclock on KVM, the TSC elsewhere); sleeping arms
-//! the backend's one-shot timer and halts until it fires.
+//! The clock is the pv-ops backend's (kvmclock on KVM, the TSC elsewhere); halting arms
+//! the backend's one-shot timer. Apps get [`now`] and [`wall_clock`] through
+//! [`crate::app`], and sleep with the executor's timers, which keep the network polled.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
@@ -24,7 +25,7 @@ pub(crate) fn start() {
 }
 
 /// Nanoseconds since boot (0 until the clock starts).
-pub fn since_boot_ns() -> u64 {
+pub(crate) fn since_boot_ns() -> u64 {
     if !STARTED.load(Ordering::Acquire) {
         return 0;
     }
@@ -37,23 +38,21 @@ pub fn now() -> Duration {
 }
 
 /// The TSC rate in kHz.
-pub fn tsc_khz() -> u64 {
+pub(crate) fn tsc_khz() -> u64 {
     (ops().time.tsc_khz)()
 }
 
 /// Wall-clock time, as nanoseconds since the Unix epoch (0 if no source knew it).
-pub fn wall_clock_ns() -> u64 {
+pub(crate) fn wall_clock_ns() -> u64 {
     let base = (ops().time.wall_clock_base_ns)();
     if base == 0 { 0 } else { base + site::monotonic_ns() }
 }
 
-/// Sleeps until `since_boot_ns() >= deadline_ns`, halting the CPU in between.
-pub fn sleep_until_ns(deadline_ns: u64) {
-    loop {
-        halt_until_ns(deadline_ns, || false);
-        if since_boot_ns() >= deadline_ns {
-            break;
-        }
+/// Wall-clock time since the Unix epoch; `None` when no source knew it.
+pub fn wall_clock() -> Option<Duration> {
+    match wall_clock_ns() {
+        0 => None,
+        ns => Some(Duration::from_nanos(ns)),
     }
 }
 
@@ -92,8 +91,12 @@ pub(crate) fn halt_until_ns(deadline_ns: u64, pending: impl Fn() -> bool) {
     site::irq_disable();
 }
 
-/// Sleeps for `duration`.
-pub fn sleep(duration: Duration) {
+/// Halts the CPU for `duration`: nothing else runs meanwhile, the network included.
+/// For self-tests that run without the executor; tasks sleep with
+/// [`crate::executor::sleep`].
+pub(crate) fn halt_for(duration: Duration) {
     let deadline = since_boot_ns().saturating_add(duration.as_nanos().min(u128::from(u64::MAX)) as u64);
-    sleep_until_ns(deadline);
+    while since_boot_ns() < deadline {
+        halt_until_ns(deadline, || false);
+    }
 }

@@ -129,7 +129,13 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
         };
         net.tx.set_interrupts(false);
         for _ in 0..rx_size {
-            let buffer = alloc.alloc_buffer(BUFFER_LEN).ok_or(Error::OutOfMemory)?;
+            let Some(buffer) = alloc.alloc_buffer(BUFFER_LEN) else {
+                // Giving up on the device: FAILED, as virtio 1.2 §3.1.1 asks. Before
+                // DRIVER_OK a device must not use buffers (§2.1.2), so dropping the
+                // ones posted so far is safe.
+                net.transport.set_status(status::FAILED);
+                return Err(Error::OutOfMemory);
+            };
             net.post_rx(buffer);
         }
         let s = net.transport.status();
@@ -260,5 +266,64 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
     pub fn set_interrupts(&mut self, on: bool) {
         self.rx.set_interrupts(on);
         self.tx.set_interrupts(on && self.tx_pool.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dma::fake::FakeDma;
+    use crate::mock::MockRegisters;
+    use crate::virtio::mmio::{DEVICE_NET, Mmio};
+
+    /// virtio-mmio's status register (virtio 1.x §4.2.2).
+    const STATUS: u16 = 0x070;
+    const QUEUE: u16 = 16;
+
+    /// A modern virtio-mmio net device with 16-slot queues that offers `VERSION_1` and
+    /// accepts it.
+    fn device() -> MockRegisters {
+        let regs = MockRegisters::new(0);
+        for (offset, value) in [
+            (0x000, 0x7472_6976), // magic
+            (0x004, 2),           // version
+            (0x008, DEVICE_NET),
+            (0x010, 1), // device features: bit 0 of each half, so VERSION_1 (bit 32)
+            (0x034, u32::from(QUEUE)),
+            (STATUS, u32::from(status::FEATURES_OK)),
+        ] {
+            regs.reads.borrow_mut().insert(offset, value);
+        }
+        regs
+    }
+
+    /// Brings the device up with DMA memory for `buffers` packet buffers; the status
+    /// values the driver wrote.
+    fn bring_up(buffers: usize) -> (Result<(), Error>, Vec<u8>) {
+        let regs = device();
+        let (transport, _) = Mmio::probe(&regs).unwrap();
+        let result = VirtioNet::new(transport, &FakeDma::new(buffers), None, QUEUE).map(drop);
+        let statuses =
+            regs.writes.borrow().iter().filter(|w| w.0 == STATUS).map(|&(_, value, _)| value as u8).collect();
+        (result, statuses)
+    }
+
+    #[test]
+    fn a_device_with_all_its_buffers_is_driver_ok() {
+        let (result, statuses) = bring_up(2 * usize::from(QUEUE));
+        assert_eq!(result, Ok(()));
+        assert_eq!(statuses.last(), Some(&(status::FEATURES_OK | status::DRIVER_OK)));
+        assert!(statuses.iter().all(|s| s & status::FAILED == 0), "{statuses:?}");
+    }
+
+    #[test]
+    fn running_out_of_buffers_marks_the_device_failed() {
+        // Short of transmit buffers, and (the transmit pool filled) of receive buffers.
+        for buffers in [usize::from(QUEUE) - 1, 2 * usize::from(QUEUE) - 1] {
+            let (result, statuses) = bring_up(buffers);
+            assert_eq!(result, Err(Error::OutOfMemory), "{buffers} buffers");
+            assert_eq!(statuses.last(), Some(&status::FAILED), "{buffers} buffers: {statuses:?}");
+            assert!(statuses.iter().all(|s| s & status::DRIVER_OK == 0), "{buffers} buffers: {statuses:?}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The network stack: smoltcp over the virtio-net card, configured statically
 //! (`ip=`/`gw=`) or by DHCP, started the first time an app asks for a socket.
 //!
-//! Apps see only [`TcpListener`], [`TcpStream`] and [`UdpSocket`], never smoltcp types.
+//! Apps see only [`TcpListener`], [`TcpStream`] and [`UdpSocket`] (through
+//! [`crate::app`]), never smoltcp or driver types.
 
 mod conns;
 mod nic;
@@ -20,7 +21,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 use spin::{Mutex, Once};
 
-pub use nic::NET_VECTOR;
+pub(crate) use nic::NET_VECTOR;
 pub use tcp::{NetError, TcpListener, TcpStream};
 pub use udp::{SocketAddr, UdpSocket};
 
@@ -30,11 +31,11 @@ use nic::Nic;
 /// Static addressing from the command line (DHCP when absent), the virtio-mmio
 /// devices the command line or ACPI announced, and `max_conns=`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NetConfig {
-    pub ip: Option<([u8; 4], u8)>,
-    pub gateway: Option<[u8; 4]>,
-    pub mmio: [Option<drivers::virtio::mmio::MmioDevice>; 8],
-    pub max_conns: Option<usize>,
+pub(crate) struct NetConfig {
+    pub(crate) ip: Option<([u8; 4], u8)>,
+    pub(crate) gateway: Option<[u8; 4]>,
+    pub(crate) mmio: [Option<drivers::virtio::mmio::MmioDevice>; 8],
+    pub(crate) max_conns: Option<usize>,
 }
 
 static CONFIG: Once<NetConfig> = Once::new();
@@ -427,11 +428,4 @@ pub(crate) fn set_interrupts(on: bool) {
     if let Some(stack) = STACK.lock().as_mut() {
         stack.port.nic.get_mut().set_interrupts(on);
     }
-}
-
-/// The interface's IPv4 address, once it has one.
-pub fn ipv4_address() -> Option<[u8; 4]> {
-    let stack = STACK.lock();
-    let stack = stack.as_ref()?;
-    stack.iface.ipv4_addr().map(|a| a.octets())
 }

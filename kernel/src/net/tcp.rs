@@ -70,8 +70,10 @@ const LINGER: Duration = Duration::from_secs(3);
 pub enum NetError {
     /// No network card was found (or it failed to start).
     NoDevice,
-    /// The port is taken or invalid.
+    /// The port is taken (by a socket of the same protocol) or invalid.
     BadPort,
+    /// A datagram's destination cannot be sent to: address 0.0.0.0 or port 0.
+    BadDestination,
     /// The peer reset the connection, or it is closed for writing.
     ConnectionClosed,
     /// The memory budget has no room for another socket.
@@ -83,6 +85,7 @@ impl core::fmt::Display for NetError {
         match self {
             NetError::NoDevice => write!(f, "no network device"),
             NetError::BadPort => write!(f, "port unavailable"),
+            NetError::BadDestination => write!(f, "invalid destination (address 0.0.0.0 or port 0)"),
             NetError::ConnectionClosed => write!(f, "connection closed"),
             NetError::NoRoom => write!(f, "no room for another socket"),
         }

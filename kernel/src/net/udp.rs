@@ -5,7 +5,7 @@ use core::future::poll_fn;
 use core::task::Poll;
 
 use smoltcp::iface::SocketHandle;
-use smoltcp::socket::udp;
+use smoltcp::socket::{Socket, udp};
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
 use super::{NetError, with_stack};
@@ -35,8 +35,20 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
+    /// A socket on `port`; `BadPort` when it is 0 or another UDP socket has it (smoltcp
+    /// would hand each datagram to only one of them), as for [`TcpListener::bind`].
+    ///
+    /// [`TcpListener::bind`]: super::TcpListener::bind
     pub fn bind(port: u16) -> Result<Self, NetError> {
         with_stack(|s| {
+            let taken = s
+                .sockets
+                .set
+                .iter()
+                .any(|(_, socket)| matches!(socket, Socket::Udp(udp) if udp.endpoint().port == port));
+            if taken {
+                return Err(NetError::BadPort);
+            }
             let buffer =
                 || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; PACKETS], vec![0; PAYLOAD]);
             let mut socket = udp::Socket::new(buffer(), buffer());
@@ -82,7 +94,7 @@ impl UdpSocket {
                         socket.register_send_waker(cx.waker());
                         Poll::Pending
                     }
-                    Err(udp::SendError::Unaddressable) => Poll::Ready(Err(NetError::BadPort)),
+                    Err(udp::SendError::Unaddressable) => Poll::Ready(Err(NetError::BadDestination)),
                 }
             })?
         })
