@@ -71,7 +71,8 @@ harness() {
 # working copy of the committed seed corpus in target/fuzz/corpus/TARGET (it grows
 # there from run to run; fuzz/corpus stays as committed). A crashing input lands in
 # target/fuzz/artifacts/TARGET/ and its path is printed. Without nightly or cargo-fuzz
-# it says so and exits 0, so CI without them is not failed by it.
+# it says so and exits 0, so CI without them is not failed by it. It stays here, not in
+# the harness: it boots nothing, and drives another toolchain on fuzz/'s own workspace.
 fuzz() {
     local seconds=60 targets=()
     while [ $# -gt 0 ]; do
