@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Chameleon's front door.
+# Chameleon's front door: sets the machine up (toolchain, kernel target, Debian
+# packages), then hands boots, Xen runs and benchmarks to the Rust harness in tests/
+# (tests/src/bin/chameleon.rs and bench.rs), which builds every QEMU command line.
 #
 #   ./run.sh [APP] [-- QEMU_ARGS...]   build APP (default: httpd) and boot it in QEMU
 #   ./run.sh build [APP]               build APP and print the image path
 #   ./run.sh test                      run every test: host unit tests, then QEMU boots
-#   ./run.sh bench boot [--runs N]     QEMU start -> exit of hello vs a bare PVH stub
+#   ./run.sh bench KIND [OPTIONS]      boot, pvops, first200, http, soak (BENCHMARKS.md)
 #   ./run.sh xen pv|pvh [APP]          boot APP (default: hello) as a Xen 4.17 dom0, Xen
 #                                      itself under QEMU TCG; stops when Xen reports the
 #                                      dom0 halted (exit 0) or crashed (exit 1)
@@ -57,135 +59,20 @@ setup() {
     fi
 }
 
-build() {
-    local app=$1
-    [ -d "apps/$app" ] || die "no app '$app' (apps: $(ls apps | tr '\n' ' '))"
+# The harness binary NAME with ARGS, in place of this shell so that Ctrl-C and the exit
+# status are its own.
+harness() {
+    local bin=$1; shift
     setup
-    cargo build --release --target "$TARGET" -p "$app" >&2 || die "building $app failed"
-    echo "target/$TARGET/release/$app"
-}
-
-# KVM only helps where the CPU really virtualises: an emulated /dev/kvm (no vmx/svm
-# flag, as in some sandboxes) is far slower than TCG.
-default_accel() {
-    if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
-        echo kvm
-    else
-        echo tcg
-    fi
-}
-
-# The network namespace `chameleon` with tap0 at 10.0.3.1/24, made once.
-tap_namespace() {
-    [ "$(id -u)" = 0 ] || die "NET=tap needs root (it creates a network namespace)"
-    ip netns list | grep -qw chameleon && return
-    ip netns add chameleon
-    ip -n chameleon link set lo up
-    ip -n chameleon tuntap add dev tap0 mode tap
-    ip -n chameleon addr add 10.0.3.1/24 dev tap0
-    ip -n chameleon link set tap0 up
-}
-
-boot() {
-    local app=$1; shift
-    local image accel cpu
-    image=$(build "$app")
-    accel=${ACCEL:-$(default_accel)}
-    # QEMU 7.2's `-cpu host` aborts under KVM on MSR 0x10a unless arch-capabilities is off.
-    case $accel in
-        kvm) cpu="host,-arch-capabilities" ;;
-        *) cpu="max" ;;
-    esac
-    local cmd=() netdev url cmdline=${CMDLINE:-}
-    case ${NET:-user} in
-        user)
-            netdev="user,id=net0,hostfwd=tcp:127.0.0.1:${PORT:-8080}-:80"
-            url="http://127.0.0.1:${PORT:-8080}/"
-            ;;
-        tap)
-            tap_namespace
-            cmd=(ip netns exec chameleon)
-            netdev="tap,id=net0,ifname=tap0,script=no,downscript=no"
-            url="http://10.0.3.2/ inside the namespace (ip netns exec chameleon curl http://10.0.3.2/)"
-            case " $cmdline " in *" ip="*) ;; *) cmdline="ip=10.0.3.2/24 $cmdline" ;; esac
-            ;;
-        *) die "NET must be user or tap" ;;
-    esac
-    # microvm has no PCI bus: its card is virtio-mmio, found through ACPI's DSDT.
-    local nic=virtio-net-pci
-    case ${MACHINE:-pc} in microvm*) nic=virtio-net-device ;; esac
-    cmd+=(qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -M "${MACHINE:-pc}" -m "${MEM:-64}"
-        -display none -nodefaults -no-reboot -serial stdio
-        -device isa-debug-exit,iobase=0x501,iosize=2
-        -netdev "$netdev"
-        -device "$nic,netdev=net0"
-        -kernel "$image")
-    [ -n "$cmdline" ] && cmd+=(-append "$cmdline")
-    cmd+=("$@")
-    echo "\$ ${cmd[*]}" >&2
-    [ "$app" = httpd ] && echo "run.sh: httpd will answer at $url once it prints 'listening' (Ctrl-C stops QEMU)" >&2
-    local status=0
-    "${cmd[@]}" || status=$?
-    # isa-debug-exit makes QEMU exit with (code << 1) | 1: hand the app's code back.
-    if [ $((status % 2)) -eq 1 ]; then
-        exit $(((status - 1) / 2))
-    fi
-    exit "$status"
-}
-
-# Xen 4.17 from Debian, unpacked once into target/xen (as the tests fetch it).
-xen_binary() {
-    local dir=target/xen
-    if [ ! -f "$dir/xen-4.17" ]; then
-        mkdir -p "$dir"
-        (cd "$dir" && apt-get download xen-hypervisor-4.17-amd64 >/dev/null &&
-            dpkg -x xen-hypervisor-4.17-amd64_*.deb x && zcat x/boot/xen-4.17-amd64.gz > xen-4.17.tmp &&
-            mv xen-4.17.tmp xen-4.17 && rm -rf x ./*.deb) >&2 ||
-            die "could not fetch Xen 4.17 (apt-get download xen-hypervisor-4.17-amd64)"
-    fi
-    echo "$dir/xen-4.17"
-}
-
-# Boots APP as Xen's dom0 (PV: ring 3, the xen_pv backend; PVH: the xen_hvm backend,
-# which Xen 4.17 runs only with an IOMMU). QEMU keeps running after Xen halts, so the
-# serial output is watched for Xen's verdict.
-xen() {
-    local mode=${1:-pv} app=${2:-hello} image xen machine args
-    image=$(build "$app")
-    xen=$(xen_binary)
-    local extra=()
-    case $mode in
-        pv) machine=pc args="" ;;
-        pvh) machine=q35,kernel-irqchip=split args="dom0=pvh iommu=1" extra=(-device intel-iommu,intremap=on) ;;
-        *) die "xen: expected pv or pvh, got '$mode'" ;;
-    esac
-    local cmd=(qemu-system-x86_64 -accel tcg -cpu max -M "$machine" -m 512 -display none -nodefaults
-        -serial stdio -kernel "$xen" -append "console=com1 com1=115200,8n1 noreboot guest_loglvl=all dom0_mem=${MEM:-64}M $args"
-        -initrd "$image ${CMDLINE:-}" "${extra[@]}")
-    echo "\$ ${cmd[*]}" >&2
-    local fifo status=1
-    fifo=$(mktemp -u)
-    mkfifo "$fifo"
-    "${cmd[@]}" > "$fifo" &
-    local qemu=$!
-    while IFS= read -r line; do
-        printf '%s\n' "$line"
-        case $line in
-            *"Hardware Dom0 halted"*) status=0; break ;;
-            *"Hardware Dom0 crashed"*) status=1; break ;;
-        esac
-    done < "$fifo"
-    kill "$qemu" 2>/dev/null || true
-    wait "$qemu" 2>/dev/null || true
-    rm -f "$fifo"
-    exit "$status"
+    exec cargo run --release -q -p tests --bin "$bin" -- "$@"
 }
 
 # Runs the cargo-fuzz targets of fuzz/ (FUZZING.md) for a bounded time each, on a
 # working copy of the committed seed corpus in target/fuzz/corpus/TARGET (it grows
 # there from run to run; fuzz/corpus stays as committed). A crashing input lands in
 # target/fuzz/artifacts/TARGET/ and its path is printed. Without nightly or cargo-fuzz
-# it says so and exits 0, so CI without them is not failed by it.
+# it says so and exits 0, so CI without them is not failed by it. It stays here, not in
+# the harness: it boots nothing, and drives another toolchain on fuzz/'s own workspace.
 fuzz() {
     local seconds=60 targets=()
     while [ $# -gt 0 ]; do
@@ -247,8 +134,8 @@ fuzz() {
 }
 
 case "${1:-}" in
-    build)
-        build "${2:-httpd}"
+    build|xen)
+        harness chameleon "$@"
         ;;
     test)
         setup
@@ -264,24 +151,17 @@ case "${1:-}" in
         ;;
     bench)
         shift
-        setup
-        cargo run --release -q -p tests --bin bench -- "$@"
-        ;;
-    xen)
-        shift
-        xen "$@"
+        harness bench "$@"
         ;;
     fuzz)
         shift
         fuzz "$@"
         ;;
     -h|--help|help)
-        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+        # The header comment, whatever its length.
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
         ;;
     *)
-        app=httpd
-        if [ $# -gt 0 ] && [ "$1" != "--" ]; then app=$1; shift; fi
-        [ "${1:-}" = "--" ] && shift
-        boot "$app" "$@"
+        harness chameleon run "$@"
         ;;
 esac

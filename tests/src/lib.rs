@@ -46,24 +46,32 @@ pub fn app_image_path(app: &str) -> PathBuf {
     target_dir().join(KERNEL_TARGET).join("release").join(app)
 }
 
+/// Builds the kernel image of workspace package `app` and returns its path, panicking
+/// (with cargo's output above) when it cannot; see [`try_build_app`].
+pub fn build_app(app: &str) -> PathBuf {
+    try_build_app(app).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Builds the kernel image of workspace package `app` and returns its path.
 ///
-/// Each app is built at most once per test process: tests run concurrently
+/// Each app is built at most once per process: tests run concurrently
 /// and all want the same image, and cargo would serialise on its lock anyway.
 /// Set `CHAMELEON_NO_BUILD=1` to use prebuilt images (e.g. in CI after a
 /// separate build step).
-pub fn build_app(app: &str) -> PathBuf {
+pub fn try_build_app(app: &str) -> Result<PathBuf, String> {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     // Holding the lock across the build makes concurrent callers wait for the
-    // first build instead of racing. A panicking build poisons the lock; take
+    // first build instead of racing. A panicking caller poisons the lock; take
     // it anyway so later callers retry and report their own clear failure.
     let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     if let Some(path) = built.get(app) {
-        return path.clone();
+        return Ok(path.clone());
     }
     let path = app_image_path(app);
     if std::env::var("CHAMELEON_NO_BUILD").is_ok_and(|v| v == "1") {
-        assert!(path.exists(), "CHAMELEON_NO_BUILD=1 but kernel image {} does not exist", path.display());
+        if !path.exists() {
+            return Err(format!("CHAMELEON_NO_BUILD=1 but kernel image {} does not exist", path.display()));
+        }
     } else {
         // `CARGO` is set when running under cargo; it pins the same toolchain.
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -76,12 +84,16 @@ pub fn build_app(app: &str) -> PathBuf {
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit()) // so compile errors show in the test log
             .status()
-            .unwrap_or_else(|e| panic!("failed to run {cargo:?}: {e}"));
-        assert!(status.success(), "building app `{app}` failed ({status}); see cargo output above");
-        assert!(path.exists(), "cargo built `{app}` but {} is missing", path.display());
+            .map_err(|e| format!("failed to run {cargo:?}: {e}"))?;
+        if !status.success() {
+            return Err(format!("building app `{app}` failed ({status}); see cargo output above"));
+        }
+        if !path.exists() {
+            return Err(format!("cargo built `{app}` but {} is missing", path.display()));
+        }
     }
     built.insert(app.to_owned(), path.clone());
-    path
+    Ok(path)
 }
 
 /// Assembles and links the PVH floor stub into `out_dir`; returns its path.
@@ -140,6 +152,22 @@ pub fn require_qemu() {
     }
 }
 
+/// The accelerator for a person's boot: KVM where `/dev/kvm` opens read-write and the
+/// CPU advertises `vmx` or `svm`, else TCG. An emulated /dev/kvm without those flags (as
+/// in some sandboxes) is far slower than TCG.
+pub fn host_accel() -> &'static str {
+    let kvm_opens = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    let hardware = std::fs::read_to_string("/proc/cpuinfo")
+        .is_ok_and(|info| info.split_whitespace().any(|flag| flag == "vmx" || flag == "svm"));
+    if kvm_opens && hardware { "kvm" } else { "tcg" }
+}
+
+/// The CPU model for `accel`: the host's under KVM, TCG's fullest model elsewhere.
+pub fn cpu_model(accel: &str) -> &'static str {
+    // QEMU 7.2's `-cpu host` aborts under KVM on MSR 0x10a unless arch-capabilities is off.
+    if accel == "kvm" { "host,-arch-capabilities" } else { "max" }
+}
+
 /// Quotes an argument for display so the printed command can be pasted into a shell.
 fn shell_quote(arg: &str) -> String {
     let plain =
@@ -161,6 +189,10 @@ pub struct Vm {
     machine: String,
     /// Accelerator (`-accel`): env `ACCEL`, else `tcg` (works everywhere).
     accel: String,
+    /// CPU model (`-cpu`); QEMU's default when `None`.
+    cpu: Option<String>,
+    /// The host side of a virtio-net card, if the VM has one.
+    net: Option<Net>,
     /// Add the isa-debug-exit device at port 0x501 so the guest can report an exit code.
     debug_exit: bool,
     /// Extra QEMU arguments appended last.
@@ -182,6 +214,8 @@ impl Vm {
             memory_mib: 64,
             machine: "pc".to_owned(),
             accel: std::env::var("ACCEL").unwrap_or_else(|_| "tcg".to_owned()),
+            cpu: None,
+            net: None,
             debug_exit: true,
             extra_args: Vec::new(),
             timeout: Duration::from_secs(60),
@@ -230,6 +264,18 @@ impl Vm {
         self
     }
 
+    /// Sets the CPU model (see [`cpu_model`]).
+    pub fn cpu(mut self, model: impl Into<String>) -> Vm {
+        self.cpu = Some(model.into());
+        self
+    }
+
+    /// Gives the VM a virtio-net card on `net`.
+    pub fn net(mut self, net: Net) -> Vm {
+        self.net = Some(net);
+        self
+    }
+
     /// Enables or disables the isa-debug-exit device.
     pub fn debug_exit(mut self, on: bool) -> Vm {
         self.debug_exit = on;
@@ -256,23 +302,26 @@ impl Vm {
 
     /// The QEMU argument vector (without the binary name).
     pub fn args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = [
-            "-accel",
-            &self.accel,
-            "-M",
-            &self.machine,
-            "-m",
-            &self.memory_mib.to_string(),
-            "-display",
-            "none",
-            "-nodefaults",
-            "-no-reboot",
-            "-serial",
-            "stdio",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
+        let mut args: Vec<OsString> = vec!["-accel".into(), (&self.accel).into()];
+        if let Some(cpu) = &self.cpu {
+            args.extend(["-cpu".into(), cpu.into()]);
+        }
+        args.extend(
+            [
+                "-M",
+                &self.machine,
+                "-m",
+                &self.memory_mib.to_string(),
+                "-display",
+                "none",
+                "-nodefaults",
+                "-no-reboot",
+                "-serial",
+                "stdio",
+            ]
+            .iter()
+            .map(OsString::from),
+        );
         args.push("-kernel".into());
         args.push(self.image.clone().into_os_string());
         if !self.cmdline.is_empty() {
@@ -282,6 +331,21 @@ impl Vm {
         if self.debug_exit {
             args.push("-device".into());
             args.push("isa-debug-exit,iobase=0x501,iosize=2".into());
+        }
+        if let Some(net) = &self.net {
+            let backend = match net {
+                Net::User { host_port } => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{host_port}-:80"),
+                Net::Tap => "tap,id=net0,ifname=tap0,script=no,downscript=no".to_owned(),
+            };
+            // microvm has no PCI bus: its card is virtio-mmio, found through ACPI's DSDT.
+            let card =
+                if self.machine.starts_with("microvm") { "virtio-net-device" } else { "virtio-net-pci" };
+            args.extend([
+                "-netdev".into(),
+                backend.into(),
+                "-device".into(),
+                format!("{card},netdev=net0").into(),
+            ]);
         }
         args.extend(self.extra_args.iter().map(OsString::from));
         args
@@ -299,6 +363,27 @@ impl Vm {
             .join(" ")
     }
 
+    /// QEMU's command, under the wrapper if there is one.
+    fn command(&self) -> Command {
+        let mut command = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(qemu_binary());
+                c
+            }
+            None => Command::new(qemu_binary()),
+        };
+        command.args(self.args());
+        command
+    }
+
+    /// Starts QEMU with the caller's stdin, stdout and stderr, so the terminal is the
+    /// guest's serial console; no deadline applies. Shows nothing: the caller prints
+    /// [`Vm::command_line`] where it fits.
+    pub fn spawn_foreground(&self) -> Result<Child, HarnessError> {
+        self.command().spawn().map_err(|error| HarnessError::Spawn { program: qemu_binary(), error })
+    }
+
     /// Starts QEMU. Serial output is collected by a reader thread so the guest
     /// can never block on a full pipe, whatever the test is doing.
     pub fn spawn(self) -> Result<Running, HarnessError> {
@@ -307,16 +392,8 @@ impl Vm {
             eprintln!("$ {}", self.command_line());
         }
         let started = Instant::now();
-        let mut command = match self.wrapper.split_first() {
-            Some((program, rest)) => {
-                let mut c = Command::new(program);
-                c.args(rest).arg(&qemu);
-                c
-            }
-            None => Command::new(&qemu),
-        };
-        let mut child = command
-            .args(self.args())
+        let mut child = self
+            .command()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -380,6 +457,100 @@ impl Vm {
             qemu_stderr,
             threads: vec![stdout_thread, stderr_thread],
         })
+    }
+}
+
+/// The host side of a VM's virtio-net card (virtio-net-pci, or virtio-net-device on
+/// `microvm`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Net {
+    /// QEMU's user network; the host's 127.0.0.1:`host_port` forwards to the guest's port 80.
+    User { host_port: u16 },
+    /// `tap0` of the network namespace QEMU runs in (see [`Namespace`]).
+    Tap,
+}
+
+/// A network namespace holding `tap0` at 10.0.3.1/24. QEMU runs inside it
+/// ([`Namespace::wrap`]) with a [`Net::Tap`] card, the guest takes
+/// [`Namespace::GUEST_IP`], and clients reach it with `ip netns exec NAME ...`: no user
+/// network in between. Needs root and iproute2.
+#[derive(Debug)]
+pub struct Namespace {
+    name: String,
+    /// Deleted on drop unless kept (see [`Namespace::persistent`]).
+    keep: bool,
+}
+
+impl Namespace {
+    /// The guest's address on the namespace's tap device.
+    pub const GUEST_IP: &str = "10.0.3.2";
+
+    /// Creates namespace `name`; it is deleted on drop.
+    pub fn create(name: impl Into<String>) -> Result<Namespace, String> {
+        let ns = Namespace { name: name.into(), keep: false };
+        ns.set_up()?;
+        Ok(ns)
+    }
+
+    /// Namespace `name`, created on first use and kept afterwards, so a person's clients
+    /// find it between boots.
+    pub fn persistent(name: impl Into<String>) -> Result<Namespace, String> {
+        let ns = Namespace { name: name.into(), keep: true };
+        ns.require_root()?;
+        let listed = Command::new("ip").args(["netns", "list"]).output().map_err(|e| format!("ip: {e}"))?;
+        let exists = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(ns.name.as_str()));
+        if !exists {
+            ns.set_up()?;
+        }
+        Ok(ns)
+    }
+
+    /// Making a namespace, and running in one, takes root.
+    fn require_root(&self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        // /proc/self belongs to the process's effective user.
+        match std::fs::metadata("/proc/self").map_err(|e| e.to_string())?.uid() {
+            0 => Ok(()),
+            _ => Err(format!("the network namespace {} needs root", self.name)),
+        }
+    }
+
+    fn set_up(&self) -> Result<(), String> {
+        self.require_root()?;
+        let name = self.name.as_str();
+        for args in [
+            vec!["netns", "add", name],
+            vec!["-n", name, "link", "set", "lo", "up"],
+            vec!["-n", name, "tuntap", "add", "dev", "tap0", "mode", "tap"],
+            vec!["-n", name, "addr", "add", "10.0.3.1/24", "dev", "tap0"],
+            vec!["-n", name, "link", "set", "tap0", "up"],
+        ] {
+            let ok = Command::new("ip").args(&args).status().is_ok_and(|s| s.success());
+            if !ok {
+                return Err(format!("ip {} failed (iproute2 is needed)", args.join(" ")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `vm` with QEMU started inside this namespace.
+    pub fn wrap(&self, vm: Vm) -> Vm {
+        vm.inside(&["ip", "netns", "exec", &self.name])
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        }
     }
 }
 
@@ -466,6 +637,18 @@ impl Running {
                 return Err(self.timeout_error(format!("a line containing {needle:?}")));
             }
         }
+    }
+
+    /// The next serial line not yet consumed (by this or [`Running::wait_for`]); `None`
+    /// once QEMU has closed its output, or at the deadline.
+    pub fn next_line(&mut self) -> Option<Line> {
+        while self.cursor == self.lines.len() {
+            if self.stdout_done || !self.recv_until_deadline() {
+                return None;
+            }
+        }
+        self.cursor += 1;
+        Some(self.lines[self.cursor - 1].clone())
     }
 
     /// Waits for QEMU to exit, collecting all remaining serial output. On the
@@ -599,14 +782,9 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The value the guest wrote to isa-debug-exit. QEMU exits with
-    /// `(v << 1) | 1` for a write of `v`, so only odd statuses carry a guest
-    /// code; even ones (0: power-off, or triple fault with -no-reboot) do not.
+    /// The value the guest wrote to isa-debug-exit (see [`debug_exit_code`]).
     pub fn guest_code(&self) -> Option<u32> {
-        match self.status {
-            Some(s) if s & 1 == 1 => Some((s as u32 - 1) / 2),
-            _ => None,
-        }
+        self.status.and_then(debug_exit_code)
     }
 
     /// All serial lines joined with `\n`.
@@ -639,6 +817,12 @@ impl Outcome {
             .filter_map(|l| l.text[1..l.text.find(']')?].trim().parse().ok())
             .collect()
     }
+}
+
+/// The value a guest wrote to isa-debug-exit, from QEMU's exit status `(v << 1) | 1`;
+/// `None` for even statuses (0: power-off, or triple fault with -no-reboot).
+pub fn debug_exit_code(status: i32) -> Option<u32> {
+    (status & 1 == 1).then(|| (status as u32 - 1) / 2)
 }
 
 /// Harness failures. Messages include the guest output so a failing test's
@@ -711,7 +895,9 @@ pub fn xen_binary() -> Option<PathBuf> {
             return Some(xen);
         }
         std::fs::create_dir_all(&dir).ok()?;
-        let sh = "apt-get download xen-hypervisor-4.17-amd64 >/dev/null 2>&1 && \
+        eprintln!("fetching Xen 4.17 into {} (apt-get download xen-hypervisor-4.17-amd64)", dir.display());
+        // apt-get's stderr stays visible: it says why a download failed.
+        let sh = "apt-get download xen-hypervisor-4.17-amd64 >/dev/null && \
                   dpkg -x xen-hypervisor-4.17-amd64_*.deb x && zcat x/boot/xen-4.17-amd64.gz > xen-4.17.tmp && \
                   mv xen-4.17.tmp xen-4.17 && rm -rf x ./*.deb";
         let ok = Command::new("sh").arg("-c").arg(sh).current_dir(&dir).status().is_ok_and(|s| s.success());
@@ -732,12 +918,19 @@ pub enum Dom0 {
 /// A VM running Xen 4.17 under QEMU TCG with `image args` as its dom0 (64 MiB). QEMU
 /// does not exit when Xen halts: wait for [`XEN_HALTED`] or [`XEN_CRASHED`].
 pub fn xen_dom0(xen: &Path, mode: Dom0, image: &Path, args: &str) -> Vm {
-    let vm = Vm::new(xen).memory_mib(512).debug_exit(false).arg("-cpu").arg("max");
+    xen_dom0_sized(xen, mode, image, args, 64)
+}
+
+/// [`xen_dom0`] with `dom0_mib` MiB for the dom0.
+pub fn xen_dom0_sized(xen: &Path, mode: Dom0, image: &Path, args: &str, dom0_mib: u32) -> Vm {
+    let xen_args = format!("console=com1 com1=115200,8n1 noreboot guest_loglvl=all dom0_mem={dom0_mib}M");
+    let vm = Vm::new(xen).memory_mib(512).debug_exit(false).cpu("max");
     let vm = match mode {
-        Dom0::Pv => vm.cmdline("console=com1 com1=115200,8n1 noreboot guest_loglvl=all dom0_mem=64M"),
+        Dom0::Pv => vm.cmdline(xen_args),
+        // Xen 4.17 runs a PVH dom0 only with an IOMMU.
         Dom0::Pvh => vm
             .machine("q35,kernel-irqchip=split")
-            .cmdline("console=com1 com1=115200,8n1 noreboot guest_loglvl=all dom0_mem=64M dom0=pvh iommu=1")
+            .cmdline(format!("{xen_args} dom0=pvh iommu=1"))
             .arg("-device")
             .arg("intel-iommu,intremap=on"),
     };
@@ -808,5 +1001,32 @@ mod unit {
         assert_eq!(a, expect);
         let b = Vm::new("/k").debug_exit(false).args();
         assert!(!b.iter().any(|s| s == "-append" || s == "-device"));
+    }
+
+    #[test]
+    fn cpu_and_network_card() {
+        let a = Vm::new("/k").accel("kvm").cpu(cpu_model("kvm")).machine("microvm").net(Net::Tap).args();
+        assert_eq!(a[..4], ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]);
+        assert_eq!(
+            a[a.len() - 4..],
+            [
+                "-netdev",
+                "tap,id=net0,ifname=tap0,script=no,downscript=no",
+                "-device",
+                "virtio-net-device,netdev=net0"
+            ]
+        );
+        let b = Vm::new("/k").net(Net::User { host_port: 8080 }).arg("-smp").arg("2").args();
+        assert_eq!(
+            b[b.len() - 6..],
+            [
+                "-netdev",
+                "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80",
+                "-device",
+                "virtio-net-pci,netdev=net0",
+                "-smp",
+                "2"
+            ]
+        );
     }
 }

@@ -12,7 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
-use tests::{Dom0, Vm, XEN_HALTED, build_app, build_floor_stub, require_qemu, xen_binary, xen_dom0};
+use tests::{
+    Dom0, Namespace, Net, Vm, XEN_HALTED, build_app, build_floor_stub, cpu_model, require_qemu, xen_binary,
+    xen_dom0,
+};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -271,7 +274,7 @@ fn pvops(with_kvm: bool) -> ExitCode {
         ),
     ];
     if with_kvm && Path::new("/dev/kvm").exists() {
-        let kvm = Vm::new(&image).accel("kvm").arg("-cpu").arg("host,-arch-capabilities");
+        let kvm = Vm::new(&image).accel("kvm").cpu(cpu_model("kvm"));
         backends.push(("kvm (KVM)", Host::Qemu(kvm.timeout(Duration::from_secs(600))), cmd.to_string()));
     }
     match xen_binary() {
@@ -313,7 +316,7 @@ fn first200(runs: usize) -> ExitCode {
     let httpd = build_app("httpd");
     println!("first200: QEMU start -> first HTTP 200 from httpd, user network, TCG, {runs} runs each");
     println!("{:<10} {:>10} {:>10} {:>10}", "machine", "median s", "min s", "max s");
-    for (machine, device) in [("pc", "virtio-net-pci"), ("microvm", "virtio-net-device")] {
+    for machine in ["pc", "microvm"] {
         let mut times = Vec::new();
         for _ in 0..runs {
             let port = free_port();
@@ -321,10 +324,7 @@ fn first200(runs: usize) -> ExitCode {
                 .machine(machine)
                 .memory_mib(64)
                 .cmdline("log=warn")
-                .arg("-netdev")
-                .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"))
-                .arg("-device")
-                .arg(format!("{device},netdev=n0"))
+                .net(Net::User { host_port: port })
                 .verbose(false)
                 .timeout(Duration::from_secs(60));
             let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
@@ -371,7 +371,7 @@ impl Target {
     fn url(&self) -> String {
         match self {
             Target::Port(p) => format!("http://127.0.0.1:{p}/"),
-            Target::Namespace(_) => "http://10.0.3.2/".to_string(),
+            Target::Namespace(_) => format!("http://{}/", Namespace::GUEST_IP),
         }
     }
     fn command(&self, program: &str) -> Command {
@@ -439,29 +439,9 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A network namespace with tap0 at 10.0.3.1/24, deleted on drop.
-struct Namespace(String);
-
-impl Namespace {
-    fn create(name: String) -> Namespace {
-        for args in [
-            vec!["netns", "add", &name],
-            vec!["-n", &name, "link", "set", "lo", "up"],
-            vec!["-n", &name, "tuntap", "add", "dev", "tap0", "mode", "tap"],
-            vec!["-n", &name, "addr", "add", "10.0.3.1/24", "dev", "tap0"],
-            vec!["-n", &name, "link", "set", "tap0", "up"],
-        ] {
-            let ok = Command::new("ip").args(&args).status().is_ok_and(|s| s.success());
-            assert!(ok, "ip {args:?} failed (root and iproute2 are needed for --tap)");
-        }
-        Namespace(name)
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+/// A namespace of this process's own for `--tap` runs, deleted on drop.
+fn namespace(prefix: &str) -> Namespace {
+    Namespace::create(format!("{prefix}{}", std::process::id())).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Waits until the guest in the namespace answers (coarse: one curl per try).
@@ -469,7 +449,7 @@ fn first_200_in(ns: &str, started: std::time::Instant, limit: Duration) -> Optio
     while started.elapsed() < limit {
         let out = Command::new("ip")
             .args(["netns", "exec", ns, "curl", "-s", "-m", "0.2", "-o", "/dev/null", "-w", "%{http_code}"])
-            .arg("http://10.0.3.2/")
+            .arg(format!("http://{}/", Namespace::GUEST_IP))
             .output()
             .ok()?;
         if out.stdout == b"200" {
@@ -490,49 +470,35 @@ fn http(secs: u32, tap: bool) -> ExitCode {
     let status =
         Command::new(root.join("benches/linux-guest.sh")).arg(&linux_dir).status().expect("linux-guest.sh");
     assert!(status.success(), "building the Linux guest failed");
-    let ns = tap.then(|| Namespace::create(format!("chmbench{}", std::process::id())));
-    let ns_name = ns.as_ref().map(|n| n.0.clone());
-    let net = move |port: u16| {
-        let netdev = match tap {
-            true => "tap,id=n0,ifname=tap0,script=no,downscript=no".to_string(),
-            false => format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"),
-        };
-        vec!["-netdev".to_string(), netdev, "-device".to_string(), "virtio-net-pci,netdev=n0".to_string()]
+    let ns = tap.then(|| namespace("chmbench"));
+    // Each guest's card, on the namespace's tap device or a forwarded host port.
+    let connect = |vm: Vm, port: u16| match &ns {
+        Some(ns) => ns.wrap(vm).net(Net::Tap),
+        None => vm.net(Net::User { host_port: port }),
     };
-    let wrap = move |vm: Vm| match &ns_name {
-        Some(ns) => vm.inside(&["ip", "netns", "exec", ns]),
-        None => vm,
+    let ip = Namespace::GUEST_IP;
+    let (chameleon_ip, linux_ip) = if tap {
+        (format!("ip={ip}/24"), format!(" guest_ip={ip}/24"))
+    } else {
+        ("ip=10.0.2.15/24 gw=10.0.2.2".to_owned(), String::new())
     };
-    let (chameleon_ip, linux_ip) =
-        if tap { ("ip=10.0.3.2/24", " guest_ip=10.0.3.2/24") } else { ("ip=10.0.2.15/24 gw=10.0.2.2", "") };
     let linux = |server: &'static str| {
-        let dir = linux_dir.clone();
-        let wrap = wrap.clone();
+        let (dir, linux_ip) = (&linux_dir, &linux_ip);
         move |port: u16| {
-            let mut vm = Vm::new(dir.join("vmlinuz"))
+            let vm = Vm::new(dir.join("vmlinuz"))
                 .memory_mib(128)
                 .cmdline(format!("console=ttyS0 quiet server={server}{linux_ip}"))
                 .arg("-initrd")
                 .arg(dir.join("initrd.cpio.gz").to_string_lossy());
-            for a in net(port) {
-                vm = vm.arg(a);
-            }
-            wrap(vm)
+            connect(vm, port)
         }
     };
-    type Guest = (&'static str, Box<dyn Fn(u16) -> Vm>);
+    type Guest<'a> = (&'static str, Box<dyn Fn(u16) -> Vm + 'a>);
     let guests: Vec<Guest> = vec![
         (
             "chameleon httpd",
-            Box::new({
-                let wrap = wrap.clone();
-                move |port| {
-                    let mut vm = Vm::new(&httpd).memory_mib(64).cmdline(format!("log=warn {chameleon_ip}"));
-                    for a in net(port) {
-                        vm = vm.arg(a);
-                    }
-                    wrap(vm)
-                }
+            Box::new(|port| {
+                connect(Vm::new(&httpd).memory_mib(64).cmdline(format!("log=warn {chameleon_ip}")), port)
             }),
         ),
         ("linux nginx", Box::new(linux("nginx"))),
@@ -545,7 +511,7 @@ fn http(secs: u32, tap: bool) -> ExitCode {
         let vm = make(port).verbose(false).timeout(Duration::from_secs(u64::from(secs) * 4 + 120));
         let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
         let target = match &ns {
-            Some(n) => Target::Namespace(n.0.clone()),
+            Some(n) => Target::Namespace(n.name().to_owned()),
             None => Target::Port(port),
         };
         let first = match &target {
@@ -608,26 +574,23 @@ fn slope(ys: &[f64]) -> f64 {
 fn soak(minutes: u32) -> ExitCode {
     require_qemu();
     let httpd = build_app("httpd");
-    let ns = Namespace::create(format!("chmsoak{}", std::process::id()));
-    let vm = Vm::new(&httpd)
+    let ns = namespace("chmsoak");
+    let vm = ns
+        .wrap(Vm::new(&httpd))
         .memory_mib(64)
-        .cmdline("log=debug ip=10.0.3.2/24")
-        .arg("-netdev")
-        .arg("tap,id=n0,ifname=tap0,script=no,downscript=no")
-        .arg("-device")
-        .arg("virtio-net-pci,netdev=n0")
-        .inside(&["ip", "netns", "exec", &ns.0])
+        .cmdline(format!("log=debug ip={}/24", Namespace::GUEST_IP))
+        .net(Net::Tap)
         .verbose(false)
         .timeout(Duration::from_secs(u64::from(minutes) * 70 + 120));
     let mut run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
-    first_200_in(&ns.0, run.started, Duration::from_secs(60)).expect("httpd answers");
+    first_200_in(ns.name(), run.started, Duration::from_secs(60)).expect("httpd answers");
     let heap_at_rest = |run: &mut tests::Running| {
         // The stack logs the heap when its last closing connection is gone.
         std::thread::sleep(Duration::from_secs(2));
         run.heap_figure().map_or(f64::NAN, |b| b as f64 / 1024.0)
     };
     let idle = heap_at_rest(&mut run);
-    let target = Target::Namespace(ns.0.clone());
+    let target = Target::Namespace(ns.name().to_owned());
     println!(
         "soak: wrk -c32 against httpd (64 MiB, tap device), {minutes} one-minute slices; heap at rest after each"
     );

@@ -1,0 +1,173 @@
+//! What `run.sh` hands its boots to, once the machine is set up:
+//!
+//! - `chameleon run [APP] [--] [QEMU_ARGS...]`: build APP (default httpd) and boot it in
+//!   QEMU with the terminal as its serial console; exits with the app's exit code.
+//! - `chameleon build [APP]`: build APP and print the image path.
+//! - `chameleon xen pv|pvh [APP]`: APP (default hello) as a Xen 4.17 dom0, Xen under QEMU
+//!   TCG; exits 0 when Xen reports the dom0 halted, 1 when it crashed.
+//!
+//! Environment, as README documents: `ACCEL`, `MEM`, `MACHINE`, `CMDLINE`, `PORT`, `NET`.
+//! The command lines themselves are the library's ([`Vm`], [`xen_dom0_sized`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+use tests::{
+    Dom0, Namespace, Net, Vm, XEN_CRASHED, XEN_HALTED, cpu_model, debug_exit_code, host_accel, try_build_app,
+    workspace_root, xen_binary, xen_dom0_sized,
+};
+
+const USAGE: &str = "usage: chameleon run [APP] [--] [QEMU_ARGS...]\n       chameleon build [APP]\n       chameleon xen pv|pvh [APP]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.split_first() {
+        Some((cmd, rest)) if cmd == "run" => run(rest),
+        Some((cmd, rest)) if cmd == "build" && rest.len() <= 1 => {
+            build(rest.first().map_or("httpd", String::as_str)).map(|image| {
+                println!("{}", image.display());
+                ExitCode::SUCCESS
+            })
+        }
+        Some((cmd, rest)) if cmd == "xen" && rest.len() <= 2 => xen(rest),
+        _ => Err(USAGE.to_owned()),
+    };
+    result.unwrap_or_else(|message| {
+        eprintln!("chameleon: {message}");
+        ExitCode::from(2)
+    })
+}
+
+/// Builds workspace app `app`, first checking that there is one.
+fn build(app: &str) -> Result<PathBuf, String> {
+    let apps = workspace_root().join("apps");
+    if !apps.join(app).is_dir() {
+        let mut known: Vec<String> = std::fs::read_dir(&apps)
+            .map_err(|e| format!("{}: {e}", apps.display()))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        known.sort();
+        return Err(format!("no app '{app}' (apps: {})", known.join(" ")));
+    }
+    try_build_app(app)
+}
+
+/// An environment variable, with an empty one taken as unset (as the shell's `${X:-}`).
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn env_number<T: FromStr>(name: &str, default: T) -> Result<T, String> {
+    match env(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| format!("{name}={v} is not a number")),
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode, String> {
+    let (app, mut qemu_args) = match args.split_first() {
+        Some((first, rest)) if first != "--" => (first.as_str(), rest),
+        _ => ("httpd", args),
+    };
+    if qemu_args.first().is_some_and(|a| a == "--") {
+        qemu_args = &qemu_args[1..];
+    }
+    let accel = env("ACCEL").unwrap_or_else(|| host_accel().to_owned());
+    let memory = env_number("MEM", 64)?;
+    let port = env_number("PORT", 8080)?;
+    let mut cmdline = env("CMDLINE").unwrap_or_default();
+    let namespace = match env("NET").as_deref().unwrap_or("user") {
+        "user" => None,
+        "tap" => Some(Namespace::persistent("chameleon").map_err(|e| format!("NET=tap: {e}"))?),
+        _ => return Err("NET must be user or tap".to_owned()),
+    };
+    let image = build(app)?;
+
+    let mut vm = Vm::new(image)
+        .accel(&accel)
+        .cpu(cpu_model(&accel))
+        .machine(env("MACHINE").unwrap_or_else(|| "pc".to_owned()))
+        .memory_mib(memory);
+    let url = match &namespace {
+        None => {
+            vm = vm.net(Net::User { host_port: port });
+            format!("http://127.0.0.1:{port}/")
+        }
+        Some(ns) => {
+            vm = ns.wrap(vm).net(Net::Tap);
+            if !cmdline.split_whitespace().any(|w| w.starts_with("ip=")) {
+                cmdline = format!("ip={}/24 {cmdline}", Namespace::GUEST_IP);
+            }
+            let url = format!("http://{}/", Namespace::GUEST_IP);
+            format!("{url} inside the namespace (ip netns exec {} curl {url})", ns.name())
+        }
+    };
+    for arg in qemu_args {
+        vm = vm.arg(arg);
+    }
+    let vm = vm.cmdline(cmdline.trim_end());
+
+    eprintln!("$ {}", vm.command_line());
+    if app == "httpd" {
+        eprintln!("chameleon: httpd will answer at {url} once it prints 'listening' (Ctrl-C stops QEMU)");
+    }
+    let mut qemu = vm.spawn_foreground().map_err(|e| e.to_string())?;
+    leave_interrupt_to_qemu();
+    let status = qemu.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    let code = match status.code() {
+        // isa-debug-exit makes QEMU exit with (code << 1) | 1: hand the app's code back.
+        Some(s) => debug_exit_code(s).map_or(s, |c| c as i32),
+        // Killed by a signal: the shell's convention.
+        None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
+    };
+    Ok(ExitCode::from(code as u8))
+}
+
+/// Ctrl-C reaches every process on the terminal. QEMU handles it by shutting down; this
+/// process ignores it, as a shell does while it waits for a command, so that QEMU's
+/// status still decides the exit code.
+fn leave_interrupt_to_qemu() {
+    unsafe extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGINT: i32 = 2;
+    const SIG_IGN: usize = 1;
+    // SAFETY: libc's `signal` (std links libc) with SIG_IGN installs no handler, so no
+    // code of ours ever runs in signal context.
+    unsafe { signal(SIGINT, SIG_IGN) };
+}
+
+/// Boots APP as Xen's dom0 and watches the serial output for Xen's verdict: QEMU keeps
+/// running after Xen halts.
+fn xen(args: &[String]) -> Result<ExitCode, String> {
+    let mode = match args.first().map(String::as_str) {
+        None | Some("pv") => Dom0::Pv,
+        Some("pvh") => Dom0::Pvh,
+        Some(other) => return Err(format!("xen: expected pv or pvh, got '{other}'")),
+    };
+    let memory = env_number("MEM", 64)?;
+    let image = build(args.get(1).map_or("hello", String::as_str))?;
+    let xen = xen_binary().ok_or(
+        "could not fetch Xen 4.17 (apt-get download xen-hypervisor-4.17-amd64; or set CHAMELEON_XEN to a Xen 4.17 binary)",
+    )?;
+    // No deadline a person would meet: Ctrl-C stops a dom0 that never halts.
+    let vm = xen_dom0_sized(&xen, mode, &image, &env("CMDLINE").unwrap_or_default(), memory)
+        .accel("tcg")
+        .verbose(false)
+        .timeout(Duration::from_secs(24 * 3600));
+    eprintln!("$ {}", vm.command_line());
+    let mut run = vm.spawn().map_err(|e| e.to_string())?;
+    while let Some(line) = run.next_line() {
+        println!("{}", line.text);
+        if line.text.contains(XEN_HALTED) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if line.text.contains(XEN_CRASHED) {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    eprint!("{}", run.qemu_stderr());
+    eprintln!("chameleon: QEMU ended before Xen reported the dom0 halted or crashed");
+    Ok(ExitCode::FAILURE)
+}
