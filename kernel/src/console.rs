@@ -15,7 +15,7 @@ static COM1: Once<Uart16550<PortRange>> = Once::new();
 static CONSOLE: Mutex<Option<&'static dyn Console>> = Mutex::new(None);
 
 /// Sets up COM1 as the console if a UART answers there. Where the serial port is the
-/// hypervisor's own (Xen), nothing answers: then the hypervisor's early console, if it
+/// hypervisor's own, nothing answers: then the hypervisor's early console, if it
 /// has one, carries the output until the pv-ops console takes over, so a boot that fails
 /// before that is not silent.
 pub(crate) fn init_serial() {
@@ -53,8 +53,8 @@ impl Console for HypervisorConsole {
 
 static HYPERVISOR_CONSOLE: HypervisorConsole = HypervisorConsole;
 
-/// Switches to the hypervisor's console when the pv-ops backend offers one (Xen owns
-/// the serial port and hands its guests `console_io` instead).
+/// Switches to the hypervisor's console when the pv-ops backend offers one (a
+/// hypervisor that owns the serial port hands its guests a console of its own).
 pub(crate) fn prefer_hypervisor_console() {
     if (pv::table::ops().console.available)() {
         *CONSOLE.lock() = Some(&HYPERVISOR_CONSOLE);

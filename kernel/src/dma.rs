@@ -90,7 +90,7 @@ impl Dma {
         let pages = (len as u64).div_ceil(PAGE_SIZE);
         let addr = FRAMES.lock().alloc(pages, PAGE_SIZE)?;
         // A device sees one run only if the frames are contiguous at its addresses too,
-        // which a Xen PV guest's pseudo-physical frames need not be.
+        // which a paravirtual guest's pseudo-physical frames need not be.
         let dma = ops().mmu.phys_to_dma;
         if (1..pages).any(|i| dma(addr + i * PAGE_SIZE) != dma(addr) + i * PAGE_SIZE) {
             log::warn!("DMA: the {pages} frames at {addr:#x} are not contiguous for devices; refused");

@@ -1,5 +1,5 @@
-//! Leaving the machine: the hypervisor's shutdown call when the pv-ops backend has one
-//! (Xen), else QEMU's `isa-debug-exit` when present (the host sees the code), else ACPI
+//! Leaving the machine: the hypervisor's shutdown call when the pv-ops backend has one,
+//! else QEMU's `isa-debug-exit` when present (the host sees the code), else ACPI
 //! S5 power-off, else halt with interrupts off.
 
 use bootinfo::acpi::{GenericAddress, PowerOff};
@@ -62,7 +62,7 @@ pub fn exit(code: ExitCode) -> ! {
 
 pub(crate) fn exit_with(code: u32) -> ! {
     crate::println!("chameleon: exit code {code}");
-    // A hypervisor that can end the guest itself does so (Xen: sched_op shutdown).
+    // A hypervisor that can end the guest itself does so.
     let power = pv::table::ops().power;
     (power.shutdown)(code);
     if !(power.available)()

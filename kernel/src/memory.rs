@@ -87,8 +87,8 @@ pub(crate) fn init_paging(
     Ok(())
 }
 
-/// What a loader that leaves its own page tables live (Xen's PV domain builder) says
-/// about memory.
+/// What a loader that leaves its own page tables live (a PV domain builder) says about
+/// memory.
 #[derive(Debug)]
 pub(crate) struct LoaderTables<'a> {
     /// Where the guest's pages end (all of them RAM, at pseudo-physical addresses).
@@ -121,7 +121,7 @@ pub(crate) fn init_on_loader_tables(
         mapped_end += PAGE_SIZE;
     }
     // Table frames come from the lowest free pages, which the loader's mapping (at least
-    // 512 KiB past its end, on Xen) or our own earlier 2 MiB steps already map.
+    // 512 KiB past its end) or our own earlier 2 MiB steps already map.
     let (module, ram_end) = (loader.module, loader.ram_end);
     let mut alloc = || {
         let frame = next_free;
@@ -140,8 +140,8 @@ pub(crate) fn init_on_loader_tables(
     ];
     // SAFETY: the rights are the image's own (code executable, data writable); page 0
     // and the guard pages are never used. Only the stack's guard page cannot work as on
-    // PVH: Xen writes exception frames on the faulting stack, so an overflow ends in
-    // Xen's own crash report of the domain, not ours.
+    // PVH: the hypervisor writes exception frames on the faulting stack, so an overflow
+    // ends in its own crash report of the domain, not ours.
     unsafe {
         for (start, end, access) in rights {
             tables.protect(start, end, access);

@@ -68,7 +68,7 @@ pub(crate) fn run(name: &str, facts: &BootFacts, backend: &pv::Backend) -> ExitC
     }
 }
 
-/// A check a pv-ops backend brings for its own error paths (Xen's refusals, say).
+/// A check a pv-ops backend brings for its own error paths (a hypervisor's refusals).
 fn backend_selftest(name: &str, backend: &pv::Backend) -> ExitCode {
     let Some(test) = backend.selftests.iter().find(|t| t.name == name) else {
         let owners: Vec<&str> = pv::backend::selftest(name).map(|(b, _)| b.name).collect();

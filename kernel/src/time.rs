@@ -1,7 +1,8 @@
 //! The kernel's time: a monotonic clock, wall-clock time, and halting until a deadline.
 //!
-//! The clock is the pv-ops backend's (kvmclock on KVM, the TSC elsewhere); halting arms
-//! the backend's one-shot timer. Apps get [`now`] and [`wall_clock`] through
+//! The clock is the pv-ops backend's `time.monotonic_ns` (a pvclock where the
+//! hypervisor offers one, else the TSC at its calibrated rate); halting arms the
+//! backend's one-shot timer. Apps get [`now`] and [`wall_clock`] through
 //! [`crate::app`], and sleep with the executor's timers, which keep the network polled.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,10 +58,11 @@ pub fn wall_clock() -> Option<Duration> {
 }
 
 /// The backend-clock deadline the one-shot timer is armed for; `u64::MAX` for none, or
-/// once it fired (timers may fire a little early: a calibrated count-down, Xen's slop).
+/// once it fired (timers may fire a little early: a calibrated count-down, a hypervisor's slop).
 static ARMED_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// Called from the timer's interrupt (or Xen event): the one-shot timer is spent.
+/// Called from the timer's interrupt (or the hypervisor's timer event): the one-shot
+/// timer is spent.
 pub(crate) fn on_timer_interrupt() {
     ARMED_NS.store(u64::MAX, Ordering::Relaxed);
 }

@@ -428,4 +428,69 @@ mod tests {
         assert_eq!(Choice::parse("kvm"), Some(Choice::Force(&KVM_BACKEND)));
         assert_eq!(Choice::parse("xen"), None);
     }
+
+    #[test]
+    fn every_backend_has_its_own_name() {
+        let mut names = crate::backend::NAMES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), BACKENDS.len());
+        assert!(!names.contains(&"auto"));
+    }
+
+    /// README's "How to add a backend", followed for a stub: a module with its ops, its
+    /// claim and start, and its descriptor; detection then picks it on its hypervisor.
+    mod stub {
+        use crate::backend::{Backend, Claim, Early, Probe, Started};
+        use crate::detect::Vendor;
+        use crate::native;
+        use crate::ops::{IoOps, PvOps};
+
+        pub(super) extern "C" fn no_io_delay() {}
+
+        const OPS: PvOps = PvOps { io: IoOps { io_delay: no_io_delay, ..native::OPS.io }, ..native::OPS };
+
+        fn claim(probe: &Probe<'_>) -> Claim {
+            match probe.hypervisor {
+                Some(h) if h.vendor == Vendor::Bhyve => Ok(20),
+                _ => Err("no bhyve signature in CPUID"),
+            }
+        }
+
+        fn start(_: &Probe<'_>) -> Result<Started, &'static str> {
+            Ok(Started::with(OPS))
+        }
+
+        pub const BACKEND: Backend = Backend {
+            name: "stub",
+            vendor: Some(Vendor::Bhyve),
+            hypervisor_name: None,
+            privileged: true,
+            local_apic: true,
+            claim,
+            start,
+            early: Early::NONE,
+            selftests: &[],
+        };
+    }
+
+    #[test]
+    fn a_stub_backend_added_as_readme_says() {
+        let with_stub = [&NATIVE, &KVM_BACKEND, &stub::BACKEND];
+        let bhyve = machine(true, &[(BASE, 0x4000_0001, b"bhyve bhyve ")]);
+        let d = detect_among(&with_stub, &bhyve, Choice::Auto, Entry::Pvh).unwrap();
+        assert_eq!((d.hypervisor, d.backend.name), ("bhyve", "stub"));
+        let probe =
+            Probe { entry: Entry::Pvh, hypervisor: d.cpuid, platform: &bhyve, forced: false, upcall_vector: 0 };
+        let started = (d.backend.start)(&probe).unwrap();
+        assert_eq!(started.ops.io.io_delay as usize, stub::no_io_delay as usize, "its op is in its table");
+        assert_eq!(started.ops.cpu.cpuid as usize, crate::native::OPS.cpu.cpuid as usize, "native elsewhere");
+        // Elsewhere it stands aside; forced where it cannot run, it says why.
+        let kvm = machine(true, &[(BASE, 0x4000_0001, KVM)]);
+        assert_eq!(detect_among(&with_stub, &kvm, Choice::Auto, Entry::Pvh).unwrap().backend.name, "kvm");
+        let forced = detect_among(&with_stub, &kvm, Choice::Force(&stub::BACKEND), Entry::Pvh);
+        assert_eq!(forced.unwrap_err().why, "no bhyve signature in CPUID");
+        // Without it, bhyve runs native.
+        assert_eq!(detect(&bhyve, Choice::Auto, Entry::Pvh).unwrap().backend, &NATIVE);
+    }
 }

@@ -8,7 +8,7 @@
 //! - Xen PV (XEN_ELFNOTE_ENTRY and the notes a PV domain builder requires): 64-bit, ring
 //!   3, paging on with Xen's tables mapping the image at VIRT_BASE 0 + its physical
 //!   address (so at the same addresses as under PVH), RSI = `start_info`. The stub
-//!   switches to the boot stack and calls [`crate::boot::xen_pv_main`].
+//!   switches to the boot stack and calls [`crate::boot::xen_pv::xen_pv_main`].
 
 /// Bytes of the boot stack; apps run on it.
 pub const BOOT_STACK_SIZE: usize = 256 * 1024;
@@ -180,7 +180,7 @@ __\name\()_top:
     STACK ist_machine_check, {ist}
     "#,
     pvh_main = sym crate::boot::pvh_main,
-    xen_pv_main = sym crate::boot::xen_pv_main,
+    xen_pv_main = sym crate::boot::xen_pv::xen_pv_main,
     boot_stack = const BOOT_STACK_SIZE,
     ist = const IST_STACK_SIZE,
     options(att_syntax)

@@ -6,8 +6,8 @@
 //! Two uses. On PVH the kernel builds its own identity map of RAM (virtual == physical)
 //! where the image gets per-section rights (text RX, rodata R, data RW+NX), all other
 //! RAM is RW+NX, stack guard pages and page 0 stay unmapped, and device windows are
-//! mapped uncached on demand. At the Xen PV entry it keeps the loader's tables and
-//! extends them the same way.
+//! mapped uncached on demand. Where the loader's tables must stay live (a PV guest's),
+//! it extends them the same way.
 
 use bootinfo::memmap::MemoryMap;
 use mm::{PAGE_SIZE, align_down, align_up};
@@ -208,8 +208,8 @@ impl PageTables {
             if !flags.contains(Pte::PRESENT) {
                 let Some(frames) = frames.as_deref_mut() else { return Ok(None) };
                 let next = Self::new_table(frames)?;
-                // Intermediate entries allow everything (user too: a Xen PV kernel runs
-                // in ring 3); the leaf decides.
+                // Intermediate entries allow everything (user too: a PV kernel runs in
+                // ring 3); the leaf decides.
                 let link = Pte::PRESENT | Pte::WRITABLE | Pte::USER | Pte::ACCESSED;
                 self.write(t, index(virt, level), next | link.bits());
                 t = next;

@@ -1,12 +1,13 @@
-//! The boot sequence, from an entry stub to the app. Each entry (PVH, Xen PV) does what
-//! only it can (reading its start info, setting up traps and memory its way) and then
-//! both join in [`run`].
+//! The boot sequence, from an entry stub to the app. Each entry (PVH here, Xen PV in
+//! [`xen_pv`]) does what only it can (reading its start info, setting up traps and memory
+//! its way) and then both join in [`run`].
+
+pub(crate) mod xen_pv;
 
 use alloc::string::String;
 
 use bootinfo::cmdline::{self, Settings};
 use bootinfo::pvh::{self, CMDLINE_MAX, StartInfo};
-use bootinfo::xen_pv;
 use bootinfo::{PhysMemory, Unreadable};
 use spin::Once;
 
@@ -38,8 +39,6 @@ impl PhysMemory for BootMemory {
 
 /// The command line, copied out of loader memory before that memory is reused.
 static CMDLINE: Once<([u8; CMDLINE_MAX], usize)> = Once::new();
-/// Xen PV's start info, copied (with its inline command line) for the same reason.
-static XEN_START_INFO: Once<xen_pv::StartInfo> = Once::new();
 
 fn fail(what: &str, why: impl core::fmt::Display) -> ! {
     crate::println!("chameleon: boot failed: {what}: {why}");
@@ -248,72 +247,6 @@ fn start_pv(settings: &Settings<'_>, entry: pv::Entry) -> pv::Report {
         Ok(report) => report,
         Err(e) => fail("pv", e),
     }
-}
-
-/// Called by the Xen PV entry stub on the boot stack: ring 3, events masked, Xen's page
-/// tables. Nothing privileged may run here, so the xen_pv table goes in first, then the
-/// IDT (which the table turns into Xen's trap table), and only then anything that could
-/// fault.
-pub(crate) extern "C" fn xen_pv_main(start_info_addr: u64) -> ! {
-    // SAFETY: the first thing at the PV entry; nothing else runs.
-    unsafe { pv::xen::pv::install_early(interrupts::UPCALL_VECTOR) };
-    console::prefer_hypervisor_console();
-    idt::init();
-    let info = XEN_START_INFO.call_once(|| match xen_pv::StartInfo::parse(&BootMemory, start_info_addr) {
-        Ok(info) => info,
-        Err(e) => fail("Xen start info", e),
-    });
-    let handover = pv::xen::pv::Handover {
-        shared_info: info.shared_info,
-        pt_base: info.pt_base,
-        mfn_list: info.mfn_list,
-        nr_pages: info.nr_pages,
-        dom0: info.is_dom0(),
-        console_mfn: info.console_mfn,
-        console_evtchn: info.console_evtchn,
-        store_evtchn: info.store_evtchn,
-    };
-    // SAFETY: boot, after `install_early`; the handover is Xen's start info.
-    if let Err(e) = unsafe { pv::xen::pv::start(&handover) } {
-        fail("Xen", e);
-    }
-    let cmdline = match info.cmdline() {
-        Ok(cmdline) => cmdline,
-        Err(e) => fail("command line", e),
-    };
-    let parsed = parse_cmdline(cmdline);
-    log::info!(
-        "chameleon: booting as a Xen PV {} ({} pages), command line: {cmdline:?}",
-        if info.is_dom0() { "dom0" } else { "domU" },
-        info.nr_pages
-    );
-    // Patch while Xen's boot mapping still has text writable; the memory set-up below
-    // makes it read-only.
-    let pv = start_pv(&parsed.settings, pv::Entry::XenPv);
-    let guards = entry::stacks().map(|s| s.guard);
-    // Xen turns on EFER.NXE itself where the CPU has it.
-    let nx = cpu::has_nx();
-    let loader = memory::LoaderTables {
-        ram_end: info.ram_end(),
-        boot_end: info.bootstrap_end(),
-        module: info.module.map_or((0, 0), |(start, len)| (start, start.saturating_add(len))),
-        memmap: &info.memmap(),
-    };
-    let free = match memory::init_on_loader_tables(&loader, &paging::image_layout(), &guards, nx) {
-        Ok(free) => free,
-        Err(e) => fail("memory", e),
-    };
-    run(Booted {
-        protocol: "xen-pv",
-        start_info_version: 0,
-        cmdline,
-        parsed,
-        ram_bytes: info.ram_end(),
-        free_bytes: free,
-        nx,
-        modules: info.module.map(|(start, len)| module_bytes(start, len)).into_iter().collect(),
-        pv,
-    })
 }
 
 /// The rest of the boot, the same for every entry: clock, console, interrupts, then the
