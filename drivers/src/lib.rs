@@ -25,7 +25,7 @@ pub trait Registers {
     fn write32(&self, offset: u16, value: u32);
 }
 
-/// A byte sink for kernel output: serial ports now, hypervisor consoles later.
+/// A byte sink for kernel output: a serial port, or a hypervisor's console.
 pub trait Console: Sync {
     fn write(&self, bytes: &[u8]);
 }

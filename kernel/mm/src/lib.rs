@@ -2,7 +2,7 @@
 //!
 //! The frame allocator keeps free physical memory as a sorted list of page-aligned
 //! ranges in a fixed array: it starts before the heap exists, and it hands out
-//! physically contiguous runs (heap growth, page tables, later DMA rings) as easily as
+//! physically contiguous runs (heap growth, page tables, DMA rings and buffers) as easily as
 //! single frames.
 //!
 //! [`budget`] sizes the network's connection limits to the memory there is.
