@@ -25,7 +25,7 @@ pub(crate) fn init_serial() {
     {
         let uart = COM1.call_once(|| uart);
         *CONSOLE.lock() = Some(uart);
-    } else if let Some(write) = pv::backend::early(&pv::Machine).console {
+    } else if let Some(write) = pv::detect::early(&pv::Machine).console {
         *CONSOLE.lock() = Some(EARLY_CONSOLE.call_once(|| EarlyConsole(write)));
     }
 }

@@ -66,7 +66,7 @@ pub(crate) fn exit_with(code: u32) -> ! {
     let power = pv::table::ops().power;
     (power.shutdown)(code);
     if !(power.available)()
-        && let Some(shutdown) = pv::backend::early(&pv::Machine).shutdown
+        && let Some(shutdown) = pv::detect::early(&pv::Machine).shutdown
     {
         // The backend is not in use (forced off, or it could not start), but the
         // hypervisor still ends the guest when asked.

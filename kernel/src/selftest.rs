@@ -71,9 +71,9 @@ pub(crate) fn run(name: &str, facts: &BootFacts, backend: &pv::Backend) -> ExitC
 /// A check a pv-ops backend brings for its own error paths (a hypervisor's refusals).
 fn backend_selftest(name: &str, backend: &pv::Backend) -> ExitCode {
     let Some(test) = backend.selftests.iter().find(|t| t.name == name) else {
-        let owners: Vec<&str> = pv::backend::selftest(name).map(|(b, _)| b.name).collect();
+        let owners: Vec<&str> = pv::detect::selftest(name).map(|(b, _)| b.name).collect();
         if owners.is_empty() {
-            let backend_names = pv::backend::BACKENDS.iter().flat_map(|b| b.selftests).map(|t| t.name);
+            let backend_names = pv::detect::BACKENDS.iter().flat_map(|b| b.selftests).map(|t| t.name);
             let known: Vec<&str> = NAMES.iter().copied().chain(backend_names).collect();
             log::error!("unknown selftest `{name}`; known: {}", known.join(", "));
             return ExitCode::BootFailed;

@@ -1,10 +1,10 @@
 //! Backend descriptors: each backend module ends with one [`Backend`] value that says
 //! what it is called, how it claims the machine, how it starts and what it offers before
-//! and beside its table. [`BACKENDS`] lists them; detection walks the list.
+//! and beside its table. [`crate::detect::BACKENDS`] lists them; detection walks the
+//! list.
 #![forbid(unsafe_code)]
 
-use crate::Platform;
-use crate::detect::{Hypervisor, Vendor};
+use crate::cpuid::{Hypervisor, Platform, Vendor};
 use crate::ops::PvOps;
 
 /// How the kernel was entered.
@@ -159,41 +159,3 @@ impl PartialEq for Backend {
 }
 
 impl Eq for Backend {}
-
-/// Every backend, native first.
-pub const BACKENDS: [&Backend; 5] = [
-    &crate::native::BACKEND,
-    &crate::kvm::BACKEND,
-    &crate::vmware::BACKEND,
-    &crate::xen::hvm::BACKEND,
-    &crate::xen::pv::BACKEND,
-];
-
-/// Their names, for the command line's `pv=` and its warning.
-pub const NAMES: [&str; BACKENDS.len()] = {
-    let mut names = [""; BACKENDS.len()];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = BACKENDS[i].name;
-        i += 1;
-    }
-    names
-};
-
-/// The backend called `name`.
-pub fn by_name(name: &str) -> Option<&'static Backend> {
-    BACKENDS.into_iter().find(|b| b.name == name)
-}
-
-/// The early services of the hypervisor whose CPUID signature this machine shows.
-pub fn early(p: &impl Platform) -> Early {
-    let Some(hv) = crate::detect::hypervisor(p) else { return Early::NONE };
-    BACKENDS.into_iter().find(|b| b.vendor == Some(hv.vendor)).map_or(Early::NONE, |b| b.early)
-}
-
-/// The self-test called `name` and the backends that have it.
-pub fn selftest(name: &str) -> impl Iterator<Item = (&'static Backend, &'static SelfTest)> {
-    BACKENDS
-        .into_iter()
-        .flat_map(move |b| b.selftests.iter().filter(move |t| t.name == name).map(move |t| (b, t)))
-}

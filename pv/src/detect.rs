@@ -1,113 +1,45 @@
-//! Hypervisor detection from CPUID.
-//!
-//! CPUID.1:ECX bit 31 says "running under a hypervisor"; the hypervisor then answers
-//! leaves from 0x40000000 with its signature in EBX:ECX:EDX and its highest leaf in
-//! EAX. Some hypervisors (Xen with Viridian, KVM with Hyper-V enlightenments) show a
-//! second signature 0x100 leaves further up, so the whole range is scanned in 0x100
-//! steps and the first known signature wins.
-
+//! Detection: every backend descriptor in [`BACKENDS`] states its claim on the machine
+//! (from CPUID's hypervisor leaves, see [`crate::cpuid`], a backdoor, or the entry
+//! point), the strongest wins, and native is the floor.
 #![forbid(unsafe_code)]
 
-use crate::Platform;
-use crate::backend::{BACKENDS, Backend, Claim, Entry, Probe};
+use crate::backend::{Backend, Claim, Early, Entry, Probe, SelfTest};
+use crate::cpuid::{Hypervisor, Platform, hypervisor};
 
-const HYPERVISOR_BIT: u32 = 1 << 31;
-const BASE: u32 = 0x4000_0000;
-const END: u32 = 0x4001_0000;
-const STEP: u32 = 0x100;
+/// Every backend, native first.
+pub const BACKENDS: [&Backend; 5] = [
+    &crate::native::BACKEND,
+    &crate::kvm::BACKEND,
+    &crate::vmware::BACKEND,
+    &crate::xen::hvm::BACKEND,
+    &crate::xen::pv::BACKEND,
+];
 
-/// Hypervisors recognised by their CPUID signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Vendor {
-    Kvm,
-    Xen,
-    VMware,
-    HyperV,
-    /// QEMU's TCG (software emulation).
-    Tcg,
-    Bhyve,
-    /// A signature this kernel does not know.
-    Unknown([u8; 12]),
+/// Their names, for the command line's `pv=` and its warning.
+pub const NAMES: [&str; BACKENDS.len()] = {
+    let mut names = [""; BACKENDS.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = BACKENDS[i].name;
+        i += 1;
+    }
+    names
+};
+
+/// The backend called `name`.
+pub fn by_name(name: &str) -> Option<&'static Backend> {
+    BACKENDS.into_iter().find(|b| b.name == name)
 }
 
-impl Vendor {
-    fn from_signature(sig: &[u8; 12]) -> Self {
-        match sig {
-            b"KVMKVMKVM\0\0\0" => Vendor::Kvm,
-            b"XenVMMXenVMM" => Vendor::Xen,
-            b"VMwareVMware" => Vendor::VMware,
-            b"Microsoft Hv" => Vendor::HyperV,
-            b"TCGTCGTCGTCG" => Vendor::Tcg,
-            b"bhyve bhyve " => Vendor::Bhyve,
-            other => Vendor::Unknown(*other),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Vendor::Kvm => "kvm",
-            Vendor::Xen => "xen",
-            Vendor::VMware => "vmware",
-            Vendor::HyperV => "hyper-v",
-            Vendor::Tcg => "tcg",
-            Vendor::Bhyve => "bhyve",
-            Vendor::Unknown(_) => "unknown",
-        }
-    }
+/// The early services of the hypervisor whose CPUID signature this machine shows.
+pub fn early(p: &impl Platform) -> Early {
+    let Some(hv) = hypervisor(p) else { return Early::NONE };
+    BACKENDS.into_iter().find(|b| b.vendor == Some(hv.vendor)).map_or(Early::NONE, |b| b.early)
 }
 
-/// A hypervisor's CPUID leaf block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hypervisor {
-    pub vendor: Vendor,
-    /// Its base leaf (0x40000000 + n·0x100).
-    pub base: u32,
-    /// The highest leaf it claims, as reported (it may lie; users check before reading).
-    pub max_leaf: u32,
-    /// Its feature leaf (base+1), or zeros when its range does not reach that far.
-    pub features: [u32; 4],
-}
-
-/// What CPUID says about the hypervisor, if any.
-pub fn hypervisor(cpu: &impl Platform) -> Option<Hypervisor> {
-    if cpu.cpuid(1, 0)[2] & HYPERVISOR_BIT == 0 {
-        return None;
-    }
-    let mut first_unknown = None;
-    let mut hyperv = None;
-    for base in (BASE..END).step_by(STEP as usize) {
-        let [max_leaf, b, c, d] = cpu.cpuid(base, 0);
-        let mut sig = [0u8; 12];
-        sig[..4].copy_from_slice(&b.to_le_bytes());
-        sig[4..8].copy_from_slice(&c.to_le_bytes());
-        sig[8..].copy_from_slice(&d.to_le_bytes());
-        if sig == [0; 12] {
-            continue;
-        }
-        let features = if max_leaf > base { cpu.cpuid(base + 1, 0) } else { [0; 4] };
-        let found = Hypervisor { vendor: Vendor::from_signature(&sig), base, max_leaf, features };
-        match found.vendor {
-            Vendor::Unknown(_) => {
-                first_unknown.get_or_insert(found);
-            }
-            // Xen and KVM put Hyper-V's leaves first when they offer its
-            // enlightenments; their own signature further up is the real one.
-            Vendor::HyperV => {
-                hyperv.get_or_insert(found);
-            }
-            _ => return Some(found),
-        }
-    }
-    if hyperv.is_some() {
-        return hyperv;
-    }
-    // The bit is set but nothing known answered: report what did, or a blank.
-    Some(first_unknown.unwrap_or(Hypervisor {
-        vendor: Vendor::Unknown([0; 12]),
-        base: BASE,
-        max_leaf: 0,
-        features: [0; 4],
-    }))
+/// The self-test called `name` and the backends that have it.
+pub fn selftest(name: &str) -> impl Iterator<Item = (&'static Backend, &'static SelfTest)> {
+    BACKENDS.into_iter().flat_map(move |b| b.selftests.iter().filter(move |t| t.name == name).map(move |t| (b, t)))
 }
 
 /// What `pv=` asked for.
@@ -120,7 +52,7 @@ pub enum Choice {
 impl Choice {
     /// `auto`, or a backend's name.
     pub fn parse(name: &str) -> Option<Self> {
-        if name == "auto" { Some(Choice::Auto) } else { crate::backend::by_name(name).map(Choice::Force) }
+        if name == "auto" { Some(Choice::Auto) } else { by_name(name).map(Choice::Force) }
     }
 }
 
@@ -216,6 +148,7 @@ pub fn detect_among(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpuid::{BASE, Vendor};
     use crate::kvm::BACKEND as KVM_BACKEND;
     use crate::native::BACKEND as NATIVE;
     use crate::vmware::{BACKEND as VMWARE, MAGIC as VMWARE_MAGIC};
@@ -431,7 +364,7 @@ mod tests {
 
     #[test]
     fn every_backend_has_its_own_name() {
-        let mut names = crate::backend::NAMES.to_vec();
+        let mut names = NAMES.to_vec();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), BACKENDS.len());
@@ -442,7 +375,7 @@ mod tests {
     /// claim and start, and its descriptor; detection then picks it on its hypervisor.
     mod stub {
         use crate::backend::{Backend, Claim, Early, Probe, Started};
-        use crate::detect::Vendor;
+        use crate::cpuid::Vendor;
         use crate::native;
         use crate::ops::{IoOps, PvOps};
 
@@ -483,7 +416,7 @@ mod tests {
         let probe =
             Probe { entry: Entry::Pvh, hypervisor: d.cpuid, platform: &bhyve, forced: false, upcall_vector: 0 };
         let started = (d.backend.start)(&probe).unwrap();
-        assert_eq!(started.ops.io.io_delay as usize, stub::no_io_delay as usize, "its op is in its table");
+        assert_eq!(started.ops.io.io_delay as usize, stub::no_io_delay as *const () as usize, "its op is in its table");
         assert_eq!(started.ops.cpu.cpuid as usize, crate::native::OPS.cpu.cpuid as usize, "native elsewhere");
         // Elsewhere it stands aside; forced where it cannot run, it says why.
         let kvm = machine(true, &[(BASE, 0x4000_0001, KVM)]);

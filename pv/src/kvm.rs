@@ -5,7 +5,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backend::{Backend, Claim, Early, Probe, Started};
-use crate::detect::Vendor;
+use crate::cpuid::Vendor;
 use crate::native::{self, apic, tsc};
 use crate::ops::{ApicOps, PvOps, TimeOps};
 use crate::pvclock::{self, HostShared};

@@ -1,7 +1,7 @@
 //! Paravirtualization: Linux's paravirt-ops idea for one unikernel image.
 //!
 //! One table of privileged operations ([`ops::PvOps`], live in [`table`]) starts out
-//! native; at boot [`detect`] walks the backend descriptors ([`backend::BACKENDS`]:
+//! native; at boot [`detect`] walks the backend descriptors ([`detect::BACKENDS`]:
 //! [`native`], [`kvm`], [`vmware`], [`xen::hvm`], [`xen::pv`]), the winner fills the table,
 //! and the patcher rewrites the recorded hot call sites ([`site`]) into inline native
 //! instructions or direct calls. The kernel calls the table and never names a backend.
@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod bench;
 pub mod clock;
+pub mod cpuid;
 pub mod detect;
 pub mod haltpoll;
 pub mod kvm;
@@ -26,16 +27,8 @@ pub mod vmware;
 pub mod xen;
 
 pub use backend::{Backend, Entry, Refused};
+pub use cpuid::Platform;
 pub use detect::Choice;
-
-/// What detection needs from the machine: CPUID, and the VMware backdoor port. The
-/// kernel answers with the real instructions; tests replay recordings.
-pub trait Platform {
-    /// `[eax, ebx, ecx, edx]` for `leaf`/`subleaf`.
-    fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4];
-    /// The backdoor's answer to `cmd` (all ones when nothing is there).
-    fn vmware_backdoor(&self, cmd: u32) -> [u32; 4];
-}
 
 /// This machine, through the live table (so a Xen PV guest sees Xen's CPUID policy).
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 
 use crate::backend::{Backend, Claim, Early, Probe, Started};
 use crate::clock::TscSource;
-use crate::detect::Vendor;
+use crate::cpuid::Vendor;
 use crate::native::{self, tsc};
 use crate::ops::{IoOps, PvOps};
 

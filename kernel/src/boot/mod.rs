@@ -63,7 +63,7 @@ struct Parsed<'a> {
 /// Parses the command line, warning about what it ignores, and starts the logger.
 fn parse_cmdline(cmdline: &str) -> Parsed<'_> {
     let mut warnings = 0;
-    let settings: Settings<'_> = cmdline::parse(cmdline, &pv::backend::NAMES, |w| {
+    let settings: Settings<'_> = cmdline::parse(cmdline, &pv::detect::NAMES, |w| {
         crate::println!("chameleon: warning: command line: {w}");
         warnings += 1;
     });
@@ -121,7 +121,7 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         let mut overflow = false;
         // The same rule as for the start info's map: an entry that wraps stops the boot.
         let mut wrapped = None;
-        let Some(memory_map) = pv::backend::early(&pv::Machine).memory_map else {
+        let Some(memory_map) = pv::detect::early(&pv::Machine).memory_map else {
             fail("memory", "the start info carries no memory map and no hypervisor offers one");
         };
         let found = memory_map(&mut |start, len, kind| {
@@ -241,7 +241,7 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
 
 /// Detects the hypervisor and starts its pv-ops backend (or the one `pv=` names).
 fn start_pv(settings: &Settings<'_>, entry: pv::Entry) -> pv::Report {
-    let choice = settings.pv.and_then(pv::backend::by_name).map_or(pv::Choice::Auto, pv::Choice::Force);
+    let choice = settings.pv.and_then(pv::detect::by_name).map_or(pv::Choice::Auto, pv::Choice::Force);
     // SAFETY: boot: one CPU, interrupts off, nothing else running.
     match unsafe { pv::init(choice, settings.pv_patch, entry, interrupts::UPCALL_VECTOR) } {
         Ok(report) => report,

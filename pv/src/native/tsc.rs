@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use super::{cpuid, inb, outb};
+use super::insn::{cpuid, inb, outb};
 use crate::clock::{self, Rtc, TscSource};
 
 static KHZ: AtomicU64 = AtomicU64::new(0);

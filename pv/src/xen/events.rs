@@ -141,6 +141,15 @@ pub fn handle_upcall() -> Result<Delivered, Unclaimed> {
     }
 }
 
+/// The event upcall op.
+pub(crate) extern "C" fn upcall() -> bool {
+    match handle_upcall() {
+        Ok(delivered) => delivered.timer,
+        // An event nobody bound is a fault in the making: end the run.
+        Err(e) => panic!("xen: {e}"),
+    }
+}
+
 /// Signals `port` (EVTCHNOP_send).
 pub(crate) fn send(port: u32) -> Result<(), Refused> {
     let mut arg = port;

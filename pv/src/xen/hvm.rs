@@ -13,7 +13,7 @@
 
 use crate::backend::{Backend, Claim, Early, Probe, Started};
 use crate::clock::TscSource;
-use crate::detect::Vendor;
+use crate::cpuid::Vendor;
 use crate::native::{self, tsc};
 use crate::ops::{ApicOps, ConsoleOps, IrqOps, PowerOps, PvOps};
 use crate::xen::{self, HYPERVISOR_HVM_OP, HYPERVISOR_MEMORY_OP, Refused, SHARED_INFO, check, events};
@@ -41,7 +41,7 @@ fn install_hypercall_page(base: u32) -> Result<(), &'static str> {
 fn memory_map(push: &mut dyn FnMut(u64, u64, u32)) -> Result<usize, &'static str> {
     /// CPUID alone: the backdoor is VMware's business.
     struct Cpuid;
-    impl crate::Platform for Cpuid {
+    impl crate::cpuid::Platform for Cpuid {
         fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
             let r = native::cpuid(leaf, subleaf);
             [r.eax, r.ebx, r.ecx, r.edx]
@@ -50,8 +50,8 @@ fn memory_map(push: &mut dyn FnMut(u64, u64, u32)) -> Result<usize, &'static str
             [u32::MAX; 4]
         }
     }
-    let hv = crate::detect::hypervisor(&Cpuid)
-        .filter(|h| h.vendor == crate::detect::Vendor::Xen && h.max_leaf >= h.base + 2)
+    let hv = crate::cpuid::hypervisor(&Cpuid)
+        .filter(|h| h.vendor == crate::cpuid::Vendor::Xen && h.max_leaf >= h.base + 2)
         .ok_or("no Xen hypervisor to ask for a memory map")?;
     install_hypercall_page(hv.base)?;
     const MAX: usize = 128;
@@ -194,7 +194,7 @@ fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
             match start_events(probe.upcall_vector) {
                 Ok(()) => {
                     started.ops.apic = ApicOps { set_oneshot_timer: events::set_timer, ..native::OPS.apic };
-                    started.ops.irq = IrqOps { upcall: xen::upcall, ..native::OPS.irq };
+                    started.ops.irq = IrqOps { upcall: events::upcall, ..native::OPS.irq };
                     started.timer = Some(XEN_TIMER);
                 }
                 Err(e) => started.warning = Some(e),

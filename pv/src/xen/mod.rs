@@ -172,11 +172,3 @@ pub(crate) fn start_clock() {
 pub(crate) const TIME: crate::ops::TimeOps =
     crate::ops::TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns, ..crate::native::OPS.time };
 
-/// The event upcall op.
-pub(crate) extern "C" fn upcall() -> bool {
-    match events::handle_upcall() {
-        Ok(delivered) => delivered.timer,
-        // An event nobody bound is a fault in the making: end the run.
-        Err(e) => panic!("xen: {e}"),
-    }
-}

@@ -39,8 +39,9 @@ static P2M_LEN: AtomicU64 = AtomicU64::new(0);
 ///
 /// # Safety
 /// `pt_base` must be the loaded L4 and `mfn_list` a mapped list of `nr_pages` frames, as
-/// the start info gives them.
-pub(crate) unsafe fn init(pt_base: u64, mfn_list: u64, nr_pages: u64) {
+/// the start info gives them. `nx`: whether the CPU has no-execute pages.
+pub(crate) unsafe fn init(pt_base: u64, mfn_list: u64, nr_pages: u64, nx: bool) {
+    NX.store(if nx { NO_EXECUTE } else { 0 }, Ordering::Relaxed);
     ROOT.store(pt_base, Ordering::Relaxed);
     P2M.store(mfn_list, Ordering::Relaxed);
     P2M_LEN.store(nr_pages, Ordering::Relaxed);
@@ -50,23 +51,11 @@ pub(crate) fn root() -> u64 {
     ROOT.load(Ordering::Relaxed)
 }
 
-/// The no-execute bit where the CPU has it (Xen turns EFER.NXE on when it does). Asked
-/// once: each CPUID is a trap into Xen.
+/// The no-execute bit where the CPU has it (Xen turns EFER.NXE on when it does).
+static NX: AtomicU64 = AtomicU64::new(0);
+
 pub(crate) fn nx_bit() -> u64 {
-    const UNKNOWN: u64 = 1;
-    static NX: AtomicU64 = AtomicU64::new(UNKNOWN);
-    let nx = NX.load(Ordering::Relaxed);
-    if nx != UNKNOWN {
-        return nx;
-    }
-    let cpuid = super::cpuid;
-    let nx = if cpuid(0x8000_0000, 0).eax >= 0x8000_0001 && cpuid(0x8000_0001, 0).edx & (1 << 20) != 0 {
-        NO_EXECUTE
-    } else {
-        0
-    };
-    NX.store(nx, Ordering::Relaxed);
-    nx
+    NX.load(Ordering::Relaxed)
 }
 
 /// The machine frame behind pseudo-physical frame `pfn`.

@@ -95,7 +95,7 @@ const SCHEDOP_POLL: u64 = 3;
 
 /// CPUID behind `ud2; .ascii "xen"`, which Xen emulates with the guest's CPUID policy
 /// (a bare CPUID in ring 3 may see the host's leaves).
-pub(crate) extern "C" fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+extern "C" fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     let (eax, ebx, ecx, edx);
     // SAFETY: Xen recognises the prefix and emulates the CPUID that follows; RBX, which
     // asm! may not name, is saved and restored around it.
@@ -334,7 +334,7 @@ pub const OPS: PvOps = PvOps {
         enable: irq_enable,
         safe_halt,
         halt,
-        upcall: xen::upcall,
+        upcall: events::upcall,
     },
     mmu: MmuOps {
         set_pte: mmu::set_pte,
@@ -410,8 +410,10 @@ const PHYSDEVOP_SET_IOPL: u64 = 6;
 /// # Safety
 /// Boot only, after [`install_early`]; the handover's addresses are Xen's.
 pub unsafe fn start(h: &Handover) -> Result<(), Refused> {
+    // Asked once: each CPUID is a trap into Xen.
+    let nx = cpuid(0x8000_0000, 0).eax >= 0x8000_0001 && cpuid(0x8000_0001, 0).edx & (1 << 20) != 0;
     // SAFETY: the caller vouches for the handover; `mfn_list` holds `nr_pages` entries.
-    unsafe { mmu::init(h.pt_base, h.mfn_list, h.nr_pages) };
+    unsafe { mmu::init(h.pt_base, h.mfn_list, h.nr_pages, nx) };
     let nx = mmu::nx_bit();
     // SAFETY: the stand-in page is only read through `SHARED_INFO`'s volatile and atomic
     // accessors, which from now on see Xen's page.
