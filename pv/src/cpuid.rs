@@ -17,7 +17,6 @@ pub trait Platform {
     fn vmware_backdoor(&self, cmd: u32) -> [u32; 4];
 }
 
-
 const HYPERVISOR_BIT: u32 = 1 << 31;
 pub(crate) const BASE: u32 = 0x4000_0000;
 const END: u32 = 0x4001_0000;
@@ -116,4 +115,3 @@ pub fn hypervisor(cpu: &impl Platform) -> Option<Hypervisor> {
         features: [0; 4],
     }))
 }
-

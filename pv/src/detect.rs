@@ -39,7 +39,9 @@ pub fn early(p: &impl Platform) -> Early {
 
 /// The self-test called `name` and the backends that have it.
 pub fn selftest(name: &str) -> impl Iterator<Item = (&'static Backend, &'static SelfTest)> {
-    BACKENDS.into_iter().flat_map(move |b| b.selftests.iter().filter(move |t| t.name == name).map(move |t| (b, t)))
+    BACKENDS
+        .into_iter()
+        .flat_map(move |b| b.selftests.iter().filter(move |t| t.name == name).map(move |t| (b, t)))
 }
 
 /// What `pv=` asked for.
@@ -413,10 +415,19 @@ mod tests {
         let bhyve = machine(true, &[(BASE, 0x4000_0001, b"bhyve bhyve ")]);
         let d = detect_among(&with_stub, &bhyve, Choice::Auto, Entry::Pvh).unwrap();
         assert_eq!((d.hypervisor, d.backend.name), ("bhyve", "stub"));
-        let probe =
-            Probe { entry: Entry::Pvh, hypervisor: d.cpuid, platform: &bhyve, forced: false, upcall_vector: 0 };
+        let probe = Probe {
+            entry: Entry::Pvh,
+            hypervisor: d.cpuid,
+            platform: &bhyve,
+            forced: false,
+            upcall_vector: 0,
+        };
         let started = (d.backend.start)(&probe).unwrap();
-        assert_eq!(started.ops.io.io_delay as usize, stub::no_io_delay as *const () as usize, "its op is in its table");
+        assert_eq!(
+            started.ops.io.io_delay as usize,
+            stub::no_io_delay as *const () as usize,
+            "its op is in its table"
+        );
         assert_eq!(started.ops.cpu.cpuid as usize, crate::native::OPS.cpu.cpuid as usize, "native elsewhere");
         // Elsewhere it stands aside; forced where it cannot run, it says why.
         let kvm = machine(true, &[(BASE, 0x4000_0001, KVM)]);

@@ -5,8 +5,8 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use super::tsc::{self, rdtsc};
 use super::insn::{cpuid, rdmsr, wrmsr};
+use super::tsc::{self, rdtsc};
 
 const MSR_APIC_BASE: u32 = 0x1b;
 const MSR_TSC_DEADLINE: u32 = 0x6e0;

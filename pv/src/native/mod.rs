@@ -26,8 +26,7 @@ use core::arch::asm;
 use crate::backend::{Backend, Early, Probe, Started};
 use crate::op;
 use crate::ops::{
-    ApicOps, ConsoleOps, CpuOps, DescriptorPointer, IoOps, IrqOps, MmuOps, OpId, PowerOps,
-    PvOps, TimeOps,
+    ApicOps, ConsoleOps, CpuOps, DescriptorPointer, IoOps, IrqOps, MmuOps, OpId, PowerOps, PvOps, TimeOps,
 };
 
 macro_rules! control_register {

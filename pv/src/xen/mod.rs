@@ -171,4 +171,3 @@ pub(crate) fn start_clock() {
 
 pub(crate) const TIME: crate::ops::TimeOps =
     crate::ops::TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns, ..crate::native::OPS.time };
-
