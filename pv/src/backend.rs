@@ -152,6 +152,29 @@ pub struct Backend {
     pub selftests: &'static [SelfTest],
 }
 
+impl Backend {
+    /// A backend for privileged guests with a local APIC, no early services and no
+    /// self-tests; override the fields that differ (`Backend { vendor: ..,
+    /// ..Backend::new(..) }`).
+    pub const fn new(
+        name: &'static str,
+        claim: fn(&Probe<'_>) -> Claim,
+        start: fn(&Probe<'_>) -> Result<Started, &'static str>,
+    ) -> Backend {
+        Backend {
+            name,
+            vendor: None,
+            hypervisor_name: None,
+            privileged: true,
+            local_apic: true,
+            claim,
+            start,
+            early: Early::NONE,
+            selftests: &[],
+        }
+    }
+}
+
 impl PartialEq for Backend {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name

@@ -376,7 +376,7 @@ mod tests {
     /// README's "How to add a backend", followed for a stub: a module with its ops, its
     /// claim and start, and its descriptor; detection then picks it on its hypervisor.
     mod stub {
-        use crate::backend::{Backend, Claim, Early, Probe, Started};
+        use crate::backend::{Backend, Claim, Probe, Started};
         use crate::cpuid::Vendor;
         use crate::native;
         use crate::ops::{IoOps, PvOps};
@@ -396,17 +396,8 @@ mod tests {
             Ok(Started::with(OPS))
         }
 
-        pub const BACKEND: Backend = Backend {
-            name: "stub",
-            vendor: Some(Vendor::Bhyve),
-            hypervisor_name: None,
-            privileged: true,
-            local_apic: true,
-            claim,
-            start,
-            early: Early::NONE,
-            selftests: &[],
-        };
+        pub const BACKEND: Backend =
+            Backend { vendor: Some(Vendor::Bhyve), ..Backend::new("stub", claim, start) };
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::backend::{Backend, Claim, Early, Probe, Started};
+use crate::backend::{Backend, Claim, Probe, Started};
 use crate::cpuid::Vendor;
 use crate::native::{self, apic, tsc};
 use crate::ops::{ApicOps, PvOps, TimeOps};
@@ -104,14 +104,4 @@ fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
     }))
 }
 
-pub const BACKEND: Backend = Backend {
-    name: "kvm",
-    vendor: Some(Vendor::Kvm),
-    hypervisor_name: None,
-    privileged: true,
-    local_apic: true,
-    claim,
-    start,
-    early: Early::NONE,
-    selftests: &[],
-};
+pub const BACKEND: Backend = Backend { vendor: Some(Vendor::Kvm), ..Backend::new("kvm", claim, start) };

@@ -1,7 +1,7 @@
 //! The VMware backend: the TSC rate from CPUID 0x40000010 or the backdoor's GETHZ, port
 //! delays dropped (VMware's virtual devices need none); native for the rest.
 
-use crate::backend::{Backend, Claim, Early, Probe, Started};
+use crate::backend::{Backend, Claim, Probe, Started};
 use crate::clock::TscSource;
 use crate::cpuid::Vendor;
 use crate::native::{self, tsc};
@@ -74,13 +74,7 @@ fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
 }
 
 pub const BACKEND: Backend = Backend {
-    name: "vmware",
     vendor: Some(Vendor::VMware),
     hypervisor_name: Some("vmware"),
-    privileged: true,
-    local_apic: true,
-    claim,
-    start,
-    early: Early::NONE,
-    selftests: &[],
+    ..Backend::new("vmware", claim, start)
 };

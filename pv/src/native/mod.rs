@@ -23,7 +23,7 @@ pub const PORTS_IN_USE: [(u16, u16); 6] =
 
 use core::arch::asm;
 
-use crate::backend::{Backend, Early, Probe, Started};
+use crate::backend::{Backend, Probe, Started};
 use crate::op;
 use crate::ops::{
     ApicOps, ConsoleOps, CpuOps, DescriptorPointer, IoOps, IrqOps, MmuOps, OpId, PowerOps, PvOps, TimeOps,
@@ -250,14 +250,4 @@ fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
 }
 
 /// Always there, at the lowest priority.
-pub const BACKEND: Backend = Backend {
-    name: "native",
-    vendor: None,
-    hypervisor_name: None,
-    privileged: true,
-    local_apic: true,
-    claim,
-    start,
-    early: Early::NONE,
-    selftests: &[],
-};
+pub const BACKEND: Backend = Backend::new("native", claim, start);

@@ -214,17 +214,12 @@ fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
 }
 
 pub const BACKEND: Backend = Backend {
-    name: "xen_hvm",
     vendor: Some(Vendor::Xen),
-    hypervisor_name: None,
-    privileged: true,
-    local_apic: true,
-    claim,
-    start,
     early: Early {
         console: Some(debug_port_write),
         shutdown: Some(shutdown_direct),
         memory_map: Some(memory_map),
     },
     selftests: &[events::UNCLAIMED_EVENT],
+    ..Backend::new("xen_hvm", claim, start)
 };

@@ -20,7 +20,7 @@ mod mmu;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, compiler_fence};
 
-use crate::backend::{Backend, Claim, Early, Probe, SelfTest, Started};
+use crate::backend::{Backend, Claim, Probe, SelfTest, Started};
 use crate::native;
 use crate::ops::{
     ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, ENTRY_PROLOGUE, IrqOps, MmuOps, PowerOps,
@@ -475,13 +475,9 @@ const MMU_REFUSED: SelfTest = SelfTest {
 };
 
 pub const BACKEND: Backend = Backend {
-    name: "xen_pv",
-    vendor: None,
     hypervisor_name: Some("xen-pv"),
     privileged: false,
     local_apic: false,
-    claim,
-    start: start_backend,
-    early: Early::NONE,
     selftests: &[MMU_REFUSED, events::UNCLAIMED_EVENT],
+    ..Backend::new("xen_pv", claim, start_backend)
 };
