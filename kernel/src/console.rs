@@ -30,12 +30,23 @@ pub(crate) fn init_serial() {
     }
 }
 
-/// A hypervisor's console that works before (and without) its backend.
+/// A hypervisor's console that works before (and without) its backend. What it carried
+/// is kept (the first [`EARLY_KEPT`] bytes) and written again to the console that takes
+/// over, which may be another place (a domU's early console is the hypervisor's log, its
+/// console the ring `xl console` shows).
 struct EarlyConsole(fn(&[u8]));
+
+const EARLY_KEPT: usize = 2048;
+static EARLY_LOG: Mutex<([u8; EARLY_KEPT], usize)> = Mutex::new(([0; EARLY_KEPT], 0));
 
 impl Console for EarlyConsole {
     fn write(&self, bytes: &[u8]) {
-        (self.0)(bytes)
+        (self.0)(bytes);
+        let mut log = EARLY_LOG.lock();
+        let (buf, len) = &mut *log;
+        let n = bytes.len().min(EARLY_KEPT - *len);
+        buf[*len..*len + n].copy_from_slice(&bytes[..n]);
+        *len += n;
     }
 }
 
@@ -57,7 +68,15 @@ static HYPERVISOR_CONSOLE: HypervisorConsole = HypervisorConsole;
 /// hypervisor that owns the serial port hands its guests a console of its own).
 pub(crate) fn prefer_hypervisor_console() {
     if (pv::table::ops().console.available)() {
-        *CONSOLE.lock() = Some(&HYPERVISOR_CONSOLE);
+        let mut console = CONSOLE.lock();
+        let early_in_use = EARLY_CONSOLE
+            .get()
+            .is_some_and(|early| console.is_some_and(|c| core::ptr::addr_eq(c as *const dyn Console, early)));
+        if early_in_use {
+            let (buf, len) = &*EARLY_LOG.lock();
+            HYPERVISOR_CONSOLE.write(&buf[..*len]);
+        }
+        *console = Some(&HYPERVISOR_CONSOLE);
     }
 }
 

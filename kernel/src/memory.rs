@@ -167,6 +167,13 @@ pub(crate) fn map_device(phys: u64, len: u64) -> Result<(), NoFrames> {
     tables.map_device(&mut || FRAMES.lock().alloc(1, PAGE_SIZE), phys, len)
 }
 
+/// Maps a page a hypervisor shares (outside RAM) at its physical address, write-back.
+pub(crate) fn map_shared(phys: u64, len: u64) -> Result<(), NoFrames> {
+    let mut tables = KERNEL_TABLES.lock();
+    let tables = tables.as_mut().ok_or(NoFrames)?;
+    tables.map_shared(&mut || FRAMES.lock().alloc(1, PAGE_SIZE), phys, len)
+}
+
 /// Feeds the heap from the frame allocator.
 #[derive(Debug, Default)]
 pub(crate) struct FrameSource {

@@ -35,6 +35,10 @@ pub struct Probe<'a> {
     pub forced: bool,
     /// The vector the kernel takes the hypervisor's event upcall on ([`crate::ops::IrqOps::upcall`]).
     pub upcall_vector: u8,
+    /// Maps `[addr, addr + len)` of guest-physical memory that is not RAM (a page the
+    /// hypervisor shares) at the same address, write-back; whether it could. Only
+    /// `start` may use it.
+    pub map_frames: &'a dyn Fn(u64, u64) -> bool,
 }
 
 impl core::fmt::Debug for Probe<'_> {

@@ -111,7 +111,15 @@ pub fn detect_among(
     entry: Entry,
 ) -> Result<Detection, NotPresent> {
     let hv = hypervisor(p);
-    let probe = |forced| Probe { entry, hypervisor: hv, platform: p, forced, upcall_vector: 0 };
+    // Claims only look; nothing is mapped for them.
+    let probe = |forced| Probe {
+        entry,
+        hypervisor: hv,
+        platform: p,
+        forced,
+        upcall_vector: 0,
+        map_frames: &|_, _| false,
+    };
     let mut best: Option<(&'static Backend, u32)> = None;
     let mut fallback = None;
     for &backend in backends {
@@ -407,6 +415,7 @@ mod tests {
         let d = detect_among(&with_stub, &bhyve, Choice::Auto, Entry::Pvh).unwrap();
         assert_eq!((d.hypervisor, d.backend.name), ("bhyve", "stub"));
         let probe = Probe {
+            map_frames: &|_, _| false,
             entry: Entry::Pvh,
             hypervisor: d.cpuid,
             platform: &bhyve,

@@ -68,7 +68,8 @@ impl Report {
 
 /// Detects the hypervisor, starts the chosen (or forced) backend, installs its table and
 /// patches the call sites (unless `patch` is false). The hypervisor's event upcall, if
-/// it has one, will arrive on `upcall_vector`.
+/// it has one, will arrive on `upcall_vector`; `map_frames` maps pages the hypervisor
+/// shares (see [`backend::Probe::map_frames`]).
 ///
 /// # Safety
 /// Boot only: one CPU, interrupts off, nothing else running.
@@ -78,6 +79,7 @@ pub unsafe fn init(
     patch: bool,
     entry: Entry,
     upcall_vector: u8,
+    map_frames: &dyn Fn(u64, u64) -> bool,
 ) -> Result<Report, detect::NotPresent> {
     let mut detection = detect::detect(&Machine, choice, entry)?;
     let probe = backend::Probe {
@@ -86,6 +88,7 @@ pub unsafe fn init(
         platform: &Machine,
         forced: choice != Choice::Auto,
         upcall_vector,
+        map_frames,
     };
     let mut backend_error = None;
     let started = match (detection.backend.start)(&probe) {

@@ -32,7 +32,8 @@ pub struct StartInfo {
     /// start info holds VGA facts there instead).
     pub console_mfn: u64,
     pub console_evtchn: u32,
-    /// The xenstore ring's event channel (domU; 0 for none).
+    /// The xenstore ring's machine frame and event channel (domU; 0 for none).
+    pub store_mfn: u64,
     pub store_evtchn: u32,
     /// Virtual address of the boot L4 and how many page-table frames Xen built.
     pub pt_base: u64,
@@ -132,6 +133,7 @@ impl StartInfo {
             flags,
             console_mfn: if dom0 { 0 } else { le_u64(&raw, 72) },
             console_evtchn: if dom0 { 0 } else { le_u32(&raw, 80) },
+            store_mfn: le_u64(&raw, 56),
             store_evtchn: le_u32(&raw, 64),
             pt_base: le_u64(&raw, 88),
             nr_pt_frames: le_u64(&raw, 96),
@@ -261,12 +263,14 @@ mod tests {
     fn a_domu_has_console_and_xenstore_channels() {
         let mut s = xen_like(MAGIC, b"");
         s[48..52].copy_from_slice(&0u32.to_le_bytes());
+        s[56..64].copy_from_slice(&0x12346u64.to_le_bytes()); // store mfn
         s[64..68].copy_from_slice(&1u32.to_le_bytes()); // store_evtchn
         s[72..80].copy_from_slice(&0x12345u64.to_le_bytes()); // console mfn
         s[80..84].copy_from_slice(&2u32.to_le_bytes()); // console evtchn
         let info = StartInfo::parse(&mem(s), AT).unwrap();
         assert!(!info.is_dom0());
         assert_eq!((info.console_mfn, info.console_evtchn, info.store_evtchn), (0x12345, 2, 1));
+        assert_eq!(info.store_mfn, 0x12346);
     }
 
     #[test]

@@ -242,8 +242,9 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
 /// Detects the hypervisor and starts its pv-ops backend (or the one `pv=` names).
 fn start_pv(settings: &Settings<'_>, entry: pv::Entry) -> pv::Report {
     let choice = settings.pv.and_then(pv::detect::by_name).map_or(pv::Choice::Auto, pv::Choice::Force);
+    let map_frames = |addr, len| memory::map_shared(addr, len).is_ok();
     // SAFETY: boot: one CPU, interrupts off, nothing else running.
-    match unsafe { pv::init(choice, settings.pv_patch, entry, interrupts::UPCALL_VECTOR) } {
+    match unsafe { pv::init(choice, settings.pv_patch, entry, interrupts::UPCALL_VECTOR, &map_frames) } {
         Ok(report) => report,
         Err(e) => fail("pv", e),
     }

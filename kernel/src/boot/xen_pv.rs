@@ -36,6 +36,7 @@ pub(crate) extern "C" fn xen_pv_main(start_info_addr: u64) -> ! {
         dom0: info.is_dom0(),
         console_mfn: info.console_mfn,
         console_evtchn: info.console_evtchn,
+        store_mfn: info.store_mfn,
         store_evtchn: info.store_evtchn,
     };
     // SAFETY: boot, after `install_early`; the handover is Xen's start info.

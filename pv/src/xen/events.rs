@@ -3,7 +3,7 @@
 //! their event callback, HVM/PVH guests on the IDT vector the kernel names; both end in
 //! the `irq.upcall` op.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{
     EVTCHN_MASK, EVTCHN_PENDING, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_VCPU_OP, Refused, SHARED_INFO,
@@ -21,19 +21,31 @@ const VCPUOP_SET_SINGLESHOT_TIMER: u64 = 8;
 const NO_PORT: u32 = u32::MAX;
 /// The port VIRQ_TIMER is bound to.
 static TIMER_PORT: AtomicU32 = AtomicU32::new(NO_PORT);
-/// Ports bound before we ran whose events need no handler (a PV domU's console and
-/// xenstore channels).
-static EXPECTED: [AtomicU32; 2] = [AtomicU32::new(NO_PORT), AtomicU32::new(NO_PORT)];
+/// The 2-level ABI's ports on a 64-bit guest: 64 words of 64 bits.
+const PORTS: usize = 64 * 64;
+/// Ports whose events only need to end a halt (the console's, xenstore's, a device's:
+/// whoever waits polls its ring), one bit each.
+static EXPECTED: [AtomicU64; PORTS / 64] = [const { AtomicU64::new(0) }; PORTS / 64];
 
-/// Accepts events on `port` without a handler.
+/// Accepts events on `port` from now on (they end a halt; the waiter polls).
 pub(crate) fn expect(port: u32) {
-    if let Some(slot) = EXPECTED.iter().find(|s| s.load(Ordering::Relaxed) == NO_PORT) {
-        slot.store(port, Ordering::Relaxed);
+    if let Some(word) = EXPECTED.get(port as usize / 64) {
+        word.fetch_or(1 << (port % 64), Ordering::Relaxed);
+    }
+}
+
+/// Stops accepting events on `port` (a closed channel).
+pub(crate) fn forget(port: u32) {
+    if let Some(word) = EXPECTED.get(port as usize / 64) {
+        word.fetch_and(!(1 << (port % 64)), Ordering::Relaxed);
     }
 }
 
 fn claimed(port: u32) -> bool {
-    port == TIMER_PORT.load(Ordering::Relaxed) || EXPECTED.iter().any(|s| s.load(Ordering::Relaxed) == port)
+    port == TIMER_PORT.load(Ordering::Relaxed)
+        || EXPECTED
+            .get(port as usize / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (port % 64)) != 0)
 }
 
 fn event_channel_op<T>(call: &'static str, cmd: u64, arg: &mut T) -> Result<i64, Refused> {
@@ -41,7 +53,7 @@ fn event_channel_op<T>(call: &'static str, cmd: u64, arg: &mut T) -> Result<i64,
     check(call, unsafe { hypercall3(HYPERVISOR_EVENT_CHANNEL_OP, cmd, arg as *mut T as u64, 0) })
 }
 
-fn unmask(port: u32) -> Result<(), Refused> {
+pub(crate) fn unmask(port: u32) -> Result<(), Refused> {
     let mut arg = port;
     event_channel_op("EVTCHNOP_unmask", EVTCHNOP_UNMASK, &mut arg).map(|_| ())
 }
@@ -148,6 +160,32 @@ pub(crate) extern "C" fn upcall() -> bool {
         // An event nobody bound is a fault in the making: end the run.
         Err(e) => panic!("xen: {e}"),
     }
+}
+
+const EVTCHNOP_CLOSE: u64 = 3;
+const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
+
+/// A new port that domain `remote` may bind to (a device backend's channel), accepted
+/// (`expect`) and unmasked.
+pub(crate) fn alloc_unbound(remote: u16) -> Result<u32, Refused> {
+    #[repr(C)]
+    struct AllocUnbound {
+        dom: u16,
+        remote_dom: u16,
+        port: u32,
+    }
+    let mut arg = AllocUnbound { dom: super::DOMID_SELF as u16, remote_dom: remote, port: 0 };
+    event_channel_op("EVTCHNOP_alloc_unbound", EVTCHNOP_ALLOC_UNBOUND, &mut arg)?;
+    expect(arg.port);
+    unmask(arg.port)?;
+    Ok(arg.port)
+}
+
+/// Closes `port`.
+pub(crate) fn close(port: u32) -> Result<(), Refused> {
+    forget(port);
+    let mut arg = port;
+    event_channel_op("EVTCHNOP_close", EVTCHNOP_CLOSE, &mut arg).map(|_| ())
 }
 
 /// Signals `port` (EVTCHNOP_send).

@@ -22,6 +22,33 @@ const XENMEM_MEMORY_MAP: u64 = 9;
 const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
 const XENMAPSPACE_SHARED_INFO: u32 = 0;
 const HVMOP_SET_EVTCHN_UPCALL_VECTOR: u64 = 23;
+const HVMOP_GET_PARAM: u64 = 1;
+const HVM_PARAM_STORE_PFN: u32 = 1;
+const HVM_PARAM_STORE_EVTCHN: u32 = 2;
+const HVM_PARAM_CONSOLE_PFN: u32 = 17;
+const HVM_PARAM_CONSOLE_EVTCHN: u32 = 18;
+
+/// One of this domain's HVM params (`HVMOP_get_param`).
+fn get_param(index: u32) -> Result<u64, Refused> {
+    #[repr(C)]
+    struct Param {
+        domid: u16,
+        index: u32,
+        value: u64,
+    }
+    let mut arg = Param { domid: xen::DOMID_SELF as u16, index, value: 0 };
+    // SAFETY: `arg` lives across the call; Xen writes `value`.
+    let rc = unsafe { xen::hypercall3(HYPERVISOR_HVM_OP, HVMOP_GET_PARAM, &raw mut arg as u64, 0) };
+    check("HVMOP_get_param", rc).map(|_| arg.value)
+}
+
+/// A domU's ring (console or xenstore): its frame and channel from the HVM params, the
+/// frame mapped by the kernel. `None` for the initial domain, which has neither.
+fn ring_param(probe: &Probe<'_>, pfn: u32, evtchn: u32) -> Option<(u64, u32)> {
+    let page = get_param(pfn).ok().filter(|&pfn| pfn != 0)?.checked_mul(4096)?;
+    let evtchn = u32::try_from(get_param(evtchn).ok()?).ok()?;
+    (probe.map_frames)(page, 4096).then_some((page, evtchn))
+}
 
 /// Installs the hypercall page through the MSR that Xen's leaf `base + 2` names.
 fn install_hypercall_page(base: u32) -> Result<(), &'static str> {
@@ -175,15 +202,25 @@ fn claim(probe: &Probe<'_>) -> Claim {
 
 const XEN_TIMER: &str = "Xen VIRQ_TIMER (one-shot)";
 
-/// Installs the hypercall page and `shared_info`, and returns the backend's table: the
-/// pvclock from `shared_info` when Xen maps it, else the TSC rated by Xen's timing leaf
-/// (base + 3: ECX is the guest's TSC kHz); Xen's timer when events can be delivered.
+/// Installs the hypercall page and `shared_info`, finds a domU's console and xenstore
+/// rings, and returns the backend's table: the pvclock from `shared_info` when Xen maps
+/// it (which also rates the TSC), else the TSC rated by Xen's timing leaf; Xen's timer
+/// when events can be delivered.
 fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
     let (base, max_leaf) = probe.hypervisor.map_or((0x4000_0000, 0), |h| (h.base, h.max_leaf));
-    tsc::calibrate(max_leaf);
     install_hypercall_page(base)?;
+    // A domU writes its console to the ring xenconsoled reads: Xen's release builds drop
+    // `console_io` from any domain but the first.
+    if let Some((page, evtchn)) = ring_param(probe, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_CONSOLE_EVTCHN) {
+        // SAFETY: the kernel just mapped the console ring's frame, which nothing else uses.
+        unsafe { xen::console::use_ring(page, evtchn) };
+    }
+    if let Some((page, evtchn)) = ring_param(probe, HVM_PARAM_STORE_PFN, HVM_PARAM_STORE_EVTCHN) {
+        // SAFETY: as for the console, for the xenstore ring.
+        unsafe { xen::store::set_ring(page, evtchn) };
+    }
     let mut started = Started::with(PvOps {
-        console: ConsoleOps { available: xen::always, write: xen::console_write },
+        console: ConsoleOps { available: xen::always, write: xen::console::write },
         power: PowerOps { available: xen::always, shutdown: xen::shutdown },
         ..native::OPS
     });
@@ -202,11 +239,13 @@ fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
         }
         Err(e) => {
             started.warning = Some(e);
-            if max_leaf >= base + 3 && matches!(tsc::source(), TscSource::Assumed | TscSource::Pit) {
-                let khz = native::cpuid(base + 3, 0).ecx;
-                if khz != 0 {
-                    tsc::set_khz(u64::from(khz), TscSource::HypervisorLeaf);
-                }
+            // Xen's timing leaf (base + 3: ECX is the guest's TSC kHz) before the generic
+            // chain, whose PIT count a domU without a PIT would poll to its bound.
+            let khz = if max_leaf >= base + 3 { native::cpuid(base + 3, 0).ecx } else { 0 };
+            if khz != 0 {
+                tsc::set_khz(u64::from(khz), TscSource::HypervisorLeaf);
+            } else {
+                tsc::calibrate(max_leaf);
             }
         }
     }

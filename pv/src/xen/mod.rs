@@ -7,9 +7,12 @@
 //! fills the hypercall page and hands over `shared_info`'s machine address; an HVM guest
 //! asks through an MSR and `XENMEM_add_to_physmap`), not in how they are used.
 
+pub(crate) mod console;
 pub mod events;
+pub mod grant;
 pub mod hvm;
 pub mod pv;
+pub mod store;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

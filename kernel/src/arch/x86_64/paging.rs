@@ -330,6 +330,17 @@ impl PageTables {
         (ops().mmu.flush_tlb)();
     }
 
+    /// Maps `[phys, phys + len)` as ordinary memory (read-write, no-execute) at the same
+    /// virtual address in the live tables: a page a hypervisor shares.
+    pub fn map_shared(&mut self, frames: TableFrames<'_>, phys: u64, len: u64) -> Result<(), NoFrames> {
+        let end = align_up(phys + len, PAGE_SIZE);
+        for addr in (align_down(phys, PAGE_SIZE)..end).step_by(PAGE_SIZE as usize) {
+            self.map_4k(frames, addr, Access::ReadWrite)?;
+            super::cpu::invlpg(addr);
+        }
+        Ok(())
+    }
+
     /// Maps `[phys, phys + len)` as device memory at the same virtual address in the live
     /// tables.
     pub fn map_device(&mut self, frames: TableFrames<'_>, phys: u64, len: u64) -> Result<(), NoFrames> {

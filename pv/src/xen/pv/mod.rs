@@ -18,19 +18,18 @@
 mod mmu;
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, compiler_fence};
 
 use crate::backend::{Backend, Claim, Probe, SelfTest, Started};
 use crate::native;
 use crate::ops::{
-    ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, ENTRY_PROLOGUE, IrqOps, MmuOps, PowerOps,
-    PvOps,
+    ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, ENTRY_PROLOGUE, IoOps, IrqOps, MmuOps,
+    PowerOps, PvOps,
 };
 use crate::pvclock::HostShared;
 use crate::xen::{
     self, HYPERVISOR_PHYSDEV_OP, HYPERVISOR_SET_CALLBACKS, HYPERVISOR_SET_TRAP_TABLE, HYPERVISOR_XEN_VERSION,
-    Refused, SCHEDOP_BLOCK, SCHEDOP_YIELD, SHARED_INFO, VCPU0_CR2, VCPU0_UPCALL_MASK, VCPU0_UPCALL_PENDING,
-    check, events,
+    Refused, SCHEDOP_BLOCK, SHARED_INFO, VCPU0_CR2, VCPU0_UPCALL_MASK, VCPU0_UPCALL_PENDING, check, events,
 };
 
 /// `FLAT_KERNEL_CS64`: the code segment Xen gives 64-bit PV kernels.
@@ -255,61 +254,8 @@ extern "C" fn no_eoi() {}
 
 extern "C" fn no_ipi(_apic_id: u32, _vector: u8) {}
 
-/// `console_io` for dom0 (and until the ring is mapped); the console ring for a domU.
-unsafe extern "C" fn console_write(bytes: *const u8, len: usize) {
-    if !CONSOLE_RING.load(Ordering::Relaxed) {
-        // SAFETY: the op's contract, passed on.
-        unsafe { xen::console_write(bytes, len) }
-    } else {
-        // SAFETY: the op's contract: `len` readable bytes at `bytes`.
-        ring_write(unsafe { core::slice::from_raw_parts(bytes, len) })
-    }
-}
-
-/// Whether the console ring (domU) is mapped at `CONSOLE_PAGE`.
-static CONSOLE_RING: AtomicBool = AtomicBool::new(false);
-static CONSOLE_EVTCHN: AtomicU32 = AtomicU32::new(0);
-/// The page the console ring's frame is mapped at.
+/// The page the console ring's frame is mapped at (domU).
 static CONSOLE_PAGE: HostShared<4096> = HostShared::new();
-const RING_OUT: usize = 1024;
-const RING_OUT_SIZE: u32 = 2048;
-const RING_OUT_CONS: usize = 3080;
-const RING_OUT_PROD: usize = 3084;
-
-/// Appends to the console ring's output half and kicks the console backend; waits
-/// (yielding) while the ring is full.
-fn ring_write(mut bytes: &[u8]) {
-    let ring = &CONSOLE_PAGE;
-    let cons = ring.atomic_u32(RING_OUT_CONS);
-    let prod = ring.atomic_u32(RING_OUT_PROD);
-    while !bytes.is_empty() {
-        let p = prod.load(Ordering::Relaxed);
-        let used = p.wrapping_sub(cons.load(Ordering::Acquire));
-        if used > RING_OUT_SIZE {
-            // The backend's index is nonsense: drop the output rather than overrun.
-            return;
-        }
-        let room = RING_OUT_SIZE - used;
-        if room == 0 {
-            notify_console();
-            xen::sched_op(SCHEDOP_YIELD);
-            continue;
-        }
-        let n = (room as usize).min(bytes.len());
-        for (i, &b) in bytes[..n].iter().enumerate() {
-            let at = RING_OUT + (p.wrapping_add(i as u32) % RING_OUT_SIZE) as usize;
-            ring.atomic_u8(at).store(b, Ordering::Relaxed);
-        }
-        prod.store(p.wrapping_add(n as u32), Ordering::Release);
-        bytes = &bytes[n..];
-    }
-    notify_console();
-}
-
-fn notify_console() {
-    // A refused kick has nowhere to be reported: this is the console.
-    let _ = events::send(CONSOLE_EVTCHN.load(Ordering::Relaxed));
-}
 
 /// The whole table.
 pub const OPS: PvOps = PvOps {
@@ -351,7 +297,7 @@ pub const OPS: PvOps = PvOps {
     time: xen::TIME,
     apic: ApicOps { eoi: no_eoi, send_ipi: no_ipi, set_oneshot_timer: events::set_timer },
     io: native::OPS.io,
-    console: ConsoleOps { available: xen::always, write: console_write },
+    console: ConsoleOps { available: xen::always, write: xen::console::write },
     power: PowerOps { available: xen::always, shutdown: xen::shutdown },
 };
 
@@ -397,9 +343,58 @@ pub struct Handover {
     pub dom0: bool,
     pub console_mfn: u64,
     pub console_evtchn: u32,
-    /// The xenstore channel (domU), bound by the domain builder; 0 for none.
+    /// The xenstore ring's frame and channel (domU), set up by the domain builder; 0 for
+    /// none.
+    pub store_mfn: u64,
     pub store_evtchn: u32,
 }
+
+/// Whether this is a PV guest (the PV entry ran [`start`]).
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn running() -> bool {
+    RUNNING.load(Ordering::Relaxed)
+}
+
+/// Puts machine frame `mfn` behind our page at `va`, writable.
+///
+/// # Safety
+/// Nothing may use the page at `va` as what it held before.
+pub(crate) unsafe fn map_machine_frame(va: u64, mfn: u64) -> Result<(), Refused> {
+    // SAFETY: the caller's contract.
+    unsafe { mmu::remap_page(va, (mfn << 12) | mmu::PRESENT | mmu::WRITABLE | mmu::nx_bit()) }
+}
+
+/// The page the xenstore ring's frame is mapped at (domU).
+static STORE_PAGE: HostShared<4096> = HostShared::new();
+
+/// Whether port accesses are allowed (dom0, with `PHYSDEVOP_set_iopl`).
+static IO_PRIVILEGE: AtomicBool = AtomicBool::new(true);
+
+/// Port reads of a domU, which has no I/O privilege: nothing answers (all ones), as for
+/// ports no device decodes; writes go nowhere.
+unsafe extern "C" fn no_inb(_: u16) -> u8 {
+    u8::MAX
+}
+unsafe extern "C" fn no_inw(_: u16) -> u16 {
+    u16::MAX
+}
+unsafe extern "C" fn no_inl(_: u16) -> u32 {
+    u32::MAX
+}
+unsafe extern "C" fn no_outb(_: u16, _: u8) {}
+unsafe extern "C" fn no_outw(_: u16, _: u16) {}
+unsafe extern "C" fn no_outl(_: u16, _: u32) {}
+
+const NO_PORTS: IoOps = IoOps {
+    inb: no_inb,
+    inw: no_inw,
+    inl: no_inl,
+    outb: no_outb,
+    outw: no_outw,
+    outl: no_outl,
+    ..native::OPS.io
+};
 
 const PHYSDEVOP_SET_IOPL: u64 = 6;
 
@@ -414,6 +409,7 @@ pub unsafe fn start(h: &Handover) -> Result<(), Refused> {
     let nx = cpuid(0x8000_0000, 0).eax >= 0x8000_0001 && cpuid(0x8000_0001, 0).edx & (1 << 20) != 0;
     // SAFETY: the caller vouches for the handover; `mfn_list` holds `nr_pages` entries.
     unsafe { mmu::init(h.pt_base, h.mfn_list, h.nr_pages, nx) };
+    RUNNING.store(true, Ordering::Relaxed);
     let nx = mmu::nx_bit();
     // SAFETY: the stand-in page is only read through `SHARED_INFO`'s volatile and atomic
     // accessors, which from now on see Xen's page.
@@ -425,19 +421,27 @@ pub unsafe fn start(h: &Handover) -> Result<(), Refused> {
         let rc =
             unsafe { xen::hypercall3(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_SET_IOPL, &raw const iopl as u64, 0) };
         check("PHYSDEVOP_set_iopl", rc)?;
-    } else if h.console_mfn != 0 {
-        // SAFETY: the console page is ours alone and used only through `ring_write`.
-        unsafe {
-            mmu::remap_page(CONSOLE_PAGE.addr(), (h.console_mfn << 12) | mmu::PRESENT | mmu::WRITABLE | nx)
-        }?;
-        CONSOLE_EVTCHN.store(h.console_evtchn, Ordering::Relaxed);
-        CONSOLE_RING.store(true, Ordering::Relaxed);
+    } else {
+        // A domU has no I/O privilege: port accesses would fault, so they find nothing,
+        // as on a machine without those devices.
+        IO_PRIVILEGE.store(false, Ordering::Relaxed);
+        if h.console_mfn != 0 {
+            // SAFETY: the console page is ours alone and from now on used only by the
+            // console module.
+            unsafe {
+                mmu::remap_page(
+                    CONSOLE_PAGE.addr(),
+                    (h.console_mfn << 12) | mmu::PRESENT | mmu::WRITABLE | nx,
+                )?;
+                xen::console::use_ring(CONSOLE_PAGE.addr(), h.console_evtchn);
+            }
+        }
     }
-    // The domain builder bound these before we ran; their events (the console backend
-    // consuming output, xenstore) are expected and need no handler.
-    for port in [h.console_evtchn, h.store_evtchn] {
-        if port != 0 {
-            events::expect(port);
+    if h.store_mfn != 0 {
+        // SAFETY: as for the console page, for the xenstore ring.
+        unsafe {
+            mmu::remap_page(STORE_PAGE.addr(), (h.store_mfn << 12) | mmu::PRESENT | mmu::WRITABLE | nx)?;
+            xen::store::set_ring(STORE_PAGE.addr(), h.store_evtchn);
         }
     }
     Ok(())
@@ -455,7 +459,8 @@ fn start_backend(_: &Probe<'_>) -> Result<Started, &'static str> {
     if let Err(e) = events::bind_timer() {
         panic!("xen_pv: no timer: {e}");
     }
-    Ok(Started { timer: Some("Xen VIRQ_TIMER (one-shot)"), ..Started::with(OPS) })
+    let io = if IO_PRIVILEGE.load(Ordering::Relaxed) { OPS.io } else { NO_PORTS };
+    Ok(Started { timer: Some("Xen VIRQ_TIMER (one-shot)"), ..Started::with(PvOps { io, ..OPS }) })
 }
 
 /// `selftest=xen-mmu-refused`: asks Xen, through `set_pte`, to make the root page table
