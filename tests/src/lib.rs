@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+mod cpio;
+pub mod xen_domu;
 
 /// Target triple the kernel images are built for.
 pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
@@ -36,7 +38,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Cargo's target directory, honouring `CARGO_TARGET_DIR` like cargo does.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace_root().join(dir), // join keeps absolute paths as-is
         None => workspace_root().join("target"),
@@ -171,7 +173,7 @@ pub fn cpu_model(accel: &str) -> &'static str {
 }
 
 /// Quotes an argument for display so the printed command can be pasted into a shell.
-fn shell_quote(arg: &str) -> String {
+pub(crate) fn shell_quote(arg: &str) -> String {
     let plain =
         !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=,:+@%".contains(&b));
     if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
