@@ -38,7 +38,7 @@ const DOM0_INIT: &str = include_str!("../xen-domu/dom0-init.sh");
 const LINUX_DOMU_INIT: &str = include_str!("../xen-domu/domu-linux-init.sh");
 
 /// Bump when the cache recipe below changes, so old caches are rebuilt.
-const RECIPE: &str = "xen-domu cache 2";
+const RECIPE: &str = "xen-domu cache 3";
 
 /// The Debian packages of dom0's root, besides `linux-image-<version>`. Xen itself comes
 /// from [`xen_binary`], shared with the dom0 tests. libxenctrl, libxenguest and
@@ -108,7 +108,8 @@ const DOM0_ARGS: &str = "console=hvc0 earlyprintk=xen loglevel=4 swiotlb=4096";
 #[derive(Debug)]
 struct Cache {
     xen: PathBuf,
-    vmlinuz: PathBuf,
+    /// Debian's Linux, for dom0 and the control domU.
+    kernel: PathBuf,
     dom0_root: PathBuf,
     busybox: PathBuf,
     netfront: PathBuf,
@@ -168,7 +169,7 @@ fn build_cache() -> Result<Cache> {
     fs::create_dir_all(&dir).map_err(|e| setup_err(format!("{}: {e}", dir.display())))?;
     let cache = Cache {
         xen,
-        vmlinuz: dir.join("vmlinuz"),
+        kernel: dir.join("vmlinux.gz"),
         dom0_root: dir.join("dom0-root.cpio"),
         busybox: dir.join("busybox"),
         netfront: dir.join("xen-netfront.ko"),
@@ -203,7 +204,7 @@ fn build_cache() -> Result<Cache> {
     let copy = |from: PathBuf, to: &Path| {
         fs::copy(&from, to).map(drop).map_err(|e| setup_err(format!("{}: {e}", from.display())))
     };
-    copy(unpacked.join(format!("boot/vmlinuz-{kernel}")), &cache.vmlinuz)?;
+    regzip_kernel(&unpacked.join(format!("boot/vmlinuz-{kernel}")), &cache.kernel)?;
     copy(unpacked.join("bin/busybox"), &cache.busybox)?;
     copy(unpacked.join(format!("lib/modules/{kernel}/kernel/drivers/net/xen-netfront.ko")), &cache.netfront)?;
     // The unpacked packages are ~450 MiB; the .debs stay for a rebuild.
@@ -211,6 +212,50 @@ fn build_cache() -> Result<Cache> {
     fs::write(&stamp, RECIPE).map_err(setup_err)?;
     eprintln!("xen-domu: cache built in {:.1} s", started.elapsed().as_secs_f64());
     Ok(cache)
+}
+
+/// Writes the kernel of bzImage `bzimage` as a gzip'd ELF: Xen (for dom0) and libxc (for
+/// a domU) take either, but Debian compresses the bzImage with xz, and unxz under TCG
+/// takes Xen 4 s at each boot and `xl create` 5 s or more; gunzip a fraction of that.
+fn regzip_kernel(bzimage: &Path, out: &Path) -> Result<()> {
+    let image = fs::read(bzimage).map_err(|e| setup_err(format!("{}: {e}", bzimage.display())))?;
+    let u32_at =
+        |at: usize| image.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+    // The boot protocol's header: "HdrS", then (2.08+) where the compressed kernel is.
+    if image.get(0x202..0x206) != Some(b"HdrS") {
+        return Err(setup_err(format!("{} is not a bzImage", bzimage.display())));
+    }
+    let setup_sects = match image[0x1f1] {
+        0 => 4,
+        n => n as usize,
+    };
+    let (offset, length) = (u32_at(0x248).unwrap_or(0) as usize, u32_at(0x24c).unwrap_or(0) as usize);
+    let start = (setup_sects + 1) * 512 + offset;
+    let payload = image
+        .get(start..start + length)
+        .ok_or_else(|| setup_err(format!("{}: no payload at {start:#x}+{length:#x}", bzimage.display())))?;
+    let tmp = out.with_extension("payload");
+    fs::write(&tmp, payload).map_err(setup_err)?;
+    if !payload.starts_with(b"\xfd7zXZ\0") {
+        return Err(setup_err(format!("{}: the kernel is not xz-compressed", bzimage.display())));
+    }
+    let vmlinux = out.with_extension("");
+    let elf = File::create(&vmlinux).map_err(setup_err)?;
+    // --single-stream: the kernel's size follows the stream.
+    let status = Command::new("xz").args(["-dc", "--single-stream"]).arg(&tmp).stdout(elf).status();
+    let _ = fs::remove_file(&tmp);
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => return Err(setup_err(format!("xz -d of the kernel: {s}"))),
+        Err(e) => return Err(setup_err(format!("xz (apt-get install xz-utils): {e}"))),
+    }
+    let mut magic = [0u8; 4];
+    File::open(&vmlinux).and_then(|mut f| io::Read::read_exact(&mut f, &mut magic)).map_err(setup_err)?;
+    if &magic != b"\x7fELF" {
+        return Err(setup_err(format!("{}: the payload is not an ELF kernel", bzimage.display())));
+    }
+    tool(Command::new("gzip").args(["-6", "-f", "-n"]).arg(&vmlinux))?;
+    Ok(())
 }
 
 /// The kernel package Debian's `linux-image-amd64` points at today (6.1.0-NN-amd64).
@@ -540,7 +585,7 @@ impl Domu {
     pub fn linux(name: &str, kind: DomuType, ip: &str) -> Domu {
         let mut domu =
             Domu::image(name, "x", kind).vif(true).extra(&format!("console=hvc0 loglevel=4 ip={ip}"));
-        domu.kernel = "/testbed/linux/vmlinuz".to_owned();
+        domu.kernel = "/testbed/linux/vmlinux.gz".to_owned();
         domu.ramdisk = Some("/testbed/linux/initrd".to_owned());
         domu
     }
@@ -793,7 +838,7 @@ impl Testbed {
             .arg("2")
             .cmdline(xen_args(options.dom0_mib))
             .arg("-initrd")
-            .arg(format!("{} {DOM0_ARGS},{}", cache.vmlinuz.display(), initrd.display()))
+            .arg(format!("{} {DOM0_ARGS},{}", cache.kernel.display(), initrd.display()))
             .serial_input(true)
             .verbose(options.verbose)
             // Deadlines are per step (boot, each command); this one only bounds a
@@ -986,8 +1031,10 @@ impl Testbed {
         let cfg = format!("/run/tb/{}.cfg", domu.name);
         let lines: Vec<String> = domu.config(mac).lines().map(shell_quote).collect();
         self.ok(&format!("printf '%s\\n' {} > {cfg}", lines.join(" ")))?;
+        let started = Instant::now();
         let out = self.run_for(&format!("xl create {cfg}"), Duration::from_secs(120))?;
         if out.success() {
+            eprintln!("xen-domu: xl create {} took {:.1} s", domu.name, started.elapsed().as_secs_f64());
             return Ok(());
         }
         let logs = self
@@ -1158,7 +1205,7 @@ fn write_initrd(cache: &Cache, options: &Options, path: &Path) -> Result<()> {
     }
     if options.linux {
         overlay.dir("testbed/linux", 0o755).map_err(err)?;
-        overlay.file("testbed/linux/vmlinuz", 0o644, &read(&cache.vmlinuz)?).map_err(err)?;
+        overlay.file("testbed/linux/vmlinux.gz", 0o644, &read(&cache.kernel)?).map_err(err)?;
         overlay.file("testbed/linux/initrd", 0o644, &linux_domu_initrd(cache)?).map_err(err)?;
     }
     let overlay = overlay.finish().map_err(err)?;

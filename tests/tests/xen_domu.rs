@@ -136,3 +136,32 @@ fn httpd_as_pv_domu_serves_http() {
 fn httpd_as_pvh_domu_serves_http() {
     httpd_as_domu("httpd-pvh", DomuType::Pvh);
 }
+
+/// The console protocol itself: a command longer than Xen's 128-byte input queue comes
+/// back whole, statuses and output without a final newline pass through, and a command
+/// that outlives its limit is stopped by dom0's `timeout`.
+#[test]
+fn dom0_commands_round_trip() {
+    let Some(tb) = testbed() else { return };
+    let words: Vec<String> = (0..60).map(|i| format!("w{i:02}")).collect();
+    let long = words.join(" ");
+    let out = tb.run(&format!("echo {long}; printf 'no newline'")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((out.status, out.text.as_str()), (0, format!("{long}\nno newline").as_str()));
+    let out = tb.run("echo to stderr >&2; exit 7").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((out.status, out.text.as_str()), (7, "to stderr"));
+    let t0 = Instant::now();
+    let out = tb.run_for("sleep 30", Duration::from_secs(2)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status, 143, "stopped by timeout's SIGTERM: {out:?}");
+    assert!(t0.elapsed() < Duration::from_secs(15), "the limit did not stop it: {:?}", t0.elapsed());
+    assert_eq!(tb.run("echo still here").unwrap_or_else(|e| panic!("{e}")).text, "still here");
+    // 39 KB in one go, more than Xen's 16 KiB serial transmit buffer.
+    let t0 = Instant::now();
+    let out = tb.run("seq 1 8000").unwrap_or_else(|e| panic!("{e}"));
+    let expected: Vec<String> = (1..=8000).map(|i| i.to_string()).collect();
+    assert!(
+        out.text == expected.join("\n"),
+        "seq's output came back changed ({} lines)",
+        out.text.lines().count()
+    );
+    eprintln!("39 KB of output in {:.1} s", t0.elapsed().as_secs_f64());
+}
