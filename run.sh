@@ -51,7 +51,7 @@ setup() {
     fi
     # Commands the boots, tests and benchmarks use, and the Debian packages with them.
     local missing=() cmd pkg
-    for pair in qemu-system-x86_64:qemu-system-x86 curl:curl wrk:wrk ip:iproute2 gcc:gcc strip:binutils cpio:cpio; do
+    for pair in qemu-system-x86_64:qemu-system-x86 curl:curl wrk:wrk ip:iproute2 gcc:gcc strip:binutils cpio:cpio xz:xz-utils; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null || missing+=("$pkg")
     done
