@@ -283,6 +283,13 @@ fn download(dir: &Path, packages: &[String]) -> Result<Vec<PathBuf>> {
                 path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{p}_")))
             })
         };
+    // A kernel Debian has since replaced, say: 70 MiB nothing needs.
+    for entry in fs::read_dir(dir).map_err(setup_err)?.filter_map(|e| e.ok()) {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if !packages.iter().any(|p| file.starts_with(&format!("{p}_"))) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
     let missing: Vec<&String> = packages.iter().filter(|p| have(p).is_none()).collect();
     if !missing.is_empty() {
         eprintln!(
@@ -566,10 +573,15 @@ impl Domu {
     /// Image `image` (see [`Options::image`]) as domain `name`: 128 MiB, one vCPU, no
     /// vif, empty command line.
     pub fn image(name: &str, image: &str, kind: DomuType) -> Domu {
-        assert!(valid_name(name) && valid_name(image), "domain {name:?}, image {image:?}");
+        assert!(valid_name(image), "image {image:?}");
+        Domu::new(name, format!("/testbed/images/{image}"), kind)
+    }
+
+    fn new(name: &str, kernel: String, kind: DomuType) -> Domu {
+        assert!(valid_name(name), "domain {name:?}: letters, digits, '-' and '_' only");
         Domu {
             name: name.to_owned(),
-            kernel: format!("/testbed/images/{image}"),
+            kernel,
             ramdisk: None,
             kind,
             extra: String::new(),
@@ -583,11 +595,9 @@ impl Domu {
     /// and busybox httpd serving a one-line page on `ip` (`10.0.9.N/24`), from the same
     /// packages as dom0. It shows whether dom0's side of the network works on its own.
     pub fn linux(name: &str, kind: DomuType, ip: &str) -> Domu {
-        let mut domu =
-            Domu::image(name, "x", kind).vif(true).extra(&format!("console=hvc0 loglevel=4 ip={ip}"));
-        domu.kernel = "/testbed/linux/vmlinux.gz".to_owned();
+        let mut domu = Domu::new(name, "/testbed/linux/vmlinux.gz".to_owned(), kind);
         domu.ramdisk = Some("/testbed/linux/initrd".to_owned());
-        domu
+        domu.vif(true).extra(&format!("console=hvc0 loglevel=4 ip={ip}"))
     }
 
     /// The kernel command line (`extra =`).
@@ -612,7 +622,7 @@ impl Domu {
         self
     }
 
-    /// One more line for xl's config, e.g. `vcpus = 2`.
+    /// One more line for xl's config, e.g. `maxmem = 256`.
     pub fn xl_line(mut self, line: &str) -> Domu {
         self.xl.push(line.to_owned());
         self
@@ -623,7 +633,7 @@ impl Domu {
         &self.name
     }
 
-    /// xl's config. `mac_index` makes each vif's MAC (and so its address) unique.
+    /// xl's config. `mac_index` keeps each vif's MAC unique on the bridge.
     pub fn config(&self, mac_index: u8) -> String {
         let mut lines = vec![
             format!("name = \"{}\"", self.name),
@@ -646,7 +656,7 @@ impl Domu {
             "on_poweroff = \"preserve\"".to_owned(),
             "on_reboot = \"preserve\"".to_owned(),
             "on_crash = \"preserve\"".to_owned(),
-            // QEMU's nested SVM has no NRIPS and reports an intercepted RDTSCP as RDTSC;
+            // TCG's SVM has no NRIPS and reports an intercepted RDTSCP as RDTSC;
             // Xen's default TSC mode intercepts it in HVM guests, fails the instruction
             // length check and crashes a PVH domU. Native mode does not intercept.
             "tsc_mode = \"native\"".to_owned(),
@@ -730,7 +740,8 @@ pub fn parse_xl_list(text: &str) -> Vec<DomainState> {
 pub struct CommandOutput {
     /// Its exit status (`timeout` makes it 143 when the time ran out).
     pub status: i32,
-    /// stdout and stderr, as dom0's console printed them (lines joined with `\n`).
+    /// stdout and stderr, as dom0's console printed them: lines joined with `\n`, without
+    /// Xen's own lines that share the serial line.
     pub text: String,
 }
 
