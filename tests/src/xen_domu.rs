@@ -1155,8 +1155,9 @@ impl Testbed {
     }
 
     /// For a testbed kept in a `static` (one boot for a whole test file), which Rust
-    /// never drops: kills its QEMU when the process exits normally. dom0's idle poweroff
-    /// ([`Options::idle_poweroff`]) covers a process that was killed.
+    /// never drops: kills its QEMU when the process exits normally (calling it again is
+    /// harmless). dom0's idle poweroff ([`Options::idle_poweroff`]) covers a process
+    /// that was killed.
     pub fn kill_at_exit(&'static self) {
         static AT_EXIT: Mutex<Vec<&'static Testbed>> = Mutex::new(Vec::new());
         extern "C" fn kill_all() {
@@ -1173,7 +1174,9 @@ impl Testbed {
             // exit; `kill_all` is a plain function that lives as long as the program.
             unsafe { atexit(kill_all) };
         }
-        list.push(self);
+        if !list.iter().any(|t| std::ptr::eq(*t, self)) {
+            list.push(self);
+        }
     }
 
     /// Kills QEMU now and removes the boot's initramfs copy.

@@ -11,29 +11,31 @@ use tests::xen_domu::{DomainState, Domu, DomuType, Options, Testbed, TestbedErro
 /// The file's testbed, booted by the first test that asks; `None` (the test prints
 /// why and passes) when QEMU or the Debian packages cannot be had.
 fn testbed() -> Option<&'static Testbed> {
-    static TESTBED: OnceLock<Result<Option<Testbed>, String>> = OnceLock::new();
+    enum Booted {
+        Up(Box<Testbed>),
+        Skipped(String),
+        Failed(String),
+    }
+    static TESTBED: OnceLock<Booted> = OnceLock::new();
     let booted = TESTBED.get_or_init(|| {
         let options =
             Options::new().image("hello", build_app("hello")).image("httpd", build_app("httpd")).linux_domu();
         match Testbed::boot(options) {
-            Ok(testbed) => Ok(Some(testbed)),
-            Err(TestbedError::Unavailable(why)) => {
-                eprintln!("skipped: {why}");
-                Ok(None)
-            }
-            Err(e) => Err(e.to_string()),
+            Ok(testbed) => Booted::Up(Box::new(testbed)),
+            Err(TestbedError::Unavailable(why)) => Booted::Skipped(why),
+            Err(e) => Booted::Failed(e.to_string()),
         }
     });
     match booted {
-        Ok(Some(testbed)) => {
+        Booted::Up(testbed) => {
             testbed.kill_at_exit();
             Some(testbed)
         }
-        Ok(None) => {
-            eprintln!("skipped: no testbed (see the first test's output)");
+        Booted::Skipped(why) => {
+            eprintln!("skipped: {why}");
             None
         }
-        Err(e) => panic!("{e}"),
+        Booted::Failed(e) => panic!("{e}"),
     }
 }
 
