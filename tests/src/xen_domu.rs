@@ -594,6 +594,7 @@ impl Domu {
     /// The control domU (needs [`Options::linux_domu`]): Debian's Linux with netfront
     /// and busybox httpd serving a one-line page on `ip` (`10.0.9.N/24`), from the same
     /// packages as dom0. It shows whether dom0's side of the network works on its own.
+    /// Keep its memory above 64 MiB: the unpacked kernel alone is 58 MiB.
     pub fn linux(name: &str, kind: DomuType, ip: &str) -> Domu {
         let mut domu = Domu::new(name, "/testbed/linux/vmlinux.gz".to_owned(), kind);
         domu.ramdisk = Some("/testbed/linux/initrd".to_owned());
