@@ -1123,8 +1123,10 @@ impl Testbed {
             let state = self.domain(name)?;
             let ended = state.as_ref().is_none_or(DomainState::has_ended);
             if ended || Instant::now() >= deadline {
+                let why =
+                    if ended { "the domain has ended".to_owned() } else { format!("none within {limit:?}") };
                 let state = state.map_or_else(|| format!("no domain {name}"), |s| s.to_string());
-                return Err(TestbedError::Command(format!("no page from {url} within {limit:?}; {state}")));
+                return Err(TestbedError::Command(format!("no page from {url}: {why}; {state}")));
             }
             thread::sleep(Duration::from_secs(2));
         }
