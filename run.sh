@@ -10,6 +10,11 @@
 #   ./run.sh xen pv|pvh [APP]          boot APP (default: hello) as a Xen 4.17 dom0, Xen
 #                                      itself under QEMU TCG; stops when Xen reports the
 #                                      dom0 halted (exit 0) or crashed (exit 1)
+#   ./run.sh xen domu pv|pvh [APP]     boot Xen with Debian's Linux as dom0 (toolstack,
+#                                      netback, bridge xenbr0 at 10.0.9.1), create APP
+#                                      (default: httpd) as domU `chameleon` with a vif and
+#                                      ip=10.0.9.2/24, show its console, then give the
+#                                      terminal dom0's shell (`poweroff -f` ends it)
 #   ./run.sh fuzz [TARGET] [--seconds N]  run every cargo-fuzz target in fuzz/ (or one)
 #                                      for N seconds each (default 60); exit 1 on a crash
 #
@@ -46,7 +51,7 @@ setup() {
     fi
     # Commands the boots, tests and benchmarks use, and the Debian packages with them.
     local missing=() cmd pkg
-    for pair in qemu-system-x86_64:qemu-system-x86 curl:curl wrk:wrk ip:iproute2 gcc:gcc strip:binutils cpio:cpio; do
+    for pair in qemu-system-x86_64:qemu-system-x86 curl:curl wrk:wrk ip:iproute2 gcc:gcc strip:binutils cpio:cpio xz:xz-utils; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null || missing+=("$pkg")
     done

@@ -9,13 +9,17 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+mod cpio;
+pub mod xen_domu;
 
 /// Target triple the kernel images are built for.
 pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
@@ -34,7 +38,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Cargo's target directory, honouring `CARGO_TARGET_DIR` like cargo does.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace_root().join(dir), // join keeps absolute paths as-is
         None => workspace_root().join("target"),
@@ -169,7 +173,7 @@ pub fn cpu_model(accel: &str) -> &'static str {
 }
 
 /// Quotes an argument for display so the printed command can be pasted into a shell.
-fn shell_quote(arg: &str) -> String {
+pub(crate) fn shell_quote(arg: &str) -> String {
     let plain =
         !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=,:+@%".contains(&b));
     if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
@@ -203,6 +207,8 @@ pub struct Vm {
     verbose: bool,
     /// A command QEMU runs under (e.g. `ip netns exec NS`).
     wrapper: Vec<String>,
+    /// Give QEMU a pipe as stdin, so [`Running::send`] can type on the serial console.
+    input: bool,
 }
 
 impl Vm {
@@ -221,6 +227,7 @@ impl Vm {
             timeout: Duration::from_secs(60),
             verbose: true,
             wrapper: Vec::new(),
+            input: false,
         }
     }
 
@@ -297,6 +304,13 @@ impl Vm {
     /// Turns command/serial echo on or off.
     pub fn verbose(mut self, on: bool) -> Vm {
         self.verbose = on;
+        self
+    }
+
+    /// Makes the serial console writable from the host ([`Running::send`]); without it
+    /// QEMU's stdin is /dev/null.
+    pub fn serial_input(mut self, on: bool) -> Vm {
+        self.input = on;
         self
     }
 
@@ -394,37 +408,56 @@ impl Vm {
         let started = Instant::now();
         let mut child = self
             .command()
-            .stdin(Stdio::null())
+            .stdin(if self.input { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|error| HarnessError::Spawn { program: qemu.clone(), error })?;
 
-        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         let verbose = self.verbose;
+        let passthrough = Arc::new(AtomicBool::new(false));
+        let raw = Arc::clone(&passthrough);
         let stdout_thread = thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break, // EOF: QEMU exited (or closed the pipe)
-                    Ok(_) => {}
-                }
+            // Read in chunks, not lines: once the terminal is attached, a prompt with no
+            // newline after it must show at once.
+            let mut pending = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let send = |mut bytes: Vec<u8>| {
                 let at = Instant::now();
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
+                if bytes.last() == Some(&b'\n') {
+                    bytes.pop();
                 }
-                let mut text = String::from_utf8_lossy(&buf).into_owned();
+                let mut text = String::from_utf8_lossy(&bytes).into_owned();
                 text.retain(|c| c != '\r');
                 if verbose {
                     let t = at.duration_since(started).as_secs_f64();
                     eprintln!("[guest +{t:.3}s] {text}");
                 }
-                if tx.send(Line { at, text }).is_err() {
-                    break; // Running was dropped; nobody is listening
+                tx.send(Line { at, text }).is_ok()
+            };
+            loop {
+                let n = match stdout.read(&mut chunk) {
+                    Ok(0) | Err(_) => break, // EOF: QEMU exited (or closed the pipe)
+                    Ok(n) => n,
+                };
+                pending.extend_from_slice(&chunk[..n]);
+                if raw.load(Ordering::Relaxed) {
+                    let mut out = io::stdout().lock();
+                    let _ = out.write_all(&pending).and_then(|()| out.flush());
+                    pending.clear();
+                    continue;
                 }
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let rest = pending.split_off(end + 1);
+                    if !send(std::mem::replace(&mut pending, rest)) {
+                        return; // Running was dropped; nobody is listening
+                    }
+                }
+            }
+            if !pending.is_empty() && !raw.load(Ordering::Relaxed) {
+                send(pending);
             }
         });
 
@@ -445,6 +478,7 @@ impl Vm {
             }
         });
 
+        let child_stdin = child.stdin.take();
         Ok(Running {
             started,
             deadline: started + self.timeout,
@@ -456,6 +490,8 @@ impl Vm {
             stdout_done: false,
             qemu_stderr,
             threads: vec![stdout_thread, stderr_thread],
+            stdin: child_stdin,
+            passthrough,
         })
     }
 }
@@ -581,6 +617,10 @@ pub struct Running {
     stdout_done: bool,
     qemu_stderr: Arc<Mutex<String>>,
     threads: Vec<JoinHandle<()>>,
+    /// QEMU's stdin, when the Vm asked for [`Vm::serial_input`].
+    stdin: Option<ChildStdin>,
+    /// Set by [`Running::attach_terminal`]: the reader copies QEMU's output to our stdout.
+    passthrough: Arc<AtomicBool>,
 }
 
 impl Running {
@@ -651,6 +691,82 @@ impl Running {
         Some(self.lines[self.cursor - 1].clone())
     }
 
+    /// [`Running::next_line`], giving up at `deadline` (or the run's own, if earlier).
+    pub fn next_line_by(&mut self, deadline: Instant) -> Option<Line> {
+        while self.cursor == self.lines.len() {
+            if self.stdout_done || !self.recv_by(deadline) {
+                return None;
+            }
+        }
+        self.cursor += 1;
+        Some(self.lines[self.cursor - 1].clone())
+    }
+
+    /// Types `bytes` on the guest's serial console (needs [`Vm::serial_input`]).
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "QEMU was started without serial_input")
+        })?;
+        stdin.write_all(bytes)?;
+        stdin.flush()
+    }
+
+    /// Hands the serial console to the person at this terminal until QEMU exits: their
+    /// keys go to the guest unchanged (the terminal in raw mode, so Ctrl-C reaches the
+    /// guest too), its output comes to our stdout. [`ESCAPE`] pressed three times in a
+    /// row kills QEMU. Lines received before the call stay in [`Running::lines`].
+    pub fn attach_terminal(&mut self) -> io::Result<Option<ExitStatus>> {
+        let mut stdin = self.stdin.take().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "QEMU was started without serial_input")
+        })?;
+        // What came in after the last consumed line is shown first, then everything raw.
+        self.drain_queued();
+        let mut out = io::stdout().lock();
+        for line in &self.lines[self.cursor..] {
+            writeln!(out, "{}", line.text)?;
+        }
+        out.flush()?;
+        drop(out);
+        self.cursor = self.lines.len();
+        self.passthrough.store(true, Ordering::Relaxed);
+        let terminal = RawTerminal::enter();
+        let quit = Arc::new(AtomicBool::new(false));
+        let quit_keys = Arc::clone(&quit);
+        // Not joined: it blocks in read() until the next key, which may never come.
+        thread::spawn(move || {
+            let mut keys = io::stdin().lock();
+            let mut buf = [0u8; 256];
+            let mut escapes = 0;
+            while let Ok(n) = keys.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                for &b in &buf[..n] {
+                    escapes = if b == ESCAPE { escapes + 1 } else { 0 };
+                }
+                if escapes >= 3 {
+                    quit_keys.store(true, Ordering::Relaxed);
+                    break;
+                }
+                if stdin.write_all(&buf[..n]).and_then(|()| stdin.flush()).is_err() {
+                    break;
+                }
+            }
+        });
+        let status = loop {
+            if quit.load(Ordering::Relaxed) {
+                self.kill();
+                break self.status;
+            }
+            if let Some(status) = self.poll_exit() {
+                break Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        drop(terminal);
+        Ok(status)
+    }
+
     /// Waits for QEMU to exit, collecting all remaining serial output. On the
     /// deadline QEMU is killed and `HarnessError::Timeout` is returned.
     pub fn wait_exit(&mut self) -> Result<Outcome, HarnessError> {
@@ -696,7 +812,12 @@ impl Running {
 
     /// Receives one line, or notes EOF. Returns false if the deadline passed.
     fn recv_until_deadline(&mut self) -> bool {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        self.recv_by(self.deadline)
+    }
+
+    /// [`Running::recv_until_deadline`] with an earlier deadline of the caller's.
+    fn recv_by(&mut self, deadline: Instant) -> bool {
+        let left = deadline.min(self.deadline).saturating_duration_since(Instant::now());
         if left.is_zero() {
             // Still take anything already queued so error reports are complete.
             self.drain_queued();
@@ -761,6 +882,43 @@ impl Drop for Running {
         self.kill();
         // Threads end on their own once QEMU's pipes close; don't join here so
         // a panicking test unwinds promptly.
+    }
+}
+
+/// The key that, pressed three times in a row, leaves [`Running::attach_terminal`]:
+/// Ctrl-] (a single one still reaches the guest, where `xl console` takes it as detach).
+pub const ESCAPE: u8 = 0x1d;
+
+/// The terminal in raw mode while it lives (through `stty`, on our stdin); a no-op when
+/// stdin is not a terminal.
+struct RawTerminal {
+    saved: Option<String>,
+}
+
+impl RawTerminal {
+    fn enter() -> RawTerminal {
+        let stty = |args: &[&str]| {
+            Command::new("stty")
+                .args(args)
+                .stdin(Stdio::inherit())
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        };
+        let saved = stty(&["-g"]).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        if saved.is_some() {
+            stty(&["raw", "-echo"]);
+        }
+        RawTerminal { saved }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = Command::new("stty").arg(saved).stdin(Stdio::inherit()).status();
+        }
     }
 }
 

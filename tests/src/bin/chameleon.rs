@@ -5,6 +5,9 @@
 //! - `chameleon build [APP]`: build APP and print the image path.
 //! - `chameleon xen pv|pvh [APP]`: APP (default hello) as a Xen 4.17 dom0, Xen under QEMU
 //!   TCG; exits 0 when Xen reports the dom0 halted, 1 when it crashed.
+//! - `chameleon xen domu pv|pvh [APP]`: APP (default httpd) as a Xen domU named
+//!   `chameleon` with a vif, next to a Linux dom0 ([`tests::xen_domu`]); shows its
+//!   console log, then gives the terminal dom0's shell.
 //!
 //! Environment, as README documents: `ACCEL`, `MEM`, `MACHINE`, `CMDLINE`, `PORT`, `NET`.
 //! The command lines themselves are the library's ([`Vm`], [`xen_dom0_sized`]).
@@ -12,13 +15,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tests::xen_domu::{Domu, DomuType, Options, Testbed};
 use tests::{
     Dom0, Namespace, Net, Vm, XEN_CRASHED, XEN_HALTED, cpu_model, debug_exit_code, host_accel, try_build_app,
     workspace_root, xen_binary, xen_dom0_sized,
 };
 
-const USAGE: &str = "usage: chameleon run [APP] [--] [QEMU_ARGS...]\n       chameleon build [APP]\n       chameleon xen pv|pvh [APP]";
+const USAGE: &str = "usage: chameleon run [APP] [--] [QEMU_ARGS...]\n       chameleon build [APP]\n       chameleon xen pv|pvh [APP]\n       chameleon xen domu pv|pvh [APP]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +33,9 @@ fn main() -> ExitCode {
                 println!("{}", image.display());
                 ExitCode::SUCCESS
             })
+        }
+        Some((cmd, rest)) if cmd == "xen" && rest.first().is_some_and(|m| m == "domu") && rest.len() <= 3 => {
+            xen_domu(&rest[1..])
         }
         Some((cmd, rest)) if cmd == "xen" && rest.len() <= 2 => xen(rest),
         _ => Err(USAGE.to_owned()),
@@ -170,4 +177,62 @@ fn xen(args: &[String]) -> Result<ExitCode, String> {
     eprint!("{}", run.qemu_stderr());
     eprintln!("chameleon: QEMU ended before Xen reported the dom0 halted or crashed");
     Ok(ExitCode::FAILURE)
+}
+
+/// Boots the domU testbed with APP in dom0, creates it as domU `chameleon` (vif on
+/// xenbr0, `ip=10.0.9.2/24` then `CMDLINE`), shows what its console printed in the first
+/// seconds, then hands the terminal to a shell in dom0.
+fn xen_domu(args: &[String]) -> Result<ExitCode, String> {
+    let kind = match args.first().map(String::as_str) {
+        None | Some("pv") => DomuType::Pv,
+        Some("pvh") => DomuType::Pvh,
+        Some(other) => return Err(format!("xen domu: expected pv or pvh, got '{other}'")),
+    };
+    let app = args.get(1).map_or("httpd", String::as_str);
+    let image = build(app)?;
+    let name = "chameleon";
+    let extra = format!("ip=10.0.9.2/24 {}", env("CMDLINE").unwrap_or_default());
+    eprintln!("chameleon: booting Xen 4.17 and a Linux dom0 under QEMU TCG (about 15 s)");
+    // A person may leave the shell alone for long.
+    let options = Options::new().image(app, &image).idle_poweroff(Duration::from_secs(7 * 24 * 3600));
+    let tb = Testbed::boot(options).map_err(|e| e.to_string())?;
+    let domu = Domu::image(name, app, kind).vif(true).extra(extra.trim_end());
+    eprintln!("chameleon: xl create with: {}", domu.config(2).trim_end().replace('\n', "; "));
+    tb.create(&domu).map_err(|e| e.to_string())?;
+    // Until the app says it listens, or ends, or 20 s have passed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut state = None;
+    while Instant::now() < deadline {
+        state = tb.domain(name).map_err(|e| e.to_string())?;
+        let log = tb.console_log(name).map_err(|e| e.to_string())?;
+        if log.contains("listening") || state.as_ref().is_none_or(|s| s.has_ended()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = tb.console_log(name).map_err(|e| e.to_string())?;
+    println!("---- {name}'s console (xenconsoled's /var/log/xen/console/guest-{name}.log) ----");
+    println!("{}", if log.is_empty() { "(empty)" } else { log.trim_end() });
+    // What the guest wrote to Xen's debug port 0xE9 (PVH), and Xen's reports on it.
+    if let Some(id) = state.as_ref().map(|s| s.id) {
+        let dmesg = tb.xl_dmesg().map_err(|e| e.to_string())?;
+        let own: Vec<&str> = dmesg
+            .lines()
+            .filter(|l| l.starts_with(&format!("(d{id})")) || l.contains(&format!("d{id}v")))
+            .collect();
+        if !own.is_empty() {
+            println!("---- xl dmesg, the lines about d{id} ----\n{}", own.join("\n"));
+        }
+    }
+    println!("---- {} ----", state.map_or_else(|| format!("no domain {name}"), |s| s.to_string()));
+    println!(
+        "chameleon: dom0's shell follows (dom0 is 10.0.9.1 on xenbr0). Try:\n\
+         \x20 wget -q -O - http://10.0.9.2/   fetch the app's page\n\
+         \x20 xl console {name}              its console, live (Ctrl-] leaves)\n\
+         \x20 xl list -v; xl dmesg           domains with their shutdown reasons; Xen's log\n\
+         \x20 xl shutdown {name}             or xl destroy {name}\n\
+         \x20 poweroff -f                    ends the testbed (so do three Ctrl-]s)"
+    );
+    tb.attach_terminal().map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
 }
