@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod acpi_pm;
 pub mod debug_exit;
 pub mod dma;
+pub mod net;
 pub mod pci;
 pub mod uart16550;
 pub mod virtio;
