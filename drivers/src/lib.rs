@@ -15,6 +15,7 @@ pub mod net;
 pub mod pci;
 pub mod uart16550;
 pub mod virtio;
+pub mod xen;
 
 /// Access to one device's register window, by byte offset.
 pub trait Registers {
