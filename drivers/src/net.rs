@@ -5,6 +5,8 @@
 use crate::dma::{DmaAllocator, DmaBuffer};
 use crate::virtio;
 use crate::virtio::net::VirtioNet;
+use crate::xen;
+use crate::xen::netfront::Netfront;
 
 /// The largest Ethernet frame (without FCS) a card sends or accepts.
 pub const MAX_FRAME: usize = 1514;
@@ -61,17 +63,21 @@ pub trait NetDevice {
 pub trait NicTypes {
     type Dma: DmaAllocator;
     type Virtio: virtio::Transport;
+    /// What Xen's front ends need (`xen::Absent` in a kernel without it).
+    type Xen: xen::Xen;
 }
 
 /// Every card the kernel can drive.
 pub enum AnyNic<K: NicTypes> {
     Virtio(VirtioNet<K::Virtio, K::Dma>),
+    Netfront(Netfront<K::Dma, K::Xen>),
 }
 
 impl<K: NicTypes> core::fmt::Debug for AnyNic<K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             AnyNic::Virtio(n) => n.fmt(f),
+            AnyNic::Netfront(n) => n.fmt(f),
         }
     }
 }
@@ -81,6 +87,7 @@ impl<K: NicTypes> AnyNic<K> {
     pub fn name(&self) -> &'static str {
         match self {
             AnyNic::Virtio(_) => "virtio-net",
+            AnyNic::Netfront(_) => "netfront",
         }
     }
 }
@@ -89,6 +96,7 @@ macro_rules! any {
     ($self:ident, $n:ident => $e:expr) => {
         match $self {
             AnyNic::Virtio($n) => $e,
+            AnyNic::Netfront($n) => $e,
         }
     };
 }
@@ -142,6 +150,7 @@ impl<K: NicTypes> NetDevice for AnyNic<K> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NicError {
     Virtio(virtio::Error),
+    Netfront(xen::netfront::Error),
 }
 
 impl From<virtio::Error> for NicError {
@@ -150,10 +159,17 @@ impl From<virtio::Error> for NicError {
     }
 }
 
+impl From<xen::netfront::Error> for NicError {
+    fn from(e: xen::netfront::Error) -> Self {
+        NicError::Netfront(e)
+    }
+}
+
 impl core::fmt::Display for NicError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             NicError::Virtio(e) => write!(f, "virtio-net failed: {e}"),
+            NicError::Netfront(e) => write!(f, "netfront failed: {e}"),
         }
     }
 }

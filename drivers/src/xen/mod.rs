@@ -10,6 +10,7 @@
 //! `io/xenbus.h`, `grant_table.h`, and `docs/misc/xenstore.txt`.
 
 pub mod grant;
+pub mod netfront;
 pub mod ring;
 pub mod store;
 

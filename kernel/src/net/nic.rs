@@ -26,6 +26,9 @@ pub enum Kernel {}
 impl NicTypes for Kernel {
     type Dma = Dma;
     type Virtio = Transport;
+    // Not wired in yet: `pv/src/xen/` will provide the event channels, the mapped grant
+    // frames and xenstore page, and the wait.
+    type Xen = drivers::xen::Absent;
 }
 
 pub type Nic = AnyNic<Kernel>;
