@@ -35,8 +35,8 @@ pub trait DmaAllocator {
     fn alloc_buffer(&self, len: usize) -> Option<Self::Buffer>;
 }
 
-#[cfg(test)]
-pub(crate) mod fake {
+#[cfg(any(test, feature = "fakes"))]
+pub mod fake {
     extern crate std;
     use core::cell::RefCell;
     use std::rc::Rc;

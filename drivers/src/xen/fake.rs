@@ -104,6 +104,12 @@ struct Transaction {
     written: Vec<String>,
 }
 
+impl core::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Daemon").field("tree", &self.tree).field("requests", &self.requests).finish()
+    }
+}
+
 /// xenstored on the other side of the page: a flat tree of paths, watches,
 /// transactions; it runs one step each time the client waits.
 pub struct Daemon {
@@ -443,7 +449,8 @@ impl BackRing {
 
     /// The next published request's offset, consumed.
     pub fn next_request(&mut self) -> Option<usize> {
-        if self.mem.read_u32(0) == self.req_cons {
+        // Never more requests than free slots, whatever the front end's index says.
+        if self.mem.read_u32(0) == self.req_cons || self.req_cons.wrapping_sub(self.rsp_prod) >= self.size {
             return None;
         }
         let off = self.offset(self.req_cons);
@@ -523,6 +530,7 @@ const GTF_PERMIT_ACCESS: u16 = 1;
 const GTF_READONLY: u16 = 1 << 2;
 
 /// What a netback sees: the guest's grant table (to resolve references) and memory.
+#[derive(Debug)]
 pub struct Netback {
     pub dma: Rc<FakeDma>,
     pub grant_page: FakePage,

@@ -14,8 +14,8 @@ pub mod netfront;
 pub mod ring;
 pub mod store;
 
-#[cfg(test)]
-pub(crate) mod fake;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fake;
 
 /// A domain's id (`domid_t`).
 pub type DomId = u16;

@@ -391,7 +391,7 @@ impl<P: SharedPage, S: StoreSignal> XenStore<P, S> {
                 return match reply.kind {
                     kind::ERROR => Err(Error::Daemon(Errno::parse(&reply.payload))),
                     k if k == kind => Ok(reply.payload),
-                    _ => Err(Error::Protocol("a reply of another type than its request")),
+                    _ => Err(self.fail("a reply of another type than its request")),
                 };
             }
             if self.signal.now_ns() >= deadline {
@@ -762,6 +762,7 @@ mod tests {
                 Err(Error::Protocol(m)) => assert!(m.contains(what), "{m}"),
                 other => panic!("{other:?}"),
             }
+            assert_eq!(xs.read("a"), Err(Error::Broken));
         }
         let (mut xs, d) = store();
         d.borrow_mut().corrupt_rsp_prod = true;
