@@ -41,7 +41,8 @@ pub trait NetDevice {
     /// Whether a frame could be sent now.
     fn can_send(&mut self) -> bool;
     /// Sends a frame of `len` bytes (at most [`MAX_FRAME`]) that `fill` writes in place.
-    /// `None` (and nothing sent, `fill` not called) when no transmit buffer is free.
+    /// `None` when no transmit buffer is free, and only then, and then without calling
+    /// `fill` (the stack builds the frame elsewhere and drops it).
     fn send<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> Option<R>;
     /// Whether received frames are waiting, or a transmit buffer came back while every one
     /// was in flight. Reads only memory the card writes: cheap enough for the idle loop.

@@ -212,6 +212,10 @@ impl<T: Transport, A: DmaAllocator> NetDevice for VirtioNet<T, A> {
     fn send<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
         self.reclaim_tx();
         let len = len.min(MAX_FRAME);
+        // A descriptor for it, checked before `fill` runs: after that we must send.
+        if self.tx.num_free() == 0 {
+            return None;
+        }
         let mut buffer = self.tx_pool.pop()?;
         let bytes = buffer.bytes_mut();
         bytes[..self.header_len].fill(0);
@@ -220,10 +224,9 @@ impl<T: Transport, A: DmaAllocator> NetDevice for VirtioNet<T, A> {
             Segment { addr: buffer.device_addr(), len: (self.header_len + len) as u32, device_writes: false };
         match self.tx.push(&[seg]) {
             Some(head) => self.tx_posted[usize::from(head)] = Some(buffer),
-            None => {
-                self.tx_pool.push(buffer);
-                return None;
-            }
+            // Cannot happen (a free descriptor was checked); the frame is lost, as on a
+            // lossy link.
+            None => self.tx_pool.push(buffer),
         }
         if self.tx.should_notify() {
             self.transport.notify(TX);
@@ -300,6 +303,21 @@ mod tests {
         assert_eq!(result, Ok(()));
         assert_eq!(statuses.last(), Some(&(status::FEATURES_OK | status::DRIVER_OK)));
         assert!(statuses.iter().all(|s| s & status::FAILED == 0), "{statuses:?}");
+    }
+
+    /// The stack relies on it: a send that returns `None` never ran `fill`.
+    #[test]
+    fn a_full_transmit_queue_refuses_before_filling() {
+        let regs = device();
+        let (transport, _) = Mmio::probe(&regs).unwrap();
+        let mut net = VirtioNet::new(transport, &FakeDma::new(2 * usize::from(QUEUE)), None, QUEUE).unwrap();
+        for _ in 0..QUEUE {
+            assert_eq!(net.send(60, |b| b.len()), Some(60));
+        }
+        assert!(!net.can_send());
+        let mut called = false;
+        assert_eq!(net.send(60, |_| called = true), None);
+        assert!(!called);
     }
 
     #[test]
