@@ -11,9 +11,11 @@ extern crate alloc;
 pub mod acpi_pm;
 pub mod debug_exit;
 pub mod dma;
+pub mod net;
 pub mod pci;
 pub mod uart16550;
 pub mod virtio;
+pub mod xen;
 
 /// Access to one device's register window, by byte offset.
 pub trait Registers {

@@ -8,6 +8,8 @@ use alloc::vec::Vec;
 use super::queue::{Layout, Segment, SplitQueue};
 use super::{Error, F_EVENT_IDX, F_VERSION_1, Transport, negotiate, status};
 use crate::dma::{DmaAllocator, DmaBuffer};
+pub use crate::net::RxFrame;
+use crate::net::{MAX_FRAME, NetDevice};
 
 pub const F_MAC: u64 = 1 << 5;
 pub const F_MRG_RXBUF: u64 = 1 << 15;
@@ -19,28 +21,12 @@ const TX: u16 = 1;
 pub const MAX_QUEUE: u16 = 256;
 /// Header (at most 12 bytes) plus an Ethernet frame of 1514 bytes, rounded up.
 pub const BUFFER_LEN: usize = 2048;
-/// The largest Ethernet frame (without FCS) this driver sends or accepts.
-pub const MTU_FRAME: usize = 1514;
 
 /// Which MSI-X table entries the two queues signal on.
 #[derive(Debug, Clone, Copy)]
 pub struct MsixEntries {
     pub rx: u16,
     pub tx: u16,
-}
-
-/// A received frame: the buffer and where the frame lies in it.
-#[derive(Debug)]
-pub struct RxFrame<B> {
-    pub buffer: B,
-    pub offset: usize,
-    pub len: usize,
-}
-
-impl<B: DmaBuffer> RxFrame<B> {
-    pub fn frame(&self) -> &[u8] {
-        &self.buffer.bytes()[self.offset..self.offset + self.len]
-    }
 }
 
 pub struct VirtioNet<T: Transport, A: DmaAllocator> {
@@ -144,17 +130,8 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
         Ok(net)
     }
 
-    pub fn mac(&self) -> [u8; 6] {
-        self.mac
-    }
-
     pub fn features(&self) -> u64 {
         self.features
-    }
-
-    /// The link state (always up without `VIRTIO_NET_F_STATUS`).
-    pub fn link_up(&self) -> bool {
-        self.features & F_STATUS == 0 || self.transport.config_read16(6) & 1 != 0
     }
 
     fn post_rx(&mut self, buffer: A::Buffer) {
@@ -166,16 +143,40 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
         }
     }
 
-    /// Gives a received buffer back to the device.
-    pub fn recycle(&mut self, frame: RxFrame<A::Buffer>) {
+    fn reclaim_tx(&mut self) {
+        while let Some((head, _)) = self.tx.pop_used() {
+            if let Some(b) = self.tx_posted.get_mut(usize::from(head)).and_then(Option::take) {
+                self.tx_pool.push(b);
+            }
+        }
+    }
+
+    /// Reads and clears the interrupt status (bit 0: a queue, bit 1: configuration).
+    pub fn interrupt_status(&self) -> u8 {
+        self.transport.interrupt_status()
+    }
+}
+
+impl<T: Transport, A: DmaAllocator> NetDevice for VirtioNet<T, A> {
+    type Buffer = A::Buffer;
+
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// The link state (always up without `VIRTIO_NET_F_STATUS`).
+    fn link_up(&self) -> bool {
+        self.features & F_STATUS == 0 || self.transport.config_read16(6) & 1 != 0
+    }
+
+    fn recycle(&mut self, frame: RxFrame<A::Buffer>) {
         self.post_rx(frame.buffer);
         if self.rx.should_notify() {
             self.transport.notify(RX);
         }
     }
 
-    /// The next received frame, if any.
-    pub fn receive(&mut self) -> Option<RxFrame<A::Buffer>> {
+    fn receive(&mut self) -> Option<RxFrame<A::Buffer>> {
         loop {
             let (head, written) = self.rx.pop_used()?;
             let buffer = self.rx_posted.get_mut(usize::from(head))?.take()?;
@@ -203,25 +204,18 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
         }
     }
 
-    fn reclaim_tx(&mut self) {
-        while let Some((head, _)) = self.tx.pop_used() {
-            if let Some(b) = self.tx_posted.get_mut(usize::from(head)).and_then(Option::take) {
-                self.tx_pool.push(b);
-            }
-        }
-    }
-
-    /// Whether a frame could be sent now.
-    pub fn can_send(&mut self) -> bool {
+    fn can_send(&mut self) -> bool {
         self.reclaim_tx();
         !self.tx_pool.is_empty()
     }
 
-    /// Sends a frame of `len` bytes that `fill` writes into the buffer. Returns `None`
-    /// (and sends nothing) when every transmit buffer is in flight.
-    pub fn send<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+    fn send<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
         self.reclaim_tx();
-        let len = len.min(MTU_FRAME);
+        let len = len.min(MAX_FRAME);
+        // A descriptor for it, checked before `fill` runs: after that we must send.
+        if self.tx.num_free() == 0 {
+            return None;
+        }
         let mut buffer = self.tx_pool.pop()?;
         let bytes = buffer.bytes_mut();
         bytes[..self.header_len].fill(0);
@@ -230,10 +224,9 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
             Segment { addr: buffer.device_addr(), len: (self.header_len + len) as u32, device_writes: false };
         match self.tx.push(&[seg]) {
             Some(head) => self.tx_posted[usize::from(head)] = Some(buffer),
-            None => {
-                self.tx_pool.push(buffer);
-                return None;
-            }
+            // Cannot happen (a free descriptor was checked); the frame is lost, as on a
+            // lossy link.
+            None => self.tx_pool.push(buffer),
         }
         if self.tx.should_notify() {
             self.transport.notify(TX);
@@ -241,29 +234,25 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
         Some(result)
     }
 
-    /// Whether received frames are waiting, or a transmit buffer came back while every
-    /// one was in flight.
-    pub fn has_work(&self) -> bool {
+    fn has_work(&self) -> bool {
         self.rx.has_used() || (self.tx_pool.is_empty() && self.tx.has_used())
     }
 
-    /// Notifies the device of both queues, whatever the event indices say: the safety
-    /// net for a lost notification (see the kernel's `net::Stack::poll`).
-    pub fn kick(&self) {
+    /// Notifies the device of both queues (see the kernel's `net::Stack::poll` for why).
+    fn kick(&mut self) {
         self.transport.notify(RX);
         self.transport.notify(TX);
     }
 
-    /// Acknowledges an interrupt (needed with INTx and on MMIO; harmless with MSI-X).
-    pub fn ack_interrupt(&self) -> u8 {
-        self.transport.interrupt_status()
+    /// Needed with INTx and on MMIO, where the line stays raised until the ISR is read.
+    fn ack_interrupt(&self) {
+        self.transport.interrupt_status();
     }
 
-    /// Turns interrupts on or off (suppressed while the stack is busy polling): for
-    /// received frames, and for sent ones only while every transmit buffer is in flight.
-    /// Completed sends are otherwise reclaimed on the next send, so an interrupt per
-    /// packet sent would be wasted.
-    pub fn set_interrupts(&mut self, on: bool) {
+    /// Turns interrupts on or off: for received frames, and for sent ones only while
+    /// every transmit buffer is in flight. Completed sends are otherwise reclaimed on the
+    /// next send, so an interrupt per packet sent would be wasted.
+    fn set_interrupts(&mut self, on: bool) {
         self.rx.set_interrupts(on);
         self.tx.set_interrupts(on && self.tx_pool.is_empty());
     }
@@ -314,6 +303,21 @@ mod tests {
         assert_eq!(result, Ok(()));
         assert_eq!(statuses.last(), Some(&(status::FEATURES_OK | status::DRIVER_OK)));
         assert!(statuses.iter().all(|s| s & status::FAILED == 0), "{statuses:?}");
+    }
+
+    /// The stack relies on it: a send that returns `None` never ran `fill`.
+    #[test]
+    fn a_full_transmit_queue_refuses_before_filling() {
+        let regs = device();
+        let (transport, _) = Mmio::probe(&regs).unwrap();
+        let mut net = VirtioNet::new(transport, &FakeDma::new(2 * usize::from(QUEUE)), None, QUEUE).unwrap();
+        for _ in 0..QUEUE {
+            assert_eq!(net.send(60, |b| b.len()), Some(60));
+        }
+        assert!(!net.can_send());
+        let mut called = false;
+        assert_eq!(net.send(60, |_| called = true), None);
+        assert!(!called);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The network stack: smoltcp over the virtio-net card, configured statically
+//! The network stack: smoltcp over the network card (any driver, through
+//! `drivers::net::NetDevice`), configured statically
 //! (`ip=`/`gw=`) or by DHCP, started the first time an app asks for a socket.
 //!
 //! Apps see only [`TcpListener`], [`TcpStream`] and [`UdpSocket`] (through
@@ -13,7 +14,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use drivers::virtio::net::RxFrame;
+use drivers::net::{MAX_FRAME, NetDevice, RxFrame};
 use smoltcp::iface::{Config, Interface, SocketHandle};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium};
 use smoltcp::socket::dhcpv4;
@@ -173,7 +174,7 @@ impl Device for Port {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = drivers::virtio::net::MTU_FRAME;
+        caps.max_transmission_unit = MAX_FRAME;
         caps.max_burst_size = Some(16);
         caps
     }
@@ -188,7 +189,7 @@ fn start() -> Result<(), NetError> {
     let nic = match nic::probe(&CONFIG.get().copied().unwrap_or_default().mmio) {
         None => return Err(NetError::NoDevice),
         Some(Err(e)) => {
-            log::error!("net: virtio-net failed: {e}");
+            log::error!("net: {e}");
             return Err(NetError::NoDevice);
         }
         Some(Ok(probed)) => probed,
@@ -205,7 +206,7 @@ fn start() -> Result<(), NetError> {
         // `receive` gives back every consumed frame before it takes the next: a few slots
         // are all this ever holds.
         recycled: RefCell::new(Vec::with_capacity(4)),
-        scratch: RefCell::new(vec![0; drivers::virtio::net::MTU_FRAME]),
+        scratch: RefCell::new(vec![0; MAX_FRAME]),
     };
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
     config.random_seed = pv::native::tsc::rdtsc();

@@ -2,6 +2,7 @@
 //! MSI-X when the device has it, else MSI, else its INTx line), else over MMIO
 //! (interrupt through the I/O APIC).
 
+use drivers::net::{AnyNic, NicError, NicTypes};
 use drivers::pci::{self, CAP_VENDOR, ConfigSpace};
 use drivers::virtio::AnyTransport;
 use drivers::virtio::mmio::{self, Mmio, MmioDevice};
@@ -17,7 +18,20 @@ use crate::dma::Dma;
 use crate::pci::{config, functions, io_bar, map_bar};
 
 pub type Transport = AnyTransport<MmioRange, PortRange>;
-pub type Nic = VirtioNet<Transport, Dma>;
+
+/// The kernel's handles, as the drivers take them.
+#[derive(Debug)]
+pub enum Kernel {}
+
+impl NicTypes for Kernel {
+    type Dma = Dma;
+    type Virtio = Transport;
+    // Not wired in yet: `pv/src/xen/` will provide the event channels, the mapped grant
+    // frames and xenstore page, and the wait.
+    type Xen = drivers::xen::Absent;
+}
+
+pub type Nic = AnyNic<Kernel>;
 
 /// The interrupt vector network cards signal on.
 pub const NET_VECTOR: u8 = 0x40;
@@ -90,7 +104,7 @@ impl core::fmt::Display for Signal {
 }
 
 /// A started card and how it signals.
-pub type Probed = Result<(Nic, Signal), drivers::virtio::Error>;
+pub type Probed = Result<(Nic, Signal), NicError>;
 
 /// Starts the first virtio-net card found on PCI, else among the virtio-mmio windows.
 pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Probed> {
@@ -111,7 +125,12 @@ fn probe_mmio(dev: &MmioDevice) -> Option<Probed> {
     let signal = if crate::interrupts::route(line, NET_VECTOR) { Signal::Line(line) } else { Signal::Polled };
     let transport = AnyTransport::Mmio(transport);
     log::info!("net: virtio-net ({}) at {:#x}, {signal}", transport.name(), dev.base);
-    Some(VirtioNet::new(transport, &DMA, None, queue_limit()).map(|nic| (nic, signal)))
+    Some(virtio_net(transport, None, signal))
+}
+
+fn virtio_net(transport: Transport, msix: Option<MsixEntries>, signal: Signal) -> Probed {
+    let nic = VirtioNet::new(transport, &DMA, msix, queue_limit())?;
+    Ok((AnyNic::Virtio(nic), signal))
 }
 
 /// Queue slots per direction for the memory there is: each slot holds a 2 KiB buffer in
@@ -161,5 +180,5 @@ fn probe_pci() -> Option<Probed> {
         (None, _) => Signal::Polled,
     };
     log::info!("net: virtio-net ({}) at {}, {signal}", transport.name(), f.bdf);
-    Some(VirtioNet::new(transport, &DMA, msix, queue_limit()).map(|nic| (nic, signal)))
+    Some(virtio_net(transport, msix, signal))
 }
