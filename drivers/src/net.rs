@@ -64,14 +64,15 @@ pub trait NetDevice {
 pub trait NicTypes {
     type Dma: DmaAllocator;
     type Virtio: virtio::Transport;
-    /// What Xen's front ends need (`xen::Absent` in a kernel without it).
-    type Xen: xen::Xen;
+    /// The hypervisor's device bus, as its front ends take it (Xen's: grant table,
+    /// xenstore, event channels; `xen::Absent` in a kernel without one).
+    type HypervisorBus: xen::Xen;
 }
 
 /// Every card the kernel can drive.
 pub enum AnyNic<K: NicTypes> {
     Virtio(VirtioNet<K::Virtio, K::Dma>),
-    Netfront(Netfront<K::Dma, K::Xen>),
+    Netfront(Netfront<K::Dma, K::HypervisorBus>),
 }
 
 impl<K: NicTypes> core::fmt::Debug for AnyNic<K> {

@@ -182,6 +182,10 @@ fn idle() {
     crate::net::set_interrupts(true);
     crate::time::halt_until_ns(deadline, crate::net::has_work);
     crate::net::set_interrupts(false);
+    // What woke us may be the hypervisor's toolstack asking the guest to go.
+    if let Some(request) = pv::bus::power_request() {
+        crate::exit::on_power_request(request);
+    }
     let idle_ns = crate::time::since_boot_ns().saturating_sub(start);
     HALT_POLL.lock().record(Idle::Halted { idle_ns });
 }

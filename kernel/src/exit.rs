@@ -55,6 +55,17 @@ pub(crate) fn method() -> &'static str {
     }
 }
 
+/// The hypervisor's toolstack asked the guest to power off or reboot: the app ends
+/// cleanly (exit code 0) and the guest goes as asked.
+pub(crate) fn on_power_request(request: pv::bus::PowerRequest) -> ! {
+    crate::println!("chameleon: the hypervisor asks for {request:?}");
+    if request == pv::bus::PowerRequest::Reboot {
+        crate::println!("chameleon: exit code 0, rebooting");
+        (pv::table::ops().power.reboot)();
+    }
+    exit(ExitCode::Success)
+}
+
 /// Ends the run with `code`.
 pub fn exit(code: ExitCode) -> ! {
     exit_with(code as u32)

@@ -10,8 +10,11 @@
 //! `unsafe`-free and tested on the host; the backends hold the privileged instructions.
 #![no_std]
 
+extern crate alloc;
+
 pub mod backend;
 pub mod bench;
+pub mod bus;
 pub mod clock;
 pub mod cpuid;
 pub mod detect;

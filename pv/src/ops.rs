@@ -185,6 +185,8 @@ pub struct PowerOps {
     /// Asks the hypervisor to end this guest with `code` (0: success); returns if it
     /// cannot (native: always), so the kernel falls back to its own exits.
     pub shutdown: extern "C" fn(code: u32),
+    /// Asks the hypervisor to restart this guest; returns if it cannot (native: always).
+    pub reboot: extern "C" fn(),
 }
 
 /// The whole table.

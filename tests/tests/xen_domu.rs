@@ -128,13 +128,11 @@ fn httpd_as_domu(name: &str, kind: DomuType) {
 }
 
 #[test]
-#[ignore = "needs netfront (issue 12)"]
 fn httpd_as_pv_domu_serves_http() {
     httpd_as_domu("httpd-pv", DomuType::Pv);
 }
 
 #[test]
-#[ignore = "needs netfront (issue 12)"]
 fn httpd_as_pvh_domu_serves_http() {
     httpd_as_domu("httpd-pvh", DomuType::Pvh);
 }

@@ -256,6 +256,7 @@ fn run(b: Booted<'_>) -> ! {
     let pv = b.pv;
     crate::net::configure(b.parsed.net);
     time::start();
+    pv::bus::set_clock(time::since_boot_ns, |deadline| time::halt_until_ns(deadline, || false));
     console::prefer_hypervisor_console();
     if let Some(hv) = pv.detection.cpuid {
         log::debug!("pv: CPUID leaves at {:#x}..={:#x}, features {:x?}", hv.base, hv.max_leaf, hv.features);

@@ -1,6 +1,7 @@
 //! Finding and starting the network card: virtio-net over modern or legacy PCI (with
 //! MSI-X when the device has it, else MSI, else its INTx line), else over MMIO
-//! (interrupt through the I/O APIC).
+//! (interrupt through the I/O APIC), else the card on the hypervisor's own bus (events
+//! through its upcall).
 
 use drivers::net::{AnyNic, NicError, NicTypes};
 use drivers::pci::{self, CAP_VENDOR, ConfigSpace};
@@ -26,9 +27,7 @@ pub enum Kernel {}
 impl NicTypes for Kernel {
     type Dma = Dma;
     type Virtio = Transport;
-    // Not wired in yet: `pv/src/xen/` will provide the event channels, the mapped grant
-    // frames and xenstore page, and the wait.
-    type Xen = drivers::xen::Absent;
+    type HypervisorBus = pv::bus::Handles;
 }
 
 pub type Nic = AnyNic<Kernel>;
@@ -84,6 +83,8 @@ pub enum Signal {
     Line(crate::interrupts::Line),
     /// Nothing: the stack polls the card.
     Polled,
+    /// The hypervisor's event upcall (a card on its own bus).
+    Event,
 }
 
 impl core::fmt::Display for Signal {
@@ -99,6 +100,7 @@ impl core::fmt::Display for Signal {
                 if l.active_low { "low" } else { "high" }
             ),
             Signal::Polled => f.write_str("polled"),
+            Signal::Event => f.write_str("hypervisor events"),
         }
     }
 }
@@ -106,9 +108,18 @@ impl core::fmt::Display for Signal {
 /// A started card and how it signals.
 pub type Probed = Result<(Nic, Signal), NicError>;
 
-/// Starts the first virtio-net card found on PCI, else among the virtio-mmio windows.
+/// Starts the first card found: virtio-net on PCI, else among the virtio-mmio windows,
+/// else on the hypervisor's own bus.
 pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Probed> {
-    probe_pci().or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio))
+    probe_pci().or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio)).or_else(probe_hypervisor_bus)
+}
+
+fn probe_hypervisor_bus() -> Option<Probed> {
+    let nic = pv::bus::probe_nic::<Kernel>(&DMA)?;
+    if let Ok(nic) = &nic {
+        log::info!("net: {} on the hypervisor's bus, {}", nic.name(), Signal::Event);
+    }
+    Some(nic.map(|nic| (nic, Signal::Event)))
 }
 
 fn probe_mmio(dev: &MmioDevice) -> Option<Probed> {

@@ -179,6 +179,8 @@ unsafe extern "C" fn console_write(_bytes: *const u8, _len: usize) {}
 
 extern "C" fn shutdown(_code: u32) {}
 
+extern "C" fn reboot() {}
+
 extern "C" fn no() -> bool {
     false
 }
@@ -223,7 +225,7 @@ pub const OPS: PvOps = PvOps {
     apic: ApicOps { eoi: apic::eoi, send_ipi: apic::send_ipi, set_oneshot_timer: apic::set_oneshot_timer },
     io: IoOps { inb, outb, inw, outw, inl, outl, io_delay },
     console: ConsoleOps { available: no, write: console_write },
-    power: PowerOps { available: no, shutdown },
+    power: PowerOps { available: no, shutdown, reboot },
 };
 
 /// The native instructions a patched site can hold instead of a call, for the ops that

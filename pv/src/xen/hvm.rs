@@ -15,7 +15,7 @@ use crate::backend::{Backend, Claim, Early, Probe, Started};
 use crate::clock::TscSource;
 use crate::cpuid::Vendor;
 use crate::native::{self, tsc};
-use crate::ops::{ApicOps, ConsoleOps, IrqOps, PowerOps, PvOps};
+use crate::ops::{ApicOps, ConsoleOps, IrqOps, PvOps};
 use crate::xen::{self, HYPERVISOR_HVM_OP, HYPERVISOR_MEMORY_OP, Refused, SHARED_INFO, check, events};
 
 const XENMEM_MEMORY_MAP: u64 = 9;
@@ -221,7 +221,7 @@ fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
     }
     let mut started = Started::with(PvOps {
         console: ConsoleOps { available: xen::always, write: xen::console::write },
-        power: PowerOps { available: xen::always, shutdown: xen::shutdown },
+        power: xen::POWER,
         ..native::OPS
     });
     match map_shared_info() {

@@ -7,6 +7,7 @@
 //! fills the hypercall page and hands over `shared_info`'s machine address; an HVM guest
 //! asks through an MSR and `XENMEM_add_to_physmap`), not in how they are used.
 
+pub mod bus;
 pub(crate) mod console;
 pub mod events;
 pub mod grant;
@@ -40,6 +41,7 @@ pub(crate) const SCHEDOP_YIELD: u64 = 0;
 pub(crate) const SCHEDOP_BLOCK: u64 = 1;
 pub(crate) const SCHEDOP_SHUTDOWN: u64 = 2;
 const SHUTDOWN_POWEROFF: u32 = 0;
+const SHUTDOWN_REBOOT: u32 = 1;
 const SHUTDOWN_CRASH: u32 = 3;
 
 /// The `sched_shutdown` reason for exit code `code`: poweroff for 0, crash otherwise.
@@ -120,6 +122,14 @@ pub(crate) extern "C" fn shutdown(code: u32) {
     // SAFETY: `reason` is a valid `sched_shutdown` for the duration of the call.
     unsafe { hypercall3(HYPERVISOR_SCHED_OP, SCHEDOP_SHUTDOWN, &raw const reason as u64, 0) };
 }
+
+pub(crate) extern "C" fn reboot() {
+    let reason = SHUTDOWN_REBOOT;
+    // SAFETY: `reason` is a valid `sched_shutdown` for the duration of the call.
+    unsafe { hypercall3(HYPERVISOR_SCHED_OP, SCHEDOP_SHUTDOWN, &raw const reason as u64, 0) };
+}
+
+pub(crate) const POWER: crate::ops::PowerOps = crate::ops::PowerOps { available: always, shutdown, reboot };
 
 pub(crate) extern "C" fn always() -> bool {
     true

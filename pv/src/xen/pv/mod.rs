@@ -23,8 +23,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, compiler_fen
 use crate::backend::{Backend, Claim, Probe, SelfTest, Started};
 use crate::native;
 use crate::ops::{
-    ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, ENTRY_PROLOGUE, IoOps, IrqOps, MmuOps,
-    PowerOps, PvOps,
+    ApicOps, ConsoleOps, CpuOps, CpuidResult, DescriptorPointer, ENTRY_PROLOGUE, IoOps, IrqOps, MmuOps, PvOps,
 };
 use crate::pvclock::HostShared;
 use crate::xen::{
@@ -298,7 +297,7 @@ pub const OPS: PvOps = PvOps {
     apic: ApicOps { eoi: no_eoi, send_ipi: no_ipi, set_oneshot_timer: events::set_timer },
     io: native::OPS.io,
     console: ConsoleOps { available: xen::always, write: xen::console::write },
-    power: PowerOps { available: xen::always, shutdown: xen::shutdown },
+    power: xen::POWER,
 };
 
 /// Installs the table as the first thing at the PV entry: until then not even the
