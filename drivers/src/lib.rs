@@ -1,8 +1,11 @@
 //! Device drivers.
 //!
 //! Drivers never touch hardware directly: the kernel hands each one a [`Registers`]
-//! handle for exactly the I/O ports or MMIO window of its device. That keeps `unsafe`
-//! out of this crate and lets every driver run on the host against a mock device.
+//! handle for exactly the I/O ports or MMIO window of its device, DMA memory through
+//! [`dma`], and (Xen's front ends) shared pages and hypercall services through the
+//! traits of [`xen`]. That keeps `unsafe` out of this crate and lets every driver run on
+//! the host against a mock device. Network cards serve the kernel's stack through
+//! [`net::NetDevice`].
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -203,7 +203,7 @@ pub struct XenStore<P: SharedPage, S: StoreSignal> {
 
 impl<P: SharedPage, S: StoreSignal> XenStore<P, S> {
     /// A client on the interface page xenstored already serves (the domain builder set it
-    /// up: indices as xenstored left them).
+    /// up: indices as xenstored left them). `page` must map at least [`PAGE_BYTES`].
     pub fn new(page: P, signal: S) -> Self {
         XenStore {
             page,
