@@ -75,6 +75,8 @@ pub(crate) struct Stack {
     /// long a silence gets the next kick.
     heard_ns: u64,
     kick_after_ns: u64,
+    /// The card's link as last seen (checked after a silence).
+    link_up: bool,
 }
 
 /// The GSI of a level-triggered card line, which the interrupt handler masks (read
@@ -255,6 +257,7 @@ fn start() -> Result<(), NetError> {
         signal,
         heard_ns: 0,
         kick_after_ns: KICK_AFTER_NS,
+        link_up: true,
     });
     Ok(())
 }
@@ -299,6 +302,7 @@ impl Stack {
             self.kick_after_ns = KICK_AFTER_NS;
         } else if now_ns.saturating_sub(self.heard_ns) >= self.kick_after_ns {
             self.port.nic.get_mut().kick();
+            self.watch_link();
             self.heard_ns = now_ns;
             self.kick_after_ns = (self.kick_after_ns * 2).min(KICK_MAX_NS);
         }
@@ -331,6 +335,38 @@ impl Stack {
         }
         self.reap(now_ns);
         changed
+    }
+
+    /// Says when the card's link goes down or comes back. A card on the hypervisor's bus
+    /// that went away (Xen's `xl network-detach`) is replaced by the next one the bus
+    /// offers (`xl network-attach`), keeping the addresses and the sockets: the silence
+    /// that runs this check comes at most a second apart while the link is down.
+    fn watch_link(&mut self) {
+        let up = self.port.nic.get_mut().link_up();
+        if up != self.link_up {
+            if up {
+                log::info!("net: link up")
+            } else {
+                log::warn!("net: link down")
+            }
+            self.link_up = up;
+        }
+        if up || self.signal != nic::Signal::Event {
+            return;
+        }
+        match nic::probe_hypervisor_bus() {
+            Some(Ok((card, _))) => {
+                // Frames lent out belong to the old card's buffers.
+                self.port.recycled.get_mut().clear();
+                let mac = card.mac();
+                *self.port.nic.get_mut() = card;
+                self.iface.set_hardware_addr(HardwareAddress::Ethernet(EthernetAddress(mac)));
+                self.link_up = true;
+                log::info!("net: link up on a new card, mac {}", EthernetAddress(mac));
+            }
+            Some(Err(e)) => log::warn!("net: the card offered in its place did not start: {e}"),
+            None => {}
+        }
     }
 
     /// Removes closed sockets. TIME-WAIT is not kept: a socket there would hold its full

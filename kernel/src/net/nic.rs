@@ -114,7 +114,7 @@ pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Probed> {
     probe_pci().or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio)).or_else(probe_hypervisor_bus)
 }
 
-fn probe_hypervisor_bus() -> Option<Probed> {
+pub(crate) fn probe_hypervisor_bus() -> Option<Probed> {
     let nic = pv::bus::probe_nic::<Kernel>(&DMA)?;
     if let Ok(nic) = &nic {
         log::info!("net: {} on the hypervisor's bus, {}", nic.name(), Signal::Event);
