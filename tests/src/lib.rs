@@ -1085,10 +1085,12 @@ pub fn xen_dom0_sized(xen: &Path, mode: Dom0, image: &Path, args: &str, dom0_mib
     let vm = Vm::new(xen).memory_mib(512).debug_exit(false).cpu("max");
     let vm = match mode {
         Dom0::Pv => vm.cmdline(xen_args),
-        // Xen 4.17 runs a PVH dom0 only with an IOMMU.
+        // Xen 4.17 runs a PVH dom0 only with an IOMMU. QEMU's emulated VT-d beside TCG's
+        // SVM cannot share the p2m's page tables (Xen's setup of every PCI device then
+        // fails with ENOMEM), so the IOMMU keeps its own (`no-sharept`).
         Dom0::Pvh => vm
             .machine("q35,kernel-irqchip=split")
-            .cmdline(format!("{xen_args} dom0=pvh iommu=1"))
+            .cmdline(format!("{xen_args} dom0=pvh iommu=1,no-sharept"))
             .arg("-device")
             .arg("intel-iommu,intremap=on"),
     };

@@ -22,6 +22,10 @@ pub mod status {
 }
 
 pub const F_VERSION_1: u64 = 1 << 32;
+/// The device reaches memory through the platform's address translation (an IOMMU):
+/// accepted, since the addresses the kernel gives devices (`phys_to_dma`) are the
+/// platform's (a PVH dom0's guest frames, which Xen's IOMMU tables translate).
+pub const F_ACCESS_PLATFORM: u64 = 1 << 33;
 pub const F_EVENT_IDX: u64 = 1 << 29;
 
 /// What a driver needs from a transport.

@@ -6,7 +6,7 @@
 use alloc::vec::Vec;
 
 use super::queue::{Layout, Segment, SplitQueue};
-use super::{Error, F_EVENT_IDX, F_VERSION_1, Transport, negotiate, status};
+use super::{Error, F_ACCESS_PLATFORM, F_EVENT_IDX, F_VERSION_1, Transport, negotiate, status};
 use crate::dma::{DmaAllocator, DmaBuffer};
 pub use crate::net::RxFrame;
 use crate::net::{MAX_FRAME, NetDevice};
@@ -79,7 +79,7 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
     /// fix their own size.
     pub fn new(transport: T, alloc: &A, msix: Option<MsixEntries>, queue_limit: u16) -> Result<Self, Error> {
         let limit = queue_limit.clamp(1, MAX_QUEUE);
-        let wanted = F_VERSION_1 | F_MAC | F_STATUS | F_MRG_RXBUF | F_EVENT_IDX;
+        let wanted = F_VERSION_1 | F_MAC | F_STATUS | F_MRG_RXBUF | F_EVENT_IDX | F_ACCESS_PLATFORM;
         let features = negotiate(&transport, wanted)?;
         let event_idx = features & F_EVENT_IDX != 0;
         let fail = |e| {
