@@ -14,6 +14,7 @@ extern crate alloc;
 pub mod acpi_pm;
 pub mod debug_exit;
 pub mod dma;
+pub mod e1000;
 pub mod net;
 pub mod pci;
 pub mod uart16550;

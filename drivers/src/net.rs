@@ -3,6 +3,7 @@
 //! indirect call.
 
 use crate::dma::{DmaAllocator, DmaBuffer};
+use crate::e1000::{self, E1000};
 use crate::virtio;
 use crate::virtio::net::VirtioNet;
 use crate::xen;
@@ -67,12 +68,15 @@ pub trait NicTypes {
     /// The hypervisor's device bus, as its front ends take it (Xen's: grant table,
     /// xenstore, event channels; `xen::Absent` in a kernel without one).
     type HypervisorBus: xen::Xen;
+    /// A card's memory-mapped register window (a PCI memory BAR).
+    type Mmio: crate::Registers;
 }
 
 /// Every card the kernel can drive.
 pub enum AnyNic<K: NicTypes> {
     Virtio(VirtioNet<K::Virtio, K::Dma>),
     Netfront(Netfront<K::Dma, K::HypervisorBus>),
+    E1000(E1000<K::Mmio, K::Dma>),
 }
 
 impl<K: NicTypes> core::fmt::Debug for AnyNic<K> {
@@ -80,6 +84,7 @@ impl<K: NicTypes> core::fmt::Debug for AnyNic<K> {
         match self {
             AnyNic::Virtio(n) => n.fmt(f),
             AnyNic::Netfront(n) => n.fmt(f),
+            AnyNic::E1000(n) => n.fmt(f),
         }
     }
 }
@@ -90,6 +95,7 @@ impl<K: NicTypes> AnyNic<K> {
         match self {
             AnyNic::Virtio(_) => "virtio-net",
             AnyNic::Netfront(_) => "netfront",
+            AnyNic::E1000(n) => n.model().family(),
         }
     }
 }
@@ -99,6 +105,7 @@ macro_rules! any {
         match $self {
             AnyNic::Virtio($n) => $e,
             AnyNic::Netfront($n) => $e,
+            AnyNic::E1000($n) => $e,
         }
     };
 }
@@ -153,6 +160,13 @@ impl<K: NicTypes> NetDevice for AnyNic<K> {
 pub enum NicError {
     Virtio(virtio::Error),
     Netfront(xen::netfront::Error),
+    E1000(e1000::Error),
+}
+
+impl From<e1000::Error> for NicError {
+    fn from(e: e1000::Error) -> Self {
+        NicError::E1000(e)
+    }
 }
 
 impl From<virtio::Error> for NicError {
@@ -172,6 +186,7 @@ impl core::fmt::Display for NicError {
         match self {
             NicError::Virtio(e) => write!(f, "virtio-net failed: {e}"),
             NicError::Netfront(e) => write!(f, "netfront failed: {e}"),
+            NicError::E1000(e) => write!(f, "{e}"),
         }
     }
 }

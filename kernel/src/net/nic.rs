@@ -1,7 +1,9 @@
 //! Finding and starting the network card: virtio-net over modern or legacy PCI (with
-//! MSI-X when the device has it, else MSI, else its INTx line), else over MMIO
-//! (interrupt through the I/O APIC), else the card on the hypervisor's own bus (events
-//! through its upcall).
+//! MSI-X when the device has it, else MSI, else its INTx line), else an Intel e1000 or
+//! e1000e on PCI ([`e1000`]), else virtio over MMIO (interrupt through the I/O APIC),
+//! else the card on the hypervisor's own bus (events through its upcall).
+
+mod e1000;
 
 use drivers::net::{AnyNic, NicError, NicTypes};
 use drivers::pci::{self, CAP_VENDOR, ConfigSpace};
@@ -28,6 +30,7 @@ impl NicTypes for Kernel {
     type Dma = Dma;
     type Virtio = Transport;
     type HypervisorBus = pv::bus::Handles;
+    type Mmio = MmioRange;
 }
 
 pub type Nic = AnyNic<Kernel>;
@@ -108,10 +111,13 @@ impl core::fmt::Display for Signal {
 /// A started card and how it signals.
 pub type Probed = Result<(Nic, Signal), NicError>;
 
-/// Starts the first card found: virtio-net on PCI, else among the virtio-mmio windows,
+/// Starts the first card found: virtio-net on PCI, else an e1000, else among the virtio-mmio windows,
 /// else on the hypervisor's own bus.
 pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Probed> {
-    probe_pci().or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio)).or_else(probe_hypervisor_bus)
+    probe_pci()
+        .or_else(e1000::probe)
+        .or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio))
+        .or_else(probe_hypervisor_bus)
 }
 
 pub(crate) fn probe_hypervisor_bus() -> Option<Probed> {
@@ -147,7 +153,7 @@ fn virtio_net(transport: Transport, msix: Option<MsixEntries>, signal: Signal) -
 /// Queue slots per direction for the memory there is: each slot holds a 2 KiB buffer in
 /// both queues, and the card gets at most a quarter of free memory (64 slots at `-m 3`,
 /// the full 256 from about 8 MiB up).
-fn queue_limit() -> u16 {
+pub(super) fn queue_limit() -> u16 {
     let free = crate::heap_stats().frames_free;
     let per_slot = 2 * drivers::virtio::net::BUFFER_LEN as u64;
     let slots = (free / 4 / per_slot).clamp(16, u64::from(drivers::virtio::net::MAX_QUEUE));

@@ -1,0 +1,433 @@
+//! The driver against a fake card: a register file and the DMA memory, with the card's
+//! side of the rings played by the test.
+
+extern crate std;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+use super::*;
+use crate::dma::fake::FakeDma;
+
+const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+const RING: u16 = 16;
+
+/// An e1000 as far as the driver sees it: registers with the card's side effects
+/// (self-clearing reset, ICR cleared on read and by writing ones, IMS/IMC, EERD), and
+/// the rings in the fake DMA memory.
+struct Fake<'a> {
+    dma: &'a FakeDma,
+    model: Model,
+    regs: RefCell<BTreeMap<u16, u32>>,
+    eeprom: [u16; 3],
+    link: Cell<bool>,
+    stuck_reset: bool,
+    /// Every register write, in order.
+    writes: RefCell<Vec<(u16, u32)>>,
+}
+
+impl<'a> Fake<'a> {
+    fn new(dma: &'a FakeDma, model: Model) -> Self {
+        let regs = BTreeMap::from([
+            (reg::RAL0, u32::from_le_bytes([MAC[0], MAC[1], MAC[2], MAC[3]])),
+            (reg::RAH0, u32::from(u16::from_le_bytes([MAC[4], MAC[5]])) | RAH_AV),
+        ]);
+        Fake {
+            dma,
+            model,
+            regs: RefCell::new(regs),
+            eeprom: [0x1100, 0x3322, 0x5544],
+            link: Cell::new(true),
+            stuck_reset: false,
+            writes: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn get(&self, r: u16) -> u32 {
+        *self.regs.borrow().get(&r).unwrap_or(&0)
+    }
+    fn set(&self, r: u16, v: u32) {
+        self.regs.borrow_mut().insert(r, v);
+    }
+    fn raise(&self, cause: u32) {
+        self.set(reg::ICR, self.get(reg::ICR) | cause);
+    }
+    fn writes_to(&self, r: u16) -> Vec<u32> {
+        self.writes.borrow().iter().filter(|w| w.0 == r).map(|w| w.1).collect()
+    }
+
+    fn mem_u64(&self, addr: u64) -> u64 {
+        let (mem, off) = self.dma.at(addr).expect("DMA address");
+        u64::from_le_bytes(mem.borrow()[off..off + 8].try_into().unwrap())
+    }
+    fn descriptor(&self, base: u16, slot: u32) -> (std::rc::Rc<RefCell<Vec<u8>>>, usize) {
+        let ring = u64::from(self.get(base)) | (u64::from(self.get(base + 4)) << 32);
+        self.dma.at(ring + u64::from(slot) * 16).expect("descriptor in DMA memory")
+    }
+
+    /// Receives a frame into the next descriptor, writing `length`, `status` and
+    /// `errors` as given; false when the driver left the card no buffer.
+    fn deliver_raw(&self, bytes: &[u8], length: u16, status: u8, errors: u8) -> bool {
+        let (head, tail, len) = (self.get(reg::RDH), self.get(reg::RDT), self.get(reg::RDLEN) / 16);
+        if head == tail {
+            return false;
+        }
+        let (desc, off) = self.descriptor(reg::RDBAL, head);
+        let addr = u64::from_le_bytes(desc.borrow()[off..off + 8].try_into().unwrap());
+        let (buf, boff) = self.dma.at(addr).expect("receive buffer");
+        buf.borrow_mut()[boff..boff + bytes.len()].copy_from_slice(bytes);
+        let mut d = desc.borrow_mut();
+        d[off + 8..off + 10].copy_from_slice(&length.to_le_bytes());
+        d[off + 12] = status;
+        d[off + 13] = errors;
+        self.set(reg::RDH, (head + 1) % len);
+        self.raise(ICR_RXT0);
+        true
+    }
+
+    fn deliver(&self, bytes: &[u8]) -> bool {
+        self.deliver_raw(bytes, bytes.len() as u16, (RX_DD | RX_EOP) as u8, 0)
+    }
+
+    /// Sends what the driver queued: the frames, in order; DD set on each.
+    fn transmit(&self) -> Vec<Vec<u8>> {
+        let mut sent = Vec::new();
+        let len = self.get(reg::TDLEN) / 16;
+        while self.get(reg::TDH) != self.get(reg::TDT) {
+            let head = self.get(reg::TDH);
+            let (desc, off) = self.descriptor(reg::TDBAL, head);
+            let (addr, length, cmd) = {
+                let d = desc.borrow();
+                let addr = u64::from_le_bytes(d[off..off + 8].try_into().unwrap());
+                (addr, usize::from(u16::from_le_bytes([d[off + 8], d[off + 9]])), u32::from(d[off + 11]))
+            };
+            assert_eq!(cmd, TX_CMD_EOP | TX_CMD_IFCS | TX_CMD_RS);
+            assert_eq!(self.mem_u64(addr) & 0, 0);
+            let (buf, boff) = self.dma.at(addr).expect("transmit buffer");
+            sent.push(buf.borrow()[boff..boff + length].to_vec());
+            desc.borrow_mut()[off + 12] |= TX_DD as u8;
+            self.set(reg::TDH, (head + 1) % len);
+            self.raise(ICR_TXDW);
+        }
+        sent
+    }
+
+    fn set_link(&self, up: bool) {
+        self.link.set(up);
+        self.raise(ICR_LSC);
+    }
+}
+
+impl Registers for &Fake<'_> {
+    fn read8(&self, _: u16) -> u8 {
+        unreachable!("the driver reads 32 bits")
+    }
+    fn write8(&self, _: u16, _: u8) {
+        unreachable!("the driver writes 32 bits")
+    }
+    fn read16(&self, _: u16) -> u16 {
+        unreachable!("the driver reads 32 bits")
+    }
+    fn write16(&self, _: u16, _: u16) {
+        unreachable!("the driver writes 32 bits")
+    }
+    fn read32(&self, offset: u16) -> u32 {
+        match offset {
+            reg::ICR => {
+                let v = self.get(reg::ICR);
+                if self.model == Model::I82540Em {
+                    self.set(reg::ICR, 0);
+                }
+                v
+            }
+            reg::STATUS => {
+                if self.link.get() {
+                    STATUS_LU
+                } else {
+                    0
+                }
+            }
+            _ => self.get(offset),
+        }
+    }
+    fn write32(&self, offset: u16, value: u32) {
+        self.writes.borrow_mut().push((offset, value));
+        match offset {
+            reg::CTRL if !self.stuck_reset => self.set(offset, value & !CTRL_RST),
+            reg::IMS => self.set(reg::IMS, self.get(reg::IMS) | value),
+            reg::IMC => self.set(reg::IMS, self.get(reg::IMS) & !value),
+            reg::ICR => self.set(reg::ICR, self.get(reg::ICR) & !value),
+            reg::EERD => {
+                let (done, shift) = self.model.eerd();
+                let word = self.eeprom[((value >> shift) & 0xff) as usize];
+                self.set(reg::EERD, done | (u32::from(word) << 16));
+            }
+            _ => self.set(offset, value),
+        }
+    }
+}
+
+type Nic<'a, 'b> = E1000<&'a Fake<'b>, FakeDma>;
+
+fn up<'a, 'b>(fake: &'a Fake<'b>) -> Nic<'a, 'b> {
+    E1000::new(fake, fake.model, fake.dma, RING).expect("the card starts")
+}
+
+fn frame(n: usize) -> Vec<u8> {
+    (0..60 + n % 40).map(|i| (i + n) as u8).collect()
+}
+
+fn buffers() -> FakeDma {
+    FakeDma::new(2 * usize::from(RING))
+}
+
+#[test]
+fn bring_up_programs_rings_receiver_and_transmitter() {
+    for model in [Model::I82540Em, Model::I82574L] {
+        let dma = buffers();
+        let fake = Fake::new(&dma, model);
+        let nic = up(&fake);
+        assert_eq!(nic.mac(), MAC);
+        assert!(nic.link_up());
+        assert_eq!(fake.get(reg::RDLEN), u32::from(RING) * 16);
+        assert_eq!(fake.get(reg::TDLEN), u32::from(RING) * 16);
+        assert_eq!(fake.get(reg::RDT), u32::from(RING) - 1, "every buffer but one slot posted");
+        let rctl = fake.get(reg::RCTL);
+        assert_eq!(rctl & (RCTL_EN | RCTL_BAM | RCTL_SECRC), RCTL_EN | RCTL_BAM | RCTL_SECRC);
+        assert_eq!(rctl & (3 << 16 | 1 << 25), 0, "2048-byte buffers");
+        assert_eq!(fake.get(reg::TCTL) & (TCTL_EN | TCTL_PSP), TCTL_EN | TCTL_PSP);
+        assert_eq!(fake.get(reg::CTRL) & (CTRL_SLU | CTRL_RST), CTRL_SLU);
+        assert_eq!(fake.get(reg::IMS), 0, "interrupts masked");
+        assert_eq!(fake.get(reg::RAH0) & RAH_AV, RAH_AV);
+        // The reset came first.
+        assert_eq!(fake.writes.borrow().iter().position(|w| w.0 == reg::CTRL && w.1 & CTRL_RST != 0), Some(1));
+    }
+}
+
+#[test]
+fn mac_from_the_eeprom_when_ral0_is_empty() {
+    for model in [Model::I82540Em, Model::I82574L] {
+        let dma = buffers();
+        let fake = Fake::new(&dma, model);
+        fake.set(reg::RAL0, 0);
+        fake.set(reg::RAH0, 0);
+        let nic = up(&fake);
+        assert_eq!(nic.mac(), [0x00, 0x11, 0x22, 0x33, 0x44, 0x55], "{model}");
+        // Written back to receive address 0, valid.
+        assert_eq!(fake.get(reg::RAL0), 0x3322_1100);
+        assert_eq!(fake.get(reg::RAH0), 0x5544 | RAH_AV);
+    }
+    let dma = buffers();
+    let mut fake = Fake::new(&dma, Model::I82540Em);
+    fake.set(reg::RAH0, 0);
+    fake.eeprom = [0; 3];
+    assert_eq!(E1000::new(&fake, fake.model, &dma, RING).unwrap_err(), Error::NoMac(Model::I82540Em));
+}
+
+#[test]
+fn receives_in_place_and_wraps_around() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82540Em);
+    let mut nic = up(&fake);
+    assert!(!nic.has_work());
+    assert!(nic.receive().is_none());
+    // Several times round the ring, a few frames at a time (up to what the card is sure
+    // to hold: recycled buffers are published 8 at a time).
+    let mut n = 0;
+    for burst in [1, 5, 8, 3, 8, 7, 8, 8, 2, 8, 8] {
+        for i in 0..burst {
+            assert!(fake.deliver(&frame(n + i)), "a buffer for frame {}", n + i);
+        }
+        assert!(nic.has_work());
+        for i in 0..burst {
+            let got = nic.receive().expect("a frame");
+            assert_eq!(got.frame(), &frame(n + i)[..]);
+            nic.recycle(got);
+        }
+        assert!(nic.receive().is_none());
+        assert!(!nic.has_work());
+        n += burst;
+    }
+    assert!(n > 4 * usize::from(RING));
+    assert_eq!(nic.rx_errors, RxErrors::default());
+    // Recycled buffers are published in batches, never one register write per frame.
+    assert!(fake.writes_to(reg::RDT).len() < n / 4, "{} RDT writes", fake.writes_to(reg::RDT).len());
+}
+
+#[test]
+fn frames_held_by_the_stack_come_back_in_any_order() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82574L);
+    let mut nic = up(&fake);
+    for round in 0..6 {
+        let mut held = Vec::new();
+        for i in 0..4 {
+            assert!(fake.deliver(&frame(round * 4 + i)));
+            held.push(nic.receive().unwrap());
+        }
+        held.reverse();
+        for (i, f) in held.into_iter().enumerate() {
+            assert_eq!(f.frame(), &frame(round * 4 + 3 - i)[..]);
+            nic.recycle(f);
+        }
+    }
+    // Nothing lost: the card can be filled completely once more.
+    nic.kick();
+    let mut delivered = 0;
+    while fake.deliver(&frame(delivered)) {
+        delivered += 1;
+    }
+    assert_eq!(delivered, usize::from(RING) - 1);
+}
+
+#[test]
+fn bad_descriptors_are_dropped_counted_and_recycled() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82540Em);
+    let mut nic = up(&fake);
+    let dd_eop = (RX_DD | RX_EOP) as u8;
+    for round in 0..3 {
+        assert!(fake.deliver_raw(&frame(1), 60, dd_eop, 0x01)); // CRC error
+        assert!(fake.deliver_raw(&frame(2), 60, dd_eop, 0x80)); // RX data error
+        assert!(fake.deliver_raw(&frame(3), 4000, dd_eop, 0)); // beyond the buffer
+        assert!(fake.deliver_raw(&frame(4), 10, dd_eop, 0)); // runt
+        // A frame over two buffers: both parts go.
+        assert!(fake.deliver_raw(&frame(5), 2048, RX_DD as u8, 0));
+        assert!(fake.deliver_raw(&frame(6), 100, dd_eop, 0));
+        assert!(fake.deliver(&frame(7)));
+        let good = nic.receive().expect("the good frame after the bad ones");
+        assert_eq!(good.frame(), &frame(7)[..], "round {round}");
+        nic.recycle(good);
+        assert!(nic.receive().is_none());
+    }
+    assert_eq!(nic.rx_errors, RxErrors { flagged: 6, bad_length: 12 });
+    // Every dropped buffer went back to the card.
+    nic.kick();
+    let mut delivered = 0;
+    while fake.deliver(&frame(delivered)) {
+        delivered += 1;
+    }
+    assert_eq!(delivered, usize::from(RING) - 1);
+}
+
+#[test]
+fn sends_in_place_and_reclaims_in_order() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82540Em);
+    let mut nic = up(&fake);
+    let mut n = 0;
+    for burst in [1, 15, 4, 15, 9, 15, 15] {
+        for i in 0..burst {
+            let f = frame(n + i);
+            assert_eq!(nic.send(f.len(), |b| b.copy_from_slice(&f)), Some(()));
+        }
+        assert_eq!(fake.get(reg::TDT) as usize, (n + burst) % usize::from(RING));
+        let sent = fake.transmit();
+        assert_eq!(sent.len(), burst);
+        for (i, s) in sent.iter().enumerate() {
+            assert_eq!(s, &frame(n + i));
+        }
+        n += burst;
+    }
+    assert!(nic.can_send());
+}
+
+#[test]
+fn a_full_ring_refuses_before_filling_and_waits_for_dd_in_order() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82574L);
+    let mut nic = up(&fake);
+    for _ in 0..RING - 1 {
+        assert_eq!(nic.send(60, |b| b.len()), Some(60));
+    }
+    assert!(!nic.can_send());
+    let mut called = false;
+    assert_eq!(nic.send(60, |_| called = true), None);
+    assert!(!called);
+    assert!(!nic.has_work());
+    // The card reports the second descriptor done before the first: nothing comes back.
+    let (desc, off) = fake.descriptor(reg::TDBAL, 1);
+    desc.borrow_mut()[off + 12] |= TX_DD as u8;
+    assert!(!nic.can_send());
+    assert!(!nic.has_work());
+    // All done: every buffer returns, and the stack hears of it while idle.
+    fake.transmit();
+    assert!(nic.has_work());
+    assert!(nic.can_send());
+    for _ in 0..RING - 1 {
+        assert!(nic.send(60, |_| ()).is_some());
+    }
+}
+
+#[test]
+fn interrupt_causes_are_cleared_and_link_changes_seen() {
+    for model in [Model::I82540Em, Model::I82574L] {
+        let dma = buffers();
+        let fake = Fake::new(&dma, model);
+        let nic = up(&fake);
+        fake.set_link(false);
+        assert!(!nic.link_up());
+        nic.ack_interrupt();
+        assert_eq!(fake.get(reg::ICR), 0, "{model}: causes cleared");
+        assert_eq!(nic.link_changes(), 1);
+        fake.set_link(true);
+        assert!(nic.link_up());
+        assert_eq!(nic.interrupt_causes(), ICR_LSC);
+        assert_eq!(nic.interrupt_causes(), 0);
+        assert_eq!(nic.link_changes(), 2);
+    }
+}
+
+#[test]
+fn interrupt_masks_follow_the_stack() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82574L);
+    let mut nic = up(&fake);
+    let before = fake.writes.borrow().len();
+    nic.set_interrupts(true);
+    assert_eq!(fake.get(reg::IMS), RX_CAUSES);
+    nic.set_interrupts(true);
+    assert_eq!(fake.writes.borrow().len(), before + 1, "an unchanged mask is not written again");
+    nic.set_interrupts(false);
+    assert_eq!(fake.get(reg::IMS), 0);
+    // Every transmit buffer out: transmit-done interrupts too.
+    for _ in 0..RING - 1 {
+        nic.send(60, |_| ());
+    }
+    nic.set_interrupts(true);
+    assert_eq!(fake.get(reg::IMS), RX_CAUSES | ICR_TXDW);
+    fake.transmit();
+    nic.can_send();
+    nic.set_interrupts(true);
+    assert_eq!(fake.get(reg::IMS), RX_CAUSES);
+}
+
+#[test]
+fn failures_name_the_card() {
+    let dma = buffers();
+    let mut fake = Fake::new(&dma, Model::I82540Em);
+    fake.stuck_reset = true;
+    let err = E1000::new(&fake, fake.model, &dma, RING).unwrap_err();
+    assert_eq!(err, Error::ResetTimeout(Model::I82540Em));
+    assert_eq!(alloc::format!("{err}"), "e1000 (82540EM): the reset did not complete");
+    let err = Error::MissingBar(Model::I82574L);
+    assert_eq!(alloc::format!("{err}"), "e1000e (82574L): no memory BAR 0 for its registers");
+    // Short of buffers: an error, not a panic.
+    let dma = FakeDma::new(usize::from(RING));
+    let fake = Fake::new(&dma, Model::I82574L);
+    assert_eq!(E1000::new(&fake, fake.model, &dma, RING).unwrap_err(), Error::OutOfMemory(Model::I82574L));
+}
+
+#[test]
+fn ring_lengths_and_ids() {
+    let dma = FakeDma::new(1024);
+    let fake = Fake::new(&dma, Model::I82540Em);
+    for (limit, len) in [(0, 8), (13, 8), (64, 64), (1000, 256)] {
+        E1000::new(&fake, fake.model, &dma, limit).unwrap();
+        assert_eq!(fake.get(reg::RDLEN), len * 16, "limit {limit}");
+    }
+    assert_eq!(Model::from_ids(0x8086, 0x100e), Some(Model::I82540Em));
+    assert_eq!(Model::from_ids(0x8086, 0x10d3), Some(Model::I82574L));
+    assert_eq!(Model::from_ids(0x8086, 0x10d4), None);
+    assert_eq!(Model::from_ids(0x1af4, 0x100e), None);
+}
