@@ -29,5 +29,9 @@ pub(super) fn probe() -> Option<Probed> {
         _ => Signal::Polled,
     };
     log::info!("net: {} ({}) at {}, {signal}", model.family(), model.chip(), f.bdf);
-    Some(E1000::new(regs, model, &DMA, queue_limit()).map(|nic| (AnyNic::E1000(nic), signal)).map_err(Into::into))
+    Some(
+        E1000::new(regs, model, &DMA, queue_limit())
+            .map(|nic| (AnyNic::E1000(nic), signal))
+            .map_err(Into::into),
+    )
 }
