@@ -112,6 +112,27 @@ fn e1000e_on_q35() {
     serves_the_site(&srv);
 }
 
+/// QEMU's `set_link` (from its monitor) clears STATUS.LU and raises the link-change
+/// cause: the stack says so, and serves again once the link is back.
+#[test]
+fn link_down_and_up() {
+    for (machine, device) in [("pc", "e1000,netdev=n0"), ("q35", "e1000e,netdev=n0")] {
+        let sock =
+            std::env::temp_dir().join(format!("chameleon-nics-{}-{}.sock", std::process::id(), free_port()));
+        let monitor = format!("unix:{},server=on,wait=off", sock.display());
+        let netdev = ["-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"];
+        let mut srv = boot(machine, &[netdev[0], netdev[1], "-device", device, "-monitor", &monitor]);
+        let mut hmp = std::os::unix::net::UnixStream::connect(&sock).expect("QEMU's monitor");
+        hmp.write_all(b"set_link n0 off\n").unwrap();
+        srv.run.wait_for("net: link down").expect("the stack sees the link go down");
+        hmp.write_all(b"set_link n0 on\n").unwrap();
+        srv.run.wait_for("net: link up").expect("and come back");
+        let (head, _) = curl(srv.port, "/");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{machine}: {head}");
+        let _ = std::fs::remove_file(&sock);
+    }
+}
+
 /// `-nic user,...` and nothing else: QEMU's default card for the machine.
 #[test]
 fn default_nic_on_pc_and_q35() {
