@@ -8,6 +8,7 @@
 
 use alloc::vec::Vec;
 use core::cell::Cell;
+use core::sync::atomic::{Ordering, fence};
 
 use crate::Registers;
 use crate::dma::{DmaAllocator, DmaBuffer, DmaRing};
@@ -378,6 +379,8 @@ impl<R: Registers, A: DmaAllocator> E1000<R, A> {
     /// Writes RDT: the card may fill every posted slot.
     fn publish_rx(&mut self) {
         if self.rx_published != self.rx_fill {
+            // The descriptors are written before the card may read them.
+            fence(Ordering::Release);
             self.rx_published = self.rx_fill;
             self.regs.write32(reg::RDT, u32::from(self.rx_fill));
         }
@@ -399,6 +402,7 @@ impl<R: Registers, A: DmaAllocator> E1000<R, A> {
             if self.tx_ring.read_u32(off + 12) & TX_DD == 0 {
                 break;
             }
+            fence(Ordering::Acquire);
             if let Some(b) = self.tx_posted[usize::from(self.tx_clean)].take() {
                 self.tx_pool.push(b);
             }
@@ -444,6 +448,8 @@ impl<R: Registers, A: DmaAllocator> NetDevice for E1000<R, A> {
 
     fn receive(&mut self) -> Option<RxFrame<A::Buffer>> {
         while self.rx_ready() {
+            // The descriptor and buffer are read only after DD was seen set.
+            fence(Ordering::Acquire);
             let slot = self.rx_next;
             let off = usize::from(slot) * DESC_LEN;
             let word = self.rx_ring.read_u32(off + 12);
@@ -494,6 +500,8 @@ impl<R: Registers, A: DmaAllocator> NetDevice for E1000<R, A> {
         self.tx_ring.write_u32(off + 12, 0);
         self.tx_posted[usize::from(slot)] = Some(buffer);
         self.tx_tail = next(slot, self.len);
+        // Frame and descriptor are written before the card hears of them.
+        fence(Ordering::Release);
         self.regs.write32(reg::TDT, u32::from(self.tx_tail));
         Some(result)
     }
@@ -504,6 +512,7 @@ impl<R: Registers, A: DmaAllocator> NetDevice for E1000<R, A> {
 
     /// Publishes every receive buffer and the transmit tail again.
     fn kick(&mut self) {
+        fence(Ordering::Release);
         self.rx_published = self.rx_fill;
         self.regs.write32(reg::RDT, u32::from(self.rx_fill));
         self.regs.write32(reg::TDT, u32::from(self.tx_tail));
