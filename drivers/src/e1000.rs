@@ -313,6 +313,9 @@ impl<R: Registers, A: DmaAllocator> E1000<R, A> {
         r.write32(reg::RADV, 0);
         // No checksum offload: the stack checks, and error bits then mean a bad frame.
         r.write32(reg::RXCSUM, 0);
+        // Written once: QEMU's 82540EM holds received frames back for a second after any
+        // RCTL write (its `flush_queue_timer`), which is why DHCP on `-device e1000`
+        // takes a second longer than on the other cards.
         r.write32(reg::RCTL, RCTL_EN | RCTL_BAM | RCTL_SECRC);
 
         let tx = self.tx_ring.device_addr();
