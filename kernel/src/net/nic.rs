@@ -111,8 +111,8 @@ impl core::fmt::Display for Signal {
 /// A started card and how it signals.
 pub type Probed = Result<(Nic, Signal), NicError>;
 
-/// Starts the first card found: virtio-net on PCI, else an e1000, else among the virtio-mmio windows,
-/// else on the hypervisor's own bus.
+/// Starts the first card found: virtio-net on PCI, else an e1000 or e1000e, else among
+/// the virtio-mmio windows, else on the hypervisor's own bus.
 pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Probed> {
     probe_pci()
         .or_else(e1000::probe)
