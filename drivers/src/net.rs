@@ -5,6 +5,7 @@
 use crate::dma::{DmaAllocator, DmaBuffer};
 use crate::virtio;
 use crate::virtio::net::VirtioNet;
+use crate::vmxnet3::{self, Vmxnet3};
 use crate::xen;
 use crate::xen::netfront::Netfront;
 
@@ -67,12 +68,16 @@ pub trait NicTypes {
     /// The hypervisor's device bus, as its front ends take it (Xen's: grant table,
     /// xenstore, event channels; `xen::Absent` in a kernel without one).
     type HypervisorBus: xen::Xen;
+    /// A window on a device's memory BAR.
+    type Mmio: crate::Registers;
 }
 
 /// Every card the kernel can drive.
 pub enum AnyNic<K: NicTypes> {
     Virtio(VirtioNet<K::Virtio, K::Dma>),
     Netfront(Netfront<K::Dma, K::HypervisorBus>),
+    /// BAR0 and BAR1.
+    Vmxnet3(Vmxnet3<K::Mmio, K::Dma>),
 }
 
 impl<K: NicTypes> core::fmt::Debug for AnyNic<K> {
@@ -80,6 +85,7 @@ impl<K: NicTypes> core::fmt::Debug for AnyNic<K> {
         match self {
             AnyNic::Virtio(n) => n.fmt(f),
             AnyNic::Netfront(n) => n.fmt(f),
+            AnyNic::Vmxnet3(n) => n.fmt(f),
         }
     }
 }
@@ -90,6 +96,7 @@ impl<K: NicTypes> AnyNic<K> {
         match self {
             AnyNic::Virtio(_) => "virtio-net",
             AnyNic::Netfront(_) => "netfront",
+            AnyNic::Vmxnet3(_) => "vmxnet3",
         }
     }
 }
@@ -99,6 +106,7 @@ macro_rules! any {
         match $self {
             AnyNic::Virtio($n) => $e,
             AnyNic::Netfront($n) => $e,
+            AnyNic::Vmxnet3($n) => $e,
         }
     };
 }
@@ -153,6 +161,7 @@ impl<K: NicTypes> NetDevice for AnyNic<K> {
 pub enum NicError {
     Virtio(virtio::Error),
     Netfront(xen::netfront::Error),
+    Vmxnet3(vmxnet3::Error),
 }
 
 impl From<virtio::Error> for NicError {
@@ -167,11 +176,19 @@ impl From<xen::netfront::Error> for NicError {
     }
 }
 
+impl From<vmxnet3::Error> for NicError {
+    fn from(e: vmxnet3::Error) -> Self {
+        NicError::Vmxnet3(e)
+    }
+}
+
 impl core::fmt::Display for NicError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             NicError::Virtio(e) => write!(f, "virtio-net failed: {e}"),
             NicError::Netfront(e) => write!(f, "netfront failed: {e}"),
+            // The error names the card.
+            NicError::Vmxnet3(e) => write!(f, "{e}"),
         }
     }
 }

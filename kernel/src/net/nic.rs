@@ -28,6 +28,7 @@ impl NicTypes for Kernel {
     type Dma = Dma;
     type Virtio = Transport;
     type HypervisorBus = pv::bus::Handles;
+    type Mmio = MmioRange;
 }
 
 pub type Nic = AnyNic<Kernel>;
@@ -108,10 +109,13 @@ impl core::fmt::Display for Signal {
 /// A started card and how it signals.
 pub type Probed = Result<(Nic, Signal), NicError>;
 
-/// Starts the first card found: virtio-net on PCI, else among the virtio-mmio windows,
+/// Starts the first card found: virtio-net on PCI, else vmxnet3, else among the virtio-mmio windows,
 /// else on the hypervisor's own bus.
 pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Probed> {
-    probe_pci().or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio)).or_else(probe_hypervisor_bus)
+    probe_pci()
+        .or_else(probe_vmxnet3)
+        .or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio))
+        .or_else(probe_hypervisor_bus)
 }
 
 pub(crate) fn probe_hypervisor_bus() -> Option<Probed> {
@@ -192,4 +196,24 @@ fn probe_pci() -> Option<Probed> {
     };
     log::info!("net: virtio-net ({}) at {}, {signal}", transport.name(), f.bdf);
     Some(virtio_net(transport, msix, signal))
+}
+
+/// vmxnet3: BAR0 (doorbells, interrupt masks) and BAR1 (commands, registers), and its
+/// INTx line (the driver runs everything on interrupt 0, which is all INTx offers).
+fn probe_vmxnet3() -> Option<Probed> {
+    use drivers::vmxnet3::{self, Vmxnet3};
+    let f = functions().iter().find(|f| f.vendor == vmxnet3::VENDOR && f.device == vmxnet3::DEVICE)?;
+    let pt = map_bar(f.bdf, 0, 0, 0x1000)?;
+    let vd = map_bar(f.bdf, 1, 0, 0x1000)?;
+    pci::enable(config(), f.bdf, false);
+    let signal = match f.interrupt_line {
+        irq @ 1..=0xfe => {
+            let line = crate::interrupts::pci_intx_line(irq);
+            if crate::interrupts::route(line, NET_VECTOR) { Signal::Line(line) } else { Signal::Polled }
+        }
+        _ => Signal::Polled,
+    };
+    log::info!("net: vmxnet3 at {}, {signal}", f.bdf);
+    let nic = Vmxnet3::new(pt, vd, &DMA, queue_limit()).map_err(NicError::from);
+    Some(nic.map(|nic| (AnyNic::Vmxnet3(nic), signal)))
 }
