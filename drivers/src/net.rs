@@ -99,6 +99,14 @@ impl<K: NicTypes> AnyNic<K> {
             AnyNic::Vmxnet3(_) => "vmxnet3",
         }
     }
+
+    /// Why the card stopped, when it reports that (its link then reads down).
+    pub fn fault(&self) -> Option<NicError> {
+        match self {
+            AnyNic::Vmxnet3(n) => n.error().cloned().map(NicError::Vmxnet3),
+            _ => None,
+        }
+    }
 }
 
 macro_rules! any {
