@@ -21,8 +21,12 @@ struct Server {
 
 /// Boots httpd with only a vmxnet3 card and waits for its DHCP lease.
 fn boot(cmdline: &str) -> Server {
+    boot_with(cmdline, &[])
+}
+
+fn boot_with(cmdline: &str, args: &[&str]) -> Server {
     let port = free_port();
-    let vm = Vm::app("httpd")
+    let mut vm = Vm::app("httpd")
         .machine("pc")
         .cmdline(cmdline)
         .arg("-netdev")
@@ -30,6 +34,9 @@ fn boot(cmdline: &str) -> Server {
         .arg("-device")
         .arg("vmxnet3,netdev=n0")
         .timeout(Duration::from_secs(180));
+    for arg in args {
+        vm = vm.arg(*arg);
+    }
     let mut run = vm.spawn().expect("spawn QEMU");
     run.wait_for("httpd: listening on port 80").expect("httpd listens");
     run.wait_for("net: DHCP gave ip 10.0.2.15/24").expect("DHCP lease");
@@ -108,4 +115,22 @@ fn httpd_over_vmxnet3_with_the_vmware_backend() {
     assert!(srv.run.lines.iter().any(|l| l.text.contains("backend=vmware")), "the VMware backend is chosen");
     serves_the_site(&srv);
     keep_alive(&srv);
+}
+
+/// QEMU's `set_link` raises the card's link event: the kernel sees the link go down
+/// (ECR, then GET_LINK) and come back, and serves again.
+#[test]
+fn link_events_follow_the_host() {
+    let sock = std::env::temp_dir().join(format!("chameleon-vmxnet3-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let monitor = format!("unix:{},server=on,wait=off", sock.display());
+    let mut srv = boot_with("", &["-monitor", &monitor]);
+    let mut hmp = std::os::unix::net::UnixStream::connect(&sock).expect("QEMU's monitor");
+    hmp.write_all(b"set_link n0 off\n").unwrap();
+    srv.run.wait_for("net: link down").expect("the link goes down");
+    hmp.write_all(b"set_link n0 on\n").unwrap();
+    srv.run.wait_for("net: link up").expect("the link comes back");
+    let (head, _) = curl(srv.port, "/");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let _ = std::fs::remove_file(&sock);
 }
