@@ -85,6 +85,8 @@ mod shared {
     pub const INTR_CTRL: usize = 108;
     // devRead.rxFilterConf
     pub const RX_MODE: usize = 120;
+    /// The VLAN filter, one bit per VLAN id.
+    pub const VLAN_FILTER: usize = 136;
     /// Event cause the device sets.
     pub const ECR: usize = 696;
     pub const LEN: usize = 720;
@@ -452,6 +454,9 @@ fn write_shared(s: &impl DmaRing) {
     s.write_u32(shared::INTR_CONF, 1 << 8);
     s.write_u32(shared::INTR_CTRL, 0);
     s.write_u32(shared::RX_MODE, RXM_UCAST | RXM_BCAST);
+    // VLAN 0: untagged frames, which VMware's device filters like any other VLAN (QEMU's
+    // lets them through regardless).
+    s.write_u32(shared::VLAN_FILTER, 1);
 }
 
 impl<R: Registers, A: DmaAllocator> NetDevice for Vmxnet3<R, A> {
@@ -665,6 +670,8 @@ mod tests {
             }
             assert_eq!(rd32(d, s.dsa + shared::MTU as u64), 1500);
             assert_eq!(rd32(d, s.dsa + shared::RX_SG_AND_QUEUES as u64), 0x0101_0001);
+            assert_eq!(rd32(d, s.dsa + shared::RX_MODE as u64), RXM_UCAST | RXM_BCAST);
+            assert_eq!(rd32(d, s.dsa + shared::VLAN_FILTER as u64) & 1, 1, "untagged frames pass");
             let q = rd64(d, s.dsa + shared::QUEUE_DESC_PA as u64);
             let (tx, rx) = (q, q + 256);
             s.tx = DevRing::new(rd64(d, tx + 16), rd32(d, tx + 56));
