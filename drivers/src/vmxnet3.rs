@@ -345,6 +345,16 @@ impl<R: Registers, A: DmaAllocator> Vmxnet3<R, A> {
         Ok(net)
     }
 
+    /// Transmit and receive buffers the driver still owns, lent to the stack or not
+    /// (for the fuzz target's check that none leaks: with the frames the stack holds,
+    /// always twice the ring size).
+    #[cfg(any(test, feature = "fakes"))]
+    pub fn buffers_owned(&self) -> (usize, usize) {
+        let tx = self.tx_pool.len() + self.tx_posted.iter().flatten().count();
+        let rx = self.rx_posted.iter().flatten().count() + self.rx_spare.len();
+        (tx, rx)
+    }
+
     /// Why the device stopped, once it has.
     pub fn error(&self) -> Option<&Error> {
         self.failed.as_ref()
@@ -579,44 +589,45 @@ impl<R: Registers, A: DmaAllocator> Vmxnet3<R, A> {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// vmxnet3 as QEMU's device model plays it, over the fake DMA memory: for the host
+/// tests and the fuzz target.
+#[cfg(any(test, feature = "fakes"))]
+pub mod fake {
     extern crate std;
     use super::*;
     use crate::dma::fake::FakeDma;
     use core::cell::RefCell;
-    use std::vec;
 
     /// Reads and writes the device's view of DMA memory at a device address.
-    fn rd32(dma: &FakeDma, addr: u64) -> u32 {
+    pub fn rd32(dma: &FakeDma, addr: u64) -> u32 {
         let (mem, o) = dma.at(addr).expect("device read outside DMA memory");
         u32::from_le_bytes(mem.borrow()[o..o + 4].try_into().unwrap())
     }
-    fn rd64(dma: &FakeDma, addr: u64) -> u64 {
+    pub fn rd64(dma: &FakeDma, addr: u64) -> u64 {
         u64::from(rd32(dma, addr)) | (u64::from(rd32(dma, addr + 4)) << 32)
     }
-    fn wr32(dma: &FakeDma, addr: u64, v: u32) {
+    pub fn wr32(dma: &FakeDma, addr: u64, v: u32) {
         let (mem, o) = dma.at(addr).expect("device write outside DMA memory");
         mem.borrow_mut()[o..o + 4].copy_from_slice(&v.to_le_bytes());
     }
 
     /// A ring as the device walks it.
     #[derive(Debug, Default, Clone, Copy)]
-    struct DevRing {
-        base: u64,
-        size: u32,
-        next: u32,
-        phase: bool,
+    pub struct DevRing {
+        pub base: u64,
+        pub size: u32,
+        pub next: u32,
+        pub phase: bool,
     }
 
     impl DevRing {
-        fn new(base: u64, size: u32) -> Self {
+        pub fn new(base: u64, size: u32) -> Self {
             DevRing { base, size, next: 0, phase: true }
         }
-        fn cell(&self) -> u64 {
+        pub fn cell(&self) -> u64 {
             self.base + u64::from(self.next) * 16
         }
-        fn advance(&mut self) {
+        pub fn advance(&mut self) {
             self.next += 1;
             if self.next == self.size {
                 self.next = 0;
@@ -626,40 +637,41 @@ mod tests {
     }
 
     #[derive(Debug, Default)]
-    struct State {
-        revisions: u32,
-        dsa: u64,
-        last_cmd: u32,
-        active: bool,
-        masked: bool,
-        link: bool,
-        tx: DevRing,
-        tx_comp: DevRing,
-        rx: DevRing,
-        rx_comp: DevRing,
-        sent: Vec<Vec<u8>>,
+    pub struct State {
+        pub revisions: u32,
+        pub dsa: u64,
+        pub last_cmd: u32,
+        pub active: bool,
+        pub masked: bool,
+        pub link: bool,
+        pub tx: DevRing,
+        pub tx_comp: DevRing,
+        pub rx: DevRing,
+        pub rx_comp: DevRing,
+        pub sent: Vec<Vec<u8>>,
         /// Completions to hold back and write in reverse (for the reordering test).
-        hold_tx: Vec<u32>,
-        reorder_tx: bool,
+        pub hold_tx: Vec<u32>,
+        pub reorder_tx: bool,
     }
 
     /// vmxnet3 as QEMU plays it, over fake DMA memory.
-    struct FakeDevice<'a> {
-        dma: &'a FakeDma,
-        s: RefCell<State>,
+    #[derive(Debug)]
+    pub struct FakeDevice<'a> {
+        pub dma: &'a FakeDma,
+        pub s: RefCell<State>,
     }
 
-    #[derive(Clone, Copy)]
-    struct Bar<'a>(&'a FakeDevice<'a>, u8);
+    #[derive(Clone, Copy, Debug)]
+    pub struct Bar<'a>(&'a FakeDevice<'a>, u8);
 
     impl<'a> FakeDevice<'a> {
-        fn new(dma: &'a FakeDma) -> Self {
+        pub fn new(dma: &'a FakeDma) -> Self {
             FakeDevice {
                 dma,
                 s: RefCell::new(State { revisions: 1, masked: true, link: true, ..State::default() }),
             }
         }
-        fn bars(&'a self) -> (Bar<'a>, Bar<'a>) {
+        pub fn bars(&'a self) -> (Bar<'a>, Bar<'a>) {
             (Bar(self, 0), Bar(self, 1))
         }
         fn activate(&self) {
@@ -711,7 +723,7 @@ mod tests {
             wr32(d, c + 12, if s.tx_comp.phase { COMP_GEN } else { 0 });
             s.tx_comp.advance();
         }
-        fn release_held_tx(&self, reverse: bool) {
+        pub fn release_held_tx(&self, reverse: bool) {
             let mut s = self.s.borrow_mut();
             let mut held = core::mem::take(&mut s.hold_tx);
             if reverse {
@@ -723,7 +735,7 @@ mod tests {
         }
         /// Delivers a frame into the next receive buffer; `len` is what the completion
         /// claims, `err` its error bit. False when no buffer is posted.
-        fn deliver(&self, frame: &[u8], len: u32, err: bool) -> bool {
+        pub fn deliver(&self, frame: &[u8], len: u32, err: bool) -> bool {
             let mut s = self.s.borrow_mut();
             let d = self.dma;
             let cell = s.rx.cell();
@@ -744,7 +756,7 @@ mod tests {
             true
         }
         /// Posts events in the driver-shared area, as the device does.
-        fn raise_events(&self, bits: u32, tx_error: u32) {
+        pub fn raise_events(&self, bits: u32, tx_error: u32) {
             let s = self.s.borrow();
             let ecr = s.dsa + shared::ECR as u64;
             wr32(self.dma, ecr, rd32(self.dma, ecr) | bits);
@@ -804,6 +816,15 @@ mod tests {
             }
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::fake::*;
+    use super::*;
+    use crate::dma::fake::FakeDma;
+    use std::vec;
 
     fn frame(tag: u8, len: usize) -> Vec<u8> {
         let mut f = vec![tag; len];
