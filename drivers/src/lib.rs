@@ -19,6 +19,7 @@ pub mod net;
 pub mod pci;
 pub mod uart16550;
 pub mod virtio;
+pub mod vmxnet3;
 pub mod xen;
 
 /// Access to one device's register window, by byte offset.

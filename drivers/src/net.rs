@@ -6,6 +6,7 @@ use crate::dma::{DmaAllocator, DmaBuffer};
 use crate::e1000::{self, E1000};
 use crate::virtio;
 use crate::virtio::net::VirtioNet;
+use crate::vmxnet3::{self, Vmxnet3};
 use crate::xen;
 use crate::xen::netfront::Netfront;
 
@@ -77,6 +78,8 @@ pub enum AnyNic<K: NicTypes> {
     Virtio(VirtioNet<K::Virtio, K::Dma>),
     Netfront(Netfront<K::Dma, K::HypervisorBus>),
     E1000(E1000<K::Mmio, K::Dma>),
+    /// BAR0 and BAR1.
+    Vmxnet3(Vmxnet3<K::Mmio, K::Dma>),
 }
 
 impl<K: NicTypes> core::fmt::Debug for AnyNic<K> {
@@ -85,6 +88,7 @@ impl<K: NicTypes> core::fmt::Debug for AnyNic<K> {
             AnyNic::Virtio(n) => n.fmt(f),
             AnyNic::Netfront(n) => n.fmt(f),
             AnyNic::E1000(n) => n.fmt(f),
+            AnyNic::Vmxnet3(n) => n.fmt(f),
         }
     }
 }
@@ -96,6 +100,15 @@ impl<K: NicTypes> AnyNic<K> {
             AnyNic::Virtio(_) => "virtio-net",
             AnyNic::Netfront(_) => "netfront",
             AnyNic::E1000(n) => n.model().family(),
+            AnyNic::Vmxnet3(_) => "vmxnet3",
+        }
+    }
+
+    /// Why the card stopped, when it reports that (its link then reads down).
+    pub fn fault(&self) -> Option<NicError> {
+        match self {
+            AnyNic::Vmxnet3(n) => n.error().cloned().map(NicError::Vmxnet3),
+            _ => None,
         }
     }
 }
@@ -106,6 +119,7 @@ macro_rules! any {
             AnyNic::Virtio($n) => $e,
             AnyNic::Netfront($n) => $e,
             AnyNic::E1000($n) => $e,
+            AnyNic::Vmxnet3($n) => $e,
         }
     };
 }
@@ -161,6 +175,7 @@ pub enum NicError {
     Virtio(virtio::Error),
     Netfront(xen::netfront::Error),
     E1000(e1000::Error),
+    Vmxnet3(vmxnet3::Error),
 }
 
 impl From<e1000::Error> for NicError {
@@ -181,12 +196,20 @@ impl From<xen::netfront::Error> for NicError {
     }
 }
 
+impl From<vmxnet3::Error> for NicError {
+    fn from(e: vmxnet3::Error) -> Self {
+        NicError::Vmxnet3(e)
+    }
+}
+
 impl core::fmt::Display for NicError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             NicError::Virtio(e) => write!(f, "virtio-net failed: {e}"),
             NicError::Netfront(e) => write!(f, "netfront failed: {e}"),
             NicError::E1000(e) => write!(f, "{e}"),
+            // The error names the card.
+            NicError::Vmxnet3(e) => write!(f, "{e}"),
         }
     }
 }

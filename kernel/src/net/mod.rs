@@ -346,6 +346,8 @@ impl Stack {
         if up != self.link_up {
             if up {
                 log::info!("net: link up")
+            } else if let Some(fault) = self.port.nic.get_mut().fault() {
+                log::warn!("net: link down: {fault}")
             } else {
                 log::warn!("net: link down")
             }

@@ -111,11 +111,12 @@ impl core::fmt::Display for Signal {
 /// A started card and how it signals.
 pub type Probed = Result<(Nic, Signal), NicError>;
 
-/// Starts the first card found: virtio-net on PCI, else an e1000 or e1000e, else among
-/// the virtio-mmio windows, else on the hypervisor's own bus.
+/// Starts the first card found: virtio-net on PCI, else an e1000 or e1000e, else
+/// vmxnet3, else among the virtio-mmio windows, else on the hypervisor's own bus.
 pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Probed> {
     probe_pci()
         .or_else(e1000::probe)
+        .or_else(probe_vmxnet3)
         .or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio))
         .or_else(probe_hypervisor_bus)
 }
@@ -198,4 +199,38 @@ fn probe_pci() -> Option<Probed> {
     };
     log::info!("net: virtio-net ({}) at {}, {signal}", transport.name(), f.bdf);
     Some(virtio_net(transport, msix, signal))
+}
+
+/// vmxnet3: BAR0 (doorbells, interrupt masks) and BAR1 (commands, registers). The
+/// driver runs its queues and events on interrupt 0: MSI-X entry 0 when the card has
+/// MSI-X (QEMU's does, in BAR2), else MSI, else its INTx line.
+fn probe_vmxnet3() -> Option<Probed> {
+    use drivers::vmxnet3::{self, Vmxnet3};
+    let f = functions().iter().find(|f| f.vendor == vmxnet3::VENDOR && f.device == vmxnet3::DEVICE)?;
+    let pt = map_bar(f.bdf, 0, 0, 0x1000)?;
+    let vd = map_bar(f.bdf, 1, 0, 0x1000)?;
+    let cfg = config();
+    let apic = pv::native::apic::id() as u8;
+    let msix = pci::msix(cfg, f.bdf).is_some_and(|info| {
+        let Some(table) = map_bar(f.bdf, info.table_bar, u64::from(info.table_offset), 16) else {
+            return false;
+        };
+        pci::msix_set_entry(&table, 0, apic, NET_VECTOR);
+        pci::msix_enable(cfg, f.bdf, &info);
+        true
+    });
+    let msi = !msix && pci::msi_enable(cfg, f.bdf, apic, NET_VECTOR);
+    pci::enable(cfg, f.bdf, msix || msi);
+    let signal = match f.interrupt_line {
+        _ if msix => Signal::Msix,
+        _ if msi => Signal::Msi,
+        irq @ 1..=0xfe => {
+            let line = crate::interrupts::pci_intx_line(irq);
+            if crate::interrupts::route(line, NET_VECTOR) { Signal::Line(line) } else { Signal::Polled }
+        }
+        _ => Signal::Polled,
+    };
+    log::info!("net: vmxnet3 at {}, {signal}", f.bdf);
+    let nic = Vmxnet3::new(pt, vd, &DMA, queue_limit()).map_err(NicError::from);
+    Some(nic.map(|nic| (AnyNic::Vmxnet3(nic), signal)))
 }
