@@ -23,7 +23,8 @@
 # CMDLINE (kernel command line; app arguments go after ` -- `), PORT (host port
 # forwarded to the guest's port 80, default 8080), NET=user|tap (tap: the guest sits on
 # a tap device in the network namespace `chameleon` at 10.0.3.2, reached with
-# `ip netns exec chameleon curl http://10.0.3.2/`; needs root).
+# `ip netns exec chameleon curl http://10.0.3.2/`; needs root), NIC=virtio|vmxnet3|e1000|e1000e
+# (the card's model, default virtio).
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -209,6 +209,8 @@ pub struct Vm {
     wrapper: Vec<String>,
     /// Give QEMU a pipe as stdin, so [`Running::send`] can type on the serial console.
     input: bool,
+    /// The card's QEMU model (`-device`), when not virtio-net.
+    nic_model: Option<String>,
 }
 
 impl Vm {
@@ -222,6 +224,7 @@ impl Vm {
             accel: std::env::var("ACCEL").unwrap_or_else(|_| "tcg".to_owned()),
             cpu: None,
             net: None,
+            nic_model: None,
             debug_exit: true,
             extra_args: Vec::new(),
             timeout: Duration::from_secs(60),
@@ -278,6 +281,12 @@ impl Vm {
     }
 
     /// Gives the VM a virtio-net card on `net`.
+    /// Gives the card of [`Vm::net`] another QEMU model (`vmxnet3`, `e1000`, `e1000e`).
+    pub fn nic_model(mut self, model: impl Into<String>) -> Vm {
+        self.nic_model = Some(model.into());
+        self
+    }
+
     pub fn net(mut self, net: Net) -> Vm {
         self.net = Some(net);
         self
@@ -352,8 +361,11 @@ impl Vm {
                 Net::Tap => "tap,id=net0,ifname=tap0,script=no,downscript=no".to_owned(),
             };
             // microvm has no PCI bus: its card is virtio-mmio, found through ACPI's DSDT.
-            let card =
-                if self.machine.starts_with("microvm") { "virtio-net-device" } else { "virtio-net-pci" };
+            let card = match &self.nic_model {
+                Some(model) => model.as_str(),
+                None if self.machine.starts_with("microvm") => "virtio-net-device",
+                None => "virtio-net-pci",
+            };
             args.extend([
                 "-netdev".into(),
                 backend.into(),

@@ -89,6 +89,11 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         "tap" => Some(Namespace::persistent("chameleon").map_err(|e| format!("NET=tap: {e}"))?),
         _ => return Err("NET must be user or tap".to_owned()),
     };
+    let nic = match env("NIC").as_deref().unwrap_or("virtio") {
+        "virtio" => None,
+        model @ ("vmxnet3" | "e1000" | "e1000e") => Some(model.to_owned()),
+        other => return Err(format!("NIC must be virtio, vmxnet3, e1000 or e1000e, not {other}")),
+    };
     let image = build(app)?;
 
     let mut vm = Vm::new(image)
@@ -96,6 +101,9 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         .cpu(cpu_model(&accel))
         .machine(env("MACHINE").unwrap_or_else(|| "pc".to_owned()))
         .memory_mib(memory);
+    if let Some(model) = nic {
+        vm = vm.nic_model(model);
+    }
     let url = match &namespace {
         None => {
             vm = vm.net(Net::User { host_port: port });
