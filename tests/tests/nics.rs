@@ -112,11 +112,14 @@ fn e1000e_on_q35() {
     serves_the_site(&srv);
 }
 
-/// QEMU's `set_link` (from its monitor) clears STATUS.LU and raises the link-change
-/// cause: the stack says so, and serves again once the link is back.
+/// QEMU's `set_link` (from its monitor) clears the card's link bit (e1000's STATUS.LU,
+/// virtio-net's config STATUS) and signals the change: the stack says so, and serves
+/// again once the link is back.
 #[test]
 fn link_down_and_up() {
-    for (machine, device) in [("pc", "e1000,netdev=n0"), ("q35", "e1000e,netdev=n0")] {
+    for (machine, device) in
+        [("pc", "e1000,netdev=n0"), ("q35", "e1000e,netdev=n0"), ("pc", "virtio-net-pci,netdev=n0")]
+    {
         let sock =
             std::env::temp_dir().join(format!("chameleon-nics-{}-{}.sock", std::process::id(), free_port()));
         let monitor = format!("unix:{},server=on,wait=off", sock.display());
