@@ -672,8 +672,9 @@ impl Domu {
 pub struct DomainState {
     pub name: String,
     pub id: u32,
-    /// xl's six state letters, `r b p s c d` or `-` each: running, blocked, paused,
-    /// shut down, crashed, dying.
+    /// xl's six state letters: `r b p s` or `-` each (running, blocked, paused, shut
+    /// down), the shutdown reason's letter (`-` poweroff or none, `r` reboot, `s`
+    /// suspend, `c` crash, `w` watchdog, `S` soft reset), then `d` (dying) or `-`.
     pub flags: String,
     pub cpu_seconds: f64,
     /// Xen's shutdown reason once shut down: 0 poweroff, 1 reboot, 2 suspend, 3 crash,
@@ -1276,7 +1277,7 @@ mod unit {
 Name                                        ID   Mem VCPUs\tState\tTime(s)   UUID                            Reason-Code\tSecurity Label
 Domain-0                                     0   256     1     r-----      12.3 00000000-0000-0000-0000-000000000000        -                -
 hello-pv                                     1   128     1     ---s--       0.1 5d1c0f5e-8a5b-4a36-9f57-0e5e1f8a3c11        0                -
-panic                                        2   128     1     ----c-       0.2 6d1c0f5e-8a5b-4a36-9f57-0e5e1f8a3c11        3                -
+panic                                        2   128     1     ---sc-       0.2 6d1c0f5e-8a5b-4a36-9f57-0e5e1f8a3c11        3                -
 ";
         let rows = parse_xl_list(text);
         assert_eq!(rows.len(), 3);
@@ -1285,7 +1286,7 @@ panic                                        2   128     1     ----c-       0.2 
         assert_eq!(rows[1].name, "hello-pv");
         assert_eq!((rows[1].id, rows[1].reason, rows[1].has_ended()), (1, Some(0), true));
         assert_eq!(rows[1].reason_name(), "poweroff");
-        assert_eq!((rows[2].flags.as_str(), rows[2].reason_name()), ("----c-", "crash"));
+        assert_eq!((rows[2].flags.as_str(), rows[2].reason_name()), ("---sc-", "crash"));
     }
 
     #[test]
