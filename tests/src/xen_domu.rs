@@ -30,7 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cpio::Cpio;
-use crate::{HarnessError, Running, Vm, shell_quote, target_dir, xen_binary};
+use crate::{HarnessError, Running, Vm, shell_quote, target_dir, workspace_root, xen_binary};
 
 /// dom0's /init: the toolstack, the bridge, then the command loop.
 const DOM0_INIT: &str = include_str!("../xen-domu/dom0-init.sh");
@@ -601,6 +601,14 @@ impl Domu {
         domu.vif(true).extra(&format!("console=hvc0 loglevel=4 ip={ip}"))
     }
 
+    /// [`Domu::linux`], but busybox httpd serves httpd's own site (`apps/httpd/site`)
+    /// instead of the one-line page: the same files the image serves, for comparisons.
+    pub fn linux_site(name: &str, kind: DomuType, ip: &str) -> Domu {
+        let mut domu = Domu::linux(name, kind, ip);
+        domu.extra.push_str(" site");
+        domu
+    }
+
     /// The kernel command line (`extra =`).
     pub fn extra(mut self, cmdline: &str) -> Domu {
         assert!(
@@ -1033,6 +1041,12 @@ impl Testbed {
         }
     }
 
+    /// Writes `text` (printable ASCII lines) to `path` in dom0.
+    pub fn write_file(&self, path: &str, text: &str) -> Result<()> {
+        let lines: Vec<String> = text.lines().map(shell_quote).collect();
+        self.ok(&format!("printf '%s\\n' {} > {}", lines.join(" "), shell_quote(path))).map(drop)
+    }
+
     /// Writes the domU's xl config to `/run/tb/NAME.cfg` and `xl create`s it. The
     /// image starts as soon as this returns.
     pub fn create(&self, domu: &Domu) -> Result<()> {
@@ -1042,8 +1056,7 @@ impl Testbed {
             inner.next_mac - 1
         };
         let cfg = format!("/run/tb/{}.cfg", domu.name);
-        let lines: Vec<String> = domu.config(mac).lines().map(shell_quote).collect();
-        self.ok(&format!("printf '%s\\n' {} > {cfg}", lines.join(" ")))?;
+        self.write_file(&cfg, &domu.config(mac))?;
         let started = Instant::now();
         let out = self.run_for(&format!("xl create {cfg}"), Duration::from_secs(120))?;
         if out.success() {
@@ -1136,6 +1149,18 @@ impl Testbed {
     /// `xl destroy NAME`.
     pub fn destroy(&self, name: &str) -> Result<()> {
         self.ok(&format!("xl destroy {name}")).map(drop)
+    }
+
+    /// `xl shutdown NAME`: asks the guest (through xenstore's `control/shutdown`) to
+    /// power off, and returns without waiting; see [`Testbed::wait_shutdown`].
+    pub fn shutdown(&self, name: &str) -> Result<()> {
+        self.ok(&format!("xl shutdown {name}")).map(drop)
+    }
+
+    /// `xl reboot NAME`: as [`Testbed::shutdown`], asking for a reboot. With the
+    /// testbed's `on_reboot = "preserve"` the domain then stays, shut down with reason 1.
+    pub fn reboot(&self, name: &str) -> Result<()> {
+        self.ok(&format!("xl reboot {name}")).map(drop)
     }
 
     /// Xen's message ring (`xl dmesg`): crash reports, and what HVM/PVH guests write to
@@ -1231,12 +1256,16 @@ fn write_initrd(cache: &Cache, options: &Options, path: &Path) -> Result<()> {
         overlay.file("testbed/linux/vmlinux.gz", 0o644, &read(&cache.kernel)?).map_err(err)?;
         overlay.file("testbed/linux/initrd", 0o644, &linux_domu_initrd(cache)?).map_err(err)?;
     }
+    if options.wrk {
+        overlay.tree(&cache.wrk, "").map_err(err)?;
+    }
     let overlay = overlay.finish().map_err(err)?;
     let mut file = fs::OpenOptions::new().append(true).open(path).map_err(err)?;
     file.write_all(&overlay).map_err(err)
 }
 
-/// The control domU's initramfs: busybox, netfront and its /init.
+/// The control domU's initramfs: busybox, netfront, its /init, and httpd's site (for
+/// [`Domu::linux_site`]).
 fn linux_domu_initrd(cache: &Cache) -> Result<Vec<u8>> {
     let read = |p: &Path| fs::read(p).map_err(|e| setup_err(format!("{}: {e}", p.display())));
     let mut cpio = Cpio::new(Vec::new());
@@ -1249,6 +1278,8 @@ fn linux_domu_initrd(cache: &Cache) -> Result<Vec<u8>> {
             cpio.symlink(&format!("bin/{applet}"), "busybox")?;
         }
         cpio.file("xen-netfront.ko", 0o644, &read(&cache.netfront).map_err(io::Error::other)?)?;
+        cpio.dir("site", 0o755)?;
+        cpio.tree(&workspace_root().join("apps/httpd/site"), "site/")?;
         cpio.file("init", 0o755, LINUX_DOMU_INIT.as_bytes())
     };
     build(&mut cpio).map_err(setup_err)?;
