@@ -38,7 +38,7 @@ const DOM0_INIT: &str = include_str!("../xen-domu/dom0-init.sh");
 const LINUX_DOMU_INIT: &str = include_str!("../xen-domu/domu-linux-init.sh");
 
 /// Bump when the cache recipe below changes, so old caches are rebuilt.
-const RECIPE: &str = "xen-domu cache 3";
+const RECIPE: &str = "xen-domu cache 4";
 
 /// The Debian packages of dom0's root, besides `linux-image-<version>`. Xen itself comes
 /// from [`xen_binary`], shared with the dom0 tests. libxenctrl, libxenguest and
@@ -60,6 +60,38 @@ const PACKAGES: &[&str] = &[
     "libxendevicemodel1",
     "libxentoolcore1",
 ];
+
+/// The load generator for [`Options::load_generator`], fetched with the rest so that
+/// its libraries come from the same host as dom0's (a libm newer than dom0's libc
+/// would not load). Not in dom0's root: only the benchmark's boots carry it.
+const WRK_PACKAGES: &[&str] = &["wrk", "libluajit-5.1-2", "libssl3"];
+
+/// nginx for the Linux control domU ([`Options::linux_nginx`]), libssl3 aside.
+const NGINX_PACKAGES: &[&str] = &["nginx", "libcrypt1", "libpcre2-8-0", "zlib1g"];
+
+/// nginx's configuration in the Linux domU: one process serving httpd's site, with
+/// keep-alive connections that last, as `benches/linux-guest.sh` runs it under QEMU.
+const NGINX_CONF: &str = "\
+daemon on;
+master_process off;
+worker_processes 1;
+user root;
+error_log stderr error;
+pid /tmp/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    keepalive_requests 1000000;
+    client_body_temp_path /tmp/body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
+    types { text/html html; text/css css; image/png png; text/plain txt; }
+    server { listen 80; root /site; }
+}
+";
 
 /// dom0's modules, under the kernel's `kernel/` directory (init loads them by name).
 const MODULES: &[&str] = &[
@@ -113,6 +145,10 @@ struct Cache {
     dom0_root: PathBuf,
     busybox: PathBuf,
     netfront: PathBuf,
+    /// wrk and the libraries dom0's root lacks, as a tree to overlay on it.
+    wrk: PathBuf,
+    /// nginx with every library and the loader, for the Linux domU's initramfs.
+    nginx: PathBuf,
 }
 
 /// Failures of the testbed. [`TestbedError::Unavailable`] is the one a test may skip on.
@@ -173,6 +209,8 @@ fn build_cache() -> Result<Cache> {
         dom0_root: dir.join("dom0-root.cpio"),
         busybox: dir.join("busybox"),
         netfront: dir.join("xen-netfront.ko"),
+        wrk: dir.join("wrk"),
+        nginx: dir.join("nginx"),
     };
     let lock = File::create(dir.join(".lock")).map_err(setup_err)?;
     lock.lock().map_err(setup_err)?;
@@ -183,7 +221,8 @@ fn build_cache() -> Result<Cache> {
     let started = Instant::now();
     eprintln!("xen-domu: building the dom0 root in {} (once)", dir.display());
     let kernel = linux_version()?;
-    let mut packages: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
+    let mut packages: Vec<String> =
+        PACKAGES.iter().chain(WRK_PACKAGES).chain(NGINX_PACKAGES).map(|p| p.to_string()).collect();
     packages.push(format!("linux-image-{kernel}"));
     let debs = download(&dir.join("debs"), &packages)?;
     let unpacked = dir.join("unpacked");
@@ -194,6 +233,10 @@ fn build_cache() -> Result<Cache> {
     let tree = dir.join("dom0-root");
     let _ = fs::remove_dir_all(&tree);
     dom0_tree(&unpacked, &tree, &kernel)?;
+    let _ = fs::remove_dir_all(&cache.wrk);
+    wrk_tree(&unpacked, &cache.wrk, &tree)?;
+    let _ = fs::remove_dir_all(&cache.nginx);
+    nginx_tree(&unpacked, &cache.nginx)?;
     let mut out = BufWriter::new(File::create(dir.join("dom0-root.cpio.tmp")).map_err(setup_err)?);
     let mut cpio = Cpio::new(&mut out);
     cpio.tree(&tree, "").map_err(setup_err)?;
@@ -401,6 +444,39 @@ fn dom0_tree(pkgs: &Path, tree: &Path, kernel: &str) -> Result<()> {
     Ok(())
 }
 
+/// Lays out wrk in `out` with the libraries it needs that dom0's root `dom0` lacks
+/// (libc and the loader must stay dom0's own).
+fn wrk_tree(pkgs: &Path, out: &Path, dom0: &Path) -> Result<()> {
+    let libs = [pkgs.join("usr/lib/x86_64-linux-gnu")];
+    copy_elf(&pkgs.join("usr/bin/wrk"), &out.join("usr/bin/wrk"), pkgs, out, &libs)?;
+    let dir = out.join("usr/lib/x86_64-linux-gnu");
+    for entry in fs::read_dir(&dir).map_err(|e| setup_err(format!("{}: {e}", dir.display())))? {
+        let name = entry.map_err(setup_err)?.file_name();
+        if dom0.join("usr/lib/x86_64-linux-gnu").join(&name).exists() {
+            fs::remove_file(dir.join(&name)).map_err(setup_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Lays out nginx in `out` with everything it loads, the loader included: the Linux
+/// domU's initramfs has no libraries of its own (its busybox is static).
+fn nginx_tree(pkgs: &Path, out: &Path) -> Result<()> {
+    let libs = [pkgs.join("usr/lib/x86_64-linux-gnu")];
+    copy_elf(&pkgs.join("usr/sbin/nginx"), &out.join("usr/sbin/nginx"), pkgs, out, &libs)?;
+    install(Path::new("/lib64/ld-linux-x86-64.so.2"), &out.join("lib64/ld-linux-x86-64.so.2"))?;
+    fs::create_dir_all(out.join("etc")).map_err(setup_err)?;
+    let files = [
+        ("etc/nginx.conf", NGINX_CONF),
+        ("etc/passwd", "root:x:0:0:root:/:/bin/sh\n"),
+        ("etc/group", "root:x:0:\n"),
+    ];
+    for (name, text) in files {
+        fs::write(out.join(name), text).map_err(|e| setup_err(format!("{name}: {e}")))?;
+    }
+    Ok(())
+}
+
 fn symlink(target: &str, link: &Path) -> Result<()> {
     std::os::unix::fs::symlink(target, link).map_err(|e| setup_err(format!("{}: {e}", link.display())))
 }
@@ -464,6 +540,8 @@ fn copy_elf(from: &Path, to: &Path, pkgs: &Path, tree: &Path, libs: &[PathBuf]) 
 pub struct Options {
     images: Vec<(String, PathBuf)>,
     linux: bool,
+    nginx: bool,
+    wrk: bool,
     boot_timeout: Duration,
     idle: Duration,
     dom0_mib: u32,
@@ -484,6 +562,8 @@ impl Options {
         Options {
             images: Vec::new(),
             linux: false,
+            nginx: false,
+            wrk: false,
             boot_timeout: Duration::from_secs(240),
             idle: Duration::from_secs(300),
             dom0_mib: 256,
@@ -503,6 +583,21 @@ impl Options {
     /// [`Domu::linux`].
     pub fn linux_domu(mut self) -> Options {
         self.linux = true;
+        self
+    }
+
+    /// [`Options::linux_domu`], with nginx (Debian's, 9 MiB with its libraries) in the
+    /// domU's initramfs, for [`Domu::linux_nginx`].
+    pub fn linux_nginx(mut self) -> Options {
+        self.linux = true;
+        self.nginx = true;
+        self
+    }
+
+    /// Puts wrk (Debian's, with its libraries; 7 MiB) in dom0 as `/usr/bin/wrk`, to load
+    /// domUs' servers from dom0.
+    pub fn load_generator(mut self) -> Options {
+        self.wrk = true;
         self
     }
 
@@ -606,6 +701,15 @@ impl Domu {
     pub fn linux_site(name: &str, kind: DomuType, ip: &str) -> Domu {
         let mut domu = Domu::linux(name, kind, ip);
         domu.extra.push_str(" site");
+        domu
+    }
+
+    /// [`Domu::linux_site`] served by nginx (needs [`Options::linux_nginx`]): the
+    /// Linux server built for throughput, where busybox httpd forks per connection and
+    /// closes each after one answer.
+    pub fn linux_nginx(name: &str, kind: DomuType, ip: &str) -> Domu {
+        let mut domu = Domu::linux(name, kind, ip);
+        domu.extra.push_str(" site nginx");
         domu
     }
 
@@ -1254,7 +1358,9 @@ fn write_initrd(cache: &Cache, options: &Options, path: &Path) -> Result<()> {
     if options.linux {
         overlay.dir("testbed/linux", 0o755).map_err(err)?;
         overlay.file("testbed/linux/vmlinux.gz", 0o644, &read(&cache.kernel)?).map_err(err)?;
-        overlay.file("testbed/linux/initrd", 0o644, &linux_domu_initrd(cache)?).map_err(err)?;
+        overlay
+            .file("testbed/linux/initrd", 0o644, &linux_domu_initrd(cache, options.nginx)?)
+            .map_err(err)?;
     }
     if options.wrk {
         overlay.tree(&cache.wrk, "").map_err(err)?;
@@ -1264,9 +1370,9 @@ fn write_initrd(cache: &Cache, options: &Options, path: &Path) -> Result<()> {
     file.write_all(&overlay).map_err(err)
 }
 
-/// The control domU's initramfs: busybox, netfront, its /init, and httpd's site (for
-/// [`Domu::linux_site`]).
-fn linux_domu_initrd(cache: &Cache) -> Result<Vec<u8>> {
+/// The control domU's initramfs: busybox, netfront, its /init, httpd's site (for
+/// [`Domu::linux_site`]) and, if asked for, nginx.
+fn linux_domu_initrd(cache: &Cache, nginx: bool) -> Result<Vec<u8>> {
     let read = |p: &Path| fs::read(p).map_err(|e| setup_err(format!("{}: {e}", p.display())));
     let mut cpio = Cpio::new(Vec::new());
     let build = |cpio: &mut Cpio<Vec<u8>>| -> io::Result<()> {
@@ -1280,6 +1386,9 @@ fn linux_domu_initrd(cache: &Cache) -> Result<Vec<u8>> {
         cpio.file("xen-netfront.ko", 0o644, &read(&cache.netfront).map_err(io::Error::other)?)?;
         cpio.dir("site", 0o755)?;
         cpio.tree(&workspace_root().join("apps/httpd/site"), "site/")?;
+        if nginx {
+            cpio.tree(&cache.nginx, "")?;
+        }
         cpio.file("init", 0o755, LINUX_DOMU_INIT.as_bytes())
     };
     build(&mut cpio).map_err(setup_err)?;
