@@ -849,6 +849,16 @@ pub fn parse_xl_list(text: &str) -> Vec<DomainState> {
         .collect()
 }
 
+/// How soon a domU served, from the start of its `xl create` by dom0's clock
+/// ([`Testbed::create_until_page`]; `/proc/uptime`, 10 ms steps).
+#[derive(Clone, Copy, Debug)]
+pub struct FirstPage {
+    /// Until `xl create` returned (the domain built, its vif's hotplug script run).
+    pub create: Duration,
+    /// Until the first page came back.
+    pub page: Duration,
+}
+
 /// What a command in dom0 gave.
 #[derive(Clone, Debug)]
 pub struct CommandOutput {
@@ -1154,6 +1164,49 @@ impl Testbed {
     /// Writes the domU's xl config to `/run/tb/NAME.cfg` and `xl create`s it. The
     /// image starts as soon as this returns.
     pub fn create(&self, domu: &Domu) -> Result<()> {
+        let started = Instant::now();
+        self.create_by(domu, |cfg| format!("xl create {cfg}"), Duration::from_secs(120))?;
+        eprintln!("xen-domu: xl create {} took {:.1} s", domu.name, started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// [`Testbed::create`], then `wget`s `url` in dom0 until a page comes back (busybox
+    /// wget fails on any status but 200), all in one dom0 command timed by dom0's own
+    /// clock, so no console round trip is counted. Every 20 ms while the guest refuses;
+    /// a guest that does not answer ARP yet costs dom0's ARP timeout per try (3 probes
+    /// `retrans_time_ms` apart, 1 s by default).
+    pub fn create_until_page(&self, domu: &Domu, url: &str, limit: Duration) -> Result<FirstPage> {
+        let uptime = "$(cut -d' ' -f1 /proc/uptime)";
+        let url = shell_quote(url);
+        let out = self.create_by(
+            domu,
+            |cfg| {
+                format!(
+                    "s={uptime}; xl create {cfg} || exit; c={uptime}; \
+                     until wget -q -O /dev/null {url} 2>/dev/null; do usleep 20000; done; echo \"$s $c {uptime}\""
+                )
+            },
+            limit,
+        )?;
+        let times: Vec<f64> =
+            out.text.lines().last().unwrap_or("").split(' ').filter_map(|t| t.parse().ok()).collect();
+        match times[..] {
+            [start, created, page] => Ok(FirstPage {
+                create: Duration::from_secs_f64(created - start),
+                page: Duration::from_secs_f64(page - start),
+            }),
+            _ => Err(TestbedError::Command(format!("no times from the create loop: {}", out.text))),
+        }
+    }
+
+    /// Writes the domU's config to `/run/tb/NAME.cfg` and runs `command(cfg)`, which
+    /// creates it; on failure the error holds xl's log and the hotplug log.
+    fn create_by(
+        &self,
+        domu: &Domu,
+        command: impl FnOnce(&str) -> String,
+        limit: Duration,
+    ) -> Result<CommandOutput> {
         let mac = {
             let mut inner = self.lock();
             inner.next_mac = inner.next_mac.wrapping_add(1);
@@ -1161,17 +1214,16 @@ impl Testbed {
         };
         let cfg = format!("/run/tb/{}.cfg", domu.name);
         self.write_file(&cfg, &domu.config(mac))?;
-        let started = Instant::now();
-        let out = self.run_for(&format!("xl create {cfg}"), Duration::from_secs(120))?;
+        let cmd = command(&cfg);
+        let out = self.run_for(&cmd, limit)?;
         if out.success() {
-            eprintln!("xen-domu: xl create {} took {:.1} s", domu.name, started.elapsed().as_secs_f64());
-            return Ok(());
+            return Ok(out);
         }
         let logs = self
             .run(&format!("tail -n 30 /var/log/xen/xl-{}.log; cat /var/log/xen/xen-hotplug.log", domu.name))
             .map_or_else(|e| e.to_string(), |o| o.text);
         Err(TestbedError::Command(format!(
-            "xl create {} exited with {}:\n{}\n--- xl's log and the hotplug log ---\n{logs}",
+            "creating {} (`{cmd}`) exited with {}:\n{}\n--- xl's log and the hotplug log ---\n{logs}",
             domu.name, out.status, out.text
         )))
     }
