@@ -291,9 +291,11 @@ fn udp_echo_as_pvh_domu() {
     udp_echo_as_domu("udp-pvh", DomuType::Pvh, "10.0.9.6");
 }
 
-/// One client in dom0: fetches `$1` until /run/tb/load-on goes, each answer tallied in
-/// `$2`. `timeout` bounds a fetch from a domain that vanished mid-answer.
-const LOAD_LOOP: &str = r#"while [ -e /run/tb/load-on ]; do
+/// One client in dom0: fetches `$1` until /run/tb/load-on goes, or for 3 minutes at
+/// most (a test that failed midway leaves it), each answer tallied in `$2`. `timeout`
+/// bounds a fetch from a domain that vanished mid-answer.
+const LOAD_LOOP: &str = r#"end=$(( $(cut -d. -f1 /proc/uptime) + 180 ))
+while [ -e /run/tb/load-on ] && [ $(cut -d. -f1 /proc/uptime) -lt $end ]; do
   if timeout 5 wget -q -O /dev/null "$1"; then echo ok; else echo fail; fi >> "$2"
 done"#;
 
