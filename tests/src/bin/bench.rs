@@ -711,7 +711,15 @@ fn xen_http(secs: u32, rounds: usize) -> ExitCode {
                 let load = busy(&before, &[cpu("Domain-0"), cpu(domu.name())], t0);
                 assert!(out.success(), "{cmd}: {}", out.text);
                 let r = parse_wrk(&out.text);
-                eprintln!("xen-http: round {} {label} -c{c}: {:.0} req/s", round + 1, r.rps);
+                eprintln!(
+                    "xen-http: round {} {label} -c{c}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, dom0 {:.0}%, domU {:.0}%",
+                    round + 1,
+                    r.rps,
+                    r.p50_ms,
+                    r.p99_ms,
+                    load[0],
+                    load[1]
+                );
                 samples[g][i].push((r, load[0], load[1]));
             }
         }
