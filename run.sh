@@ -6,7 +6,8 @@
 #   ./run.sh [APP] [-- QEMU_ARGS...]   build APP (default: httpd) and boot it in QEMU
 #   ./run.sh build [APP]               build APP and print the image path
 #   ./run.sh test                      run every test: host unit tests, then QEMU boots
-#   ./run.sh bench KIND [OPTIONS]      boot, pvops, first200, http, soak (BENCHMARKS.md)
+#   ./run.sh bench KIND [OPTIONS]      boot, pvops, first200, http, soak, xen-http
+#                                      (BENCHMARKS.md)
 #   ./run.sh xen pv|pvh [APP]          boot APP (default: hello) as a Xen 4.17 dom0, Xen
 #                                      itself under QEMU TCG; stops when Xen reports the
 #                                      dom0 halted (exit 0) or crashed (exit 1)

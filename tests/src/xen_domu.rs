@@ -30,7 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cpio::Cpio;
-use crate::{HarnessError, Running, Vm, shell_quote, target_dir, xen_binary};
+use crate::{HarnessError, Running, Vm, shell_quote, target_dir, workspace_root, xen_binary};
 
 /// dom0's /init: the toolstack, the bridge, then the command loop.
 const DOM0_INIT: &str = include_str!("../xen-domu/dom0-init.sh");
@@ -38,7 +38,7 @@ const DOM0_INIT: &str = include_str!("../xen-domu/dom0-init.sh");
 const LINUX_DOMU_INIT: &str = include_str!("../xen-domu/domu-linux-init.sh");
 
 /// Bump when the cache recipe below changes, so old caches are rebuilt.
-const RECIPE: &str = "xen-domu cache 3";
+const RECIPE: &str = "xen-domu cache 4";
 
 /// The Debian packages of dom0's root, besides `linux-image-<version>`. Xen itself comes
 /// from [`xen_binary`], shared with the dom0 tests. libxenctrl, libxenguest and
@@ -60,6 +60,38 @@ const PACKAGES: &[&str] = &[
     "libxendevicemodel1",
     "libxentoolcore1",
 ];
+
+/// The load generator for [`Options::load_generator`], fetched with the rest so that
+/// its libraries come from the same host as dom0's (a libm newer than dom0's libc
+/// would not load). Not in dom0's root: only the benchmark's boots carry it.
+const WRK_PACKAGES: &[&str] = &["wrk", "libluajit-5.1-2", "libssl3"];
+
+/// nginx for the Linux control domU ([`Options::linux_nginx`]), libssl3 aside.
+const NGINX_PACKAGES: &[&str] = &["nginx", "libcrypt1", "libpcre2-8-0", "zlib1g"];
+
+/// nginx's configuration in the Linux domU: one process serving httpd's site, with
+/// keep-alive connections that last, as `benches/linux-guest.sh` runs it under QEMU.
+const NGINX_CONF: &str = "\
+daemon on;
+master_process off;
+worker_processes 1;
+user root;
+error_log stderr error;
+pid /tmp/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    keepalive_requests 1000000;
+    client_body_temp_path /tmp/body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
+    types { text/html html; text/css css; image/png png; text/plain txt; }
+    server { listen 80; root /site; }
+}
+";
 
 /// dom0's modules, under the kernel's `kernel/` directory (init loads them by name).
 const MODULES: &[&str] = &[
@@ -113,6 +145,10 @@ struct Cache {
     dom0_root: PathBuf,
     busybox: PathBuf,
     netfront: PathBuf,
+    /// wrk and the libraries dom0's root lacks, as a tree to overlay on it.
+    wrk: PathBuf,
+    /// nginx with every library and the loader, for the Linux domU's initramfs.
+    nginx: PathBuf,
 }
 
 /// Failures of the testbed. [`TestbedError::Unavailable`] is the one a test may skip on.
@@ -173,6 +209,8 @@ fn build_cache() -> Result<Cache> {
         dom0_root: dir.join("dom0-root.cpio"),
         busybox: dir.join("busybox"),
         netfront: dir.join("xen-netfront.ko"),
+        wrk: dir.join("wrk"),
+        nginx: dir.join("nginx"),
     };
     let lock = File::create(dir.join(".lock")).map_err(setup_err)?;
     lock.lock().map_err(setup_err)?;
@@ -183,7 +221,8 @@ fn build_cache() -> Result<Cache> {
     let started = Instant::now();
     eprintln!("xen-domu: building the dom0 root in {} (once)", dir.display());
     let kernel = linux_version()?;
-    let mut packages: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
+    let mut packages: Vec<String> =
+        PACKAGES.iter().chain(WRK_PACKAGES).chain(NGINX_PACKAGES).map(|p| p.to_string()).collect();
     packages.push(format!("linux-image-{kernel}"));
     let debs = download(&dir.join("debs"), &packages)?;
     let unpacked = dir.join("unpacked");
@@ -194,6 +233,10 @@ fn build_cache() -> Result<Cache> {
     let tree = dir.join("dom0-root");
     let _ = fs::remove_dir_all(&tree);
     dom0_tree(&unpacked, &tree, &kernel)?;
+    let _ = fs::remove_dir_all(&cache.wrk);
+    wrk_tree(&unpacked, &cache.wrk, &tree)?;
+    let _ = fs::remove_dir_all(&cache.nginx);
+    nginx_tree(&unpacked, &cache.nginx)?;
     let mut out = BufWriter::new(File::create(dir.join("dom0-root.cpio.tmp")).map_err(setup_err)?);
     let mut cpio = Cpio::new(&mut out);
     cpio.tree(&tree, "").map_err(setup_err)?;
@@ -401,6 +444,39 @@ fn dom0_tree(pkgs: &Path, tree: &Path, kernel: &str) -> Result<()> {
     Ok(())
 }
 
+/// Lays out wrk in `out` with the libraries it needs that dom0's root `dom0` lacks
+/// (libc and the loader must stay dom0's own).
+fn wrk_tree(pkgs: &Path, out: &Path, dom0: &Path) -> Result<()> {
+    let libs = [pkgs.join("usr/lib/x86_64-linux-gnu")];
+    copy_elf(&pkgs.join("usr/bin/wrk"), &out.join("usr/bin/wrk"), pkgs, out, &libs)?;
+    let dir = out.join("usr/lib/x86_64-linux-gnu");
+    for entry in fs::read_dir(&dir).map_err(|e| setup_err(format!("{}: {e}", dir.display())))? {
+        let name = entry.map_err(setup_err)?.file_name();
+        if dom0.join("usr/lib/x86_64-linux-gnu").join(&name).exists() {
+            fs::remove_file(dir.join(&name)).map_err(setup_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Lays out nginx in `out` with everything it loads, the loader included: the Linux
+/// domU's initramfs has no libraries of its own (its busybox is static).
+fn nginx_tree(pkgs: &Path, out: &Path) -> Result<()> {
+    let libs = [pkgs.join("usr/lib/x86_64-linux-gnu")];
+    copy_elf(&pkgs.join("usr/sbin/nginx"), &out.join("usr/sbin/nginx"), pkgs, out, &libs)?;
+    install(Path::new("/lib64/ld-linux-x86-64.so.2"), &out.join("lib64/ld-linux-x86-64.so.2"))?;
+    fs::create_dir_all(out.join("etc")).map_err(setup_err)?;
+    let files = [
+        ("etc/nginx.conf", NGINX_CONF),
+        ("etc/passwd", "root:x:0:0:root:/:/bin/sh\n"),
+        ("etc/group", "root:x:0:\n"),
+    ];
+    for (name, text) in files {
+        fs::write(out.join(name), text).map_err(|e| setup_err(format!("{name}: {e}")))?;
+    }
+    Ok(())
+}
+
 fn symlink(target: &str, link: &Path) -> Result<()> {
     std::os::unix::fs::symlink(target, link).map_err(|e| setup_err(format!("{}: {e}", link.display())))
 }
@@ -464,6 +540,8 @@ fn copy_elf(from: &Path, to: &Path, pkgs: &Path, tree: &Path, libs: &[PathBuf]) 
 pub struct Options {
     images: Vec<(String, PathBuf)>,
     linux: bool,
+    nginx: bool,
+    wrk: bool,
     boot_timeout: Duration,
     idle: Duration,
     dom0_mib: u32,
@@ -484,6 +562,8 @@ impl Options {
         Options {
             images: Vec::new(),
             linux: false,
+            nginx: false,
+            wrk: false,
             boot_timeout: Duration::from_secs(240),
             idle: Duration::from_secs(300),
             dom0_mib: 256,
@@ -503,6 +583,21 @@ impl Options {
     /// [`Domu::linux`].
     pub fn linux_domu(mut self) -> Options {
         self.linux = true;
+        self
+    }
+
+    /// [`Options::linux_domu`], with nginx (Debian's, 9 MiB with its libraries) in the
+    /// domU's initramfs, for [`Domu::linux_nginx`].
+    pub fn linux_nginx(mut self) -> Options {
+        self.linux = true;
+        self.nginx = true;
+        self
+    }
+
+    /// Puts wrk (Debian's, with its libraries; 7 MiB) in dom0 as `/usr/bin/wrk`, to load
+    /// domUs' servers from dom0.
+    pub fn load_generator(mut self) -> Options {
+        self.wrk = true;
         self
     }
 
@@ -601,6 +696,23 @@ impl Domu {
         domu.vif(true).extra(&format!("console=hvc0 loglevel=4 ip={ip}"))
     }
 
+    /// [`Domu::linux`], but busybox httpd serves httpd's own site (`apps/httpd/site`)
+    /// instead of the one-line page: the same files the image serves, for comparisons.
+    pub fn linux_site(name: &str, kind: DomuType, ip: &str) -> Domu {
+        let mut domu = Domu::linux(name, kind, ip);
+        domu.extra.push_str(" site");
+        domu
+    }
+
+    /// [`Domu::linux_site`] served by nginx (needs [`Options::linux_nginx`]): the
+    /// Linux server built for throughput, where busybox httpd forks per connection and
+    /// closes each after one answer.
+    pub fn linux_nginx(name: &str, kind: DomuType, ip: &str) -> Domu {
+        let mut domu = Domu::linux(name, kind, ip);
+        domu.extra.push_str(" site nginx");
+        domu
+    }
+
     /// The kernel command line (`extra =`).
     pub fn extra(mut self, cmdline: &str) -> Domu {
         assert!(
@@ -672,8 +784,9 @@ impl Domu {
 pub struct DomainState {
     pub name: String,
     pub id: u32,
-    /// xl's six state letters, `r b p s c d` or `-` each: running, blocked, paused,
-    /// shut down, crashed, dying.
+    /// xl's six state letters: `r b p s` or `-` each (running, blocked, paused, shut
+    /// down), the shutdown reason's letter (`-` poweroff or none, `r` reboot, `s`
+    /// suspend, `c` crash, `w` watchdog, `S` soft reset), then `d` (dying) or `-`.
     pub flags: String,
     pub cpu_seconds: f64,
     /// Xen's shutdown reason once shut down: 0 poweroff, 1 reboot, 2 suspend, 3 crash,
@@ -734,6 +847,16 @@ pub fn parse_xl_list(text: &str) -> Vec<DomainState> {
             })
         })
         .collect()
+}
+
+/// How soon a domU served, from the start of its `xl create` by dom0's clock
+/// ([`Testbed::create_until_page`]; `/proc/uptime`, 10 ms steps).
+#[derive(Clone, Copy, Debug)]
+pub struct FirstPage {
+    /// Until `xl create` returned (the domain built, its vif's hotplug script run).
+    pub create: Duration,
+    /// Until the first page came back.
+    pub page: Duration,
 }
 
 /// What a command in dom0 gave.
@@ -1032,28 +1155,75 @@ impl Testbed {
         }
     }
 
+    /// Writes `text` (printable ASCII lines) to `path` in dom0.
+    pub fn write_file(&self, path: &str, text: &str) -> Result<()> {
+        let lines: Vec<String> = text.lines().map(shell_quote).collect();
+        self.ok(&format!("printf '%s\\n' {} > {}", lines.join(" "), shell_quote(path))).map(drop)
+    }
+
     /// Writes the domU's xl config to `/run/tb/NAME.cfg` and `xl create`s it. The
     /// image starts as soon as this returns.
     pub fn create(&self, domu: &Domu) -> Result<()> {
+        let started = Instant::now();
+        self.create_by(domu, |cfg| format!("xl create {cfg}"), Duration::from_secs(120))?;
+        eprintln!("xen-domu: xl create {} took {:.1} s", domu.name, started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// [`Testbed::create`], then `wget`s `url` in dom0 until a page comes back (busybox
+    /// wget fails on any status but 200), all in one dom0 command timed by dom0's own
+    /// clock, so no console round trip is counted. Every 20 ms while the guest refuses;
+    /// a guest that does not answer ARP yet costs dom0's ARP timeout per try (3 probes
+    /// `retrans_time_ms` apart, 1 s by default).
+    pub fn create_until_page(&self, domu: &Domu, url: &str, limit: Duration) -> Result<FirstPage> {
+        let uptime = "$(cut -d' ' -f1 /proc/uptime)";
+        let url = shell_quote(url);
+        let out = self.create_by(
+            domu,
+            |cfg| {
+                format!(
+                    "s={uptime}; xl create {cfg} || exit; c={uptime}; \
+                     until wget -q -O /dev/null {url} 2>/dev/null; do usleep 20000; done; echo \"$s $c {uptime}\""
+                )
+            },
+            limit,
+        )?;
+        let times: Vec<f64> =
+            out.text.lines().last().unwrap_or("").split(' ').filter_map(|t| t.parse().ok()).collect();
+        match times[..] {
+            [start, created, page] => Ok(FirstPage {
+                create: Duration::from_secs_f64(created - start),
+                page: Duration::from_secs_f64(page - start),
+            }),
+            _ => Err(TestbedError::Command(format!("no times from the create loop: {}", out.text))),
+        }
+    }
+
+    /// Writes the domU's config to `/run/tb/NAME.cfg` and runs `command(cfg)`, which
+    /// creates it; on failure the error holds xl's log and the hotplug log.
+    fn create_by(
+        &self,
+        domu: &Domu,
+        command: impl FnOnce(&str) -> String,
+        limit: Duration,
+    ) -> Result<CommandOutput> {
         let mac = {
             let mut inner = self.lock();
             inner.next_mac = inner.next_mac.wrapping_add(1);
             inner.next_mac - 1
         };
         let cfg = format!("/run/tb/{}.cfg", domu.name);
-        let lines: Vec<String> = domu.config(mac).lines().map(shell_quote).collect();
-        self.ok(&format!("printf '%s\\n' {} > {cfg}", lines.join(" ")))?;
-        let started = Instant::now();
-        let out = self.run_for(&format!("xl create {cfg}"), Duration::from_secs(120))?;
+        self.write_file(&cfg, &domu.config(mac))?;
+        let cmd = command(&cfg);
+        let out = self.run_for(&cmd, limit)?;
         if out.success() {
-            eprintln!("xen-domu: xl create {} took {:.1} s", domu.name, started.elapsed().as_secs_f64());
-            return Ok(());
+            return Ok(out);
         }
         let logs = self
             .run(&format!("tail -n 30 /var/log/xen/xl-{}.log; cat /var/log/xen/xen-hotplug.log", domu.name))
             .map_or_else(|e| e.to_string(), |o| o.text);
         Err(TestbedError::Command(format!(
-            "xl create {} exited with {}:\n{}\n--- xl's log and the hotplug log ---\n{logs}",
+            "creating {} (`{cmd}`) exited with {}:\n{}\n--- xl's log and the hotplug log ---\n{logs}",
             domu.name, out.status, out.text
         )))
     }
@@ -1135,6 +1305,18 @@ impl Testbed {
     /// `xl destroy NAME`.
     pub fn destroy(&self, name: &str) -> Result<()> {
         self.ok(&format!("xl destroy {name}")).map(drop)
+    }
+
+    /// `xl shutdown NAME`: asks the guest (through xenstore's `control/shutdown`) to
+    /// power off, and returns without waiting; see [`Testbed::wait_shutdown`].
+    pub fn shutdown(&self, name: &str) -> Result<()> {
+        self.ok(&format!("xl shutdown {name}")).map(drop)
+    }
+
+    /// `xl reboot NAME`: as [`Testbed::shutdown`], asking for a reboot. With the
+    /// testbed's `on_reboot = "preserve"` the domain then stays, shut down with reason 1.
+    pub fn reboot(&self, name: &str) -> Result<()> {
+        self.ok(&format!("xl reboot {name}")).map(drop)
     }
 
     /// Xen's message ring (`xl dmesg`): crash reports, and what HVM/PVH guests write to
@@ -1228,15 +1410,21 @@ fn write_initrd(cache: &Cache, options: &Options, path: &Path) -> Result<()> {
     if options.linux {
         overlay.dir("testbed/linux", 0o755).map_err(err)?;
         overlay.file("testbed/linux/vmlinux.gz", 0o644, &read(&cache.kernel)?).map_err(err)?;
-        overlay.file("testbed/linux/initrd", 0o644, &linux_domu_initrd(cache)?).map_err(err)?;
+        overlay
+            .file("testbed/linux/initrd", 0o644, &linux_domu_initrd(cache, options.nginx)?)
+            .map_err(err)?;
+    }
+    if options.wrk {
+        overlay.tree(&cache.wrk, "").map_err(err)?;
     }
     let overlay = overlay.finish().map_err(err)?;
     let mut file = fs::OpenOptions::new().append(true).open(path).map_err(err)?;
     file.write_all(&overlay).map_err(err)
 }
 
-/// The control domU's initramfs: busybox, netfront and its /init.
-fn linux_domu_initrd(cache: &Cache) -> Result<Vec<u8>> {
+/// The control domU's initramfs: busybox, netfront, its /init, httpd's site (for
+/// [`Domu::linux_site`]) and, if asked for, nginx.
+fn linux_domu_initrd(cache: &Cache, nginx: bool) -> Result<Vec<u8>> {
     let read = |p: &Path| fs::read(p).map_err(|e| setup_err(format!("{}: {e}", p.display())));
     let mut cpio = Cpio::new(Vec::new());
     let build = |cpio: &mut Cpio<Vec<u8>>| -> io::Result<()> {
@@ -1248,6 +1436,11 @@ fn linux_domu_initrd(cache: &Cache) -> Result<Vec<u8>> {
             cpio.symlink(&format!("bin/{applet}"), "busybox")?;
         }
         cpio.file("xen-netfront.ko", 0o644, &read(&cache.netfront).map_err(io::Error::other)?)?;
+        cpio.dir("site", 0o755)?;
+        cpio.tree(&workspace_root().join("apps/httpd/site"), "site/")?;
+        if nginx {
+            cpio.tree(&cache.nginx, "")?;
+        }
         cpio.file("init", 0o755, LINUX_DOMU_INIT.as_bytes())
     };
     build(&mut cpio).map_err(setup_err)?;
@@ -1276,7 +1469,7 @@ mod unit {
 Name                                        ID   Mem VCPUs\tState\tTime(s)   UUID                            Reason-Code\tSecurity Label
 Domain-0                                     0   256     1     r-----      12.3 00000000-0000-0000-0000-000000000000        -                -
 hello-pv                                     1   128     1     ---s--       0.1 5d1c0f5e-8a5b-4a36-9f57-0e5e1f8a3c11        0                -
-panic                                        2   128     1     ----c-       0.2 6d1c0f5e-8a5b-4a36-9f57-0e5e1f8a3c11        3                -
+panic                                        2   128     1     ---sc-       0.2 6d1c0f5e-8a5b-4a36-9f57-0e5e1f8a3c11        3                -
 ";
         let rows = parse_xl_list(text);
         assert_eq!(rows.len(), 3);
@@ -1285,7 +1478,7 @@ panic                                        2   128     1     ----c-       0.2 
         assert_eq!(rows[1].name, "hello-pv");
         assert_eq!((rows[1].id, rows[1].reason, rows[1].has_ended()), (1, Some(0), true));
         assert_eq!(rows[1].reason_name(), "poweroff");
-        assert_eq!((rows[2].flags.as_str(), rows[2].reason_name()), ("----c-", "crash"));
+        assert_eq!((rows[2].flags.as_str(), rows[2].reason_name()), ("---sc-", "crash"));
     }
 
     #[test]
