@@ -19,6 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 mod cpio;
+pub mod site;
 pub mod xen_domu;
 
 /// Target triple the kernel images are built for.

@@ -195,7 +195,7 @@ fn httpd_as_dom0_over_virtio_net(mode: Dom0, card: &str) {
         eprintln!("skipped: no Xen 4.17 binary (apt-get download xen-hypervisor-4.17-amd64 failed)");
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = tests::site::free_port();
     let vm = tests::xen_dom0_sized(&xen, mode, &build_app("httpd"), "", 128)
         .memory_mib(1024)
         .arg("-netdev")
@@ -207,30 +207,7 @@ fn httpd_as_dom0_over_virtio_net(mode: Dom0, card: &str) {
     run.wait_for("net: virtio-net").expect("the card found on PCI");
     run.wait_for("httpd: listening on port 80").expect("httpd listens");
     run.wait_for("net: DHCP gave ip 10.0.2.15/24").expect("a DHCP lease over the card");
-    let site = tests::workspace_root().join("apps/httpd/site");
-    let mut files = 0;
-    for entry in std::fs::read_dir(&site).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.is_file() {
-            continue;
-        }
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        let out = std::process::Command::new("curl")
-            .args(["-sS", "-m", "30", "-o", "-"])
-            .arg(format!("http://127.0.0.1:{port}/{name}"))
-            .output()
-            .expect("curl runs");
-        assert!(out.status.success(), "curl /{name}: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.stdout, std::fs::read(&path).unwrap(), "/{name} byte-for-byte");
-        files += 1;
-    }
-    assert!(files >= 3, "the site has files");
-    let status = std::process::Command::new("curl")
-        .args(["-s", "-m", "30", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}/no-such-file"))
-        .output()
-        .expect("curl runs");
-    assert_eq!(String::from_utf8_lossy(&status.stdout), "404");
+    tests::site::assert_served(port);
 }
 
 /// As a PV dom0: PCI through its I/O ports (Xen grants dom0 I/O privilege), the legacy
