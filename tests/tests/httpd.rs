@@ -127,23 +127,7 @@ fn head_404_405_400_431() {
 #[test]
 fn keep_alive_and_pipelining() {
     let srv = boot_default();
-    let mut s = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let one = b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n";
-    let mut three = Vec::new();
-    for _ in 0..3 {
-        three.extend_from_slice(one);
-    }
-    s.write_all(&three).unwrap();
-    let css = std::fs::read(site().join("style.css")).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while got.windows(css.len()).filter(|w| *w == css.as_slice()).count() < 3 {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert_eq!(String::from_utf8_lossy(&got).matches("HTTP/1.1 200 OK").count(), 3);
+    tests::site::assert_pipelined(srv.port, 1);
 }
 
 /// 200 keep-alive connections, opened in batches (QEMU's hostfwd listens with a
