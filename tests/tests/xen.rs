@@ -198,10 +198,8 @@ fn httpd_as_dom0_over_virtio_net(mode: Dom0, card: &str) {
     let port = tests::site::free_port();
     let vm = tests::xen_dom0_sized(&xen, mode, &build_app("httpd"), "", 128)
         .memory_mib(1024)
-        .arg("-netdev")
-        .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"))
-        .arg("-device")
-        .arg(format!("{card},netdev=n0"))
+        .net(tests::Net::User { host_port: port })
+        .nic_model(card)
         .timeout(Duration::from_secs(180));
     let mut run = vm.spawn().expect("spawn QEMU");
     run.wait_for("net: virtio-net").expect("the card found on PCI");
