@@ -36,6 +36,8 @@ use crate::{HarnessError, Running, Vm, shell_quote, target_dir, workspace_root, 
 const DOM0_INIT: &str = include_str!("../xen-domu/dom0-init.sh");
 /// /init of the Linux control domU ([`Domu::linux`]).
 const LINUX_DOMU_INIT: &str = include_str!("../xen-domu/domu-linux-init.sh");
+/// dom0's `/etc/xen/scripts/vif-lean`, the lean vif hotplug script ([`Domu::vif_script`]).
+const VIF_LEAN: &str = include_str!("../xen-domu/vif-lean.sh");
 
 /// Bump when the cache recipe below changes, so old caches are rebuilt.
 const RECIPE: &str = "xen-domu cache 4";
@@ -660,6 +662,8 @@ pub struct Domu {
     kind: DomuType,
     extra: String,
     vif: bool,
+    /// The vif's hotplug script, if not Debian's vif-bridge.
+    vif_script: Option<String>,
     memory_mib: u32,
     xl: Vec<String>,
 }
@@ -681,6 +685,7 @@ impl Domu {
             kind,
             extra: String::new(),
             vif: false,
+            vif_script: None,
             memory_mib: 128,
             xl: Vec::new(),
         }
@@ -729,6 +734,15 @@ impl Domu {
         self
     }
 
+    /// The vif's hotplug script in dom0's `/etc/xen/scripts`: `vif-lean`
+    /// (`tests/xen-domu/vif-lean.sh`) joins the bridge without what Debian's vif-bridge
+    /// does besides, and takes about 2 s less of each `xl create` under TCG.
+    pub fn vif_script(mut self, script: &str) -> Domu {
+        assert!(valid_name(script), "script {script:?}");
+        self.vif_script = Some(script.to_owned());
+        self
+    }
+
     /// Memory in MiB.
     pub fn memory_mib(mut self, mib: u32) -> Domu {
         self.memory_mib = mib;
@@ -762,7 +776,8 @@ impl Domu {
             "vcpus = 1".to_owned(),
         ]);
         if self.vif {
-            lines.push(format!("vif = [ 'bridge=xenbr0,mac=00:16:3e:00:00:{mac_index:02x}' ]"));
+            let script = self.vif_script.as_ref().map_or(String::new(), |s| format!(",script={s}"));
+            lines.push(format!("vif = [ 'bridge=xenbr0,mac=00:16:3e:00:00:{mac_index:02x}{script}' ]"));
         }
         lines.extend([
             // Keep the domain after it ends, so its state and reason can be read.
@@ -1400,6 +1415,7 @@ fn write_initrd(cache: &Cache, options: &Options, path: &Path) -> Result<()> {
     let read = |p: &Path| fs::read(p).map_err(|e| setup_err(format!("{}: {e}", p.display())));
     let mut overlay = Cpio::new(Vec::new());
     overlay.file("init", 0o755, DOM0_INIT.as_bytes()).map_err(err)?;
+    overlay.file("etc/xen/scripts/vif-lean", 0o755, VIF_LEAN.as_bytes()).map_err(err)?;
     overlay.dir("testbed", 0o755).map_err(err)?;
     let params = format!("TB_IDLE={}\n", options.idle.as_secs().max(1));
     overlay.file("testbed/params", 0o644, params.as_bytes()).map_err(err)?;
@@ -1500,6 +1516,8 @@ panic                                        2   128     1     ---sc-       0.2 
         assert!(cfg.contains("vif = [ 'bridge=xenbr0,mac=00:16:3e:00:00:02' ]"), "{cfg}");
         assert!(cfg.contains("tsc_mode = \"native\""), "{cfg}");
         assert!(!Domu::image("a", "b", DomuType::Pv).config(2).contains("vif"));
+        let lean = Domu::image("a", "b", DomuType::Pv).vif(true).vif_script("vif-lean").config(3);
+        assert!(lean.contains("vif = [ 'bridge=xenbr0,mac=00:16:3e:00:00:03,script=vif-lean' ]"), "{lean}");
         let linux = Domu::linux("l", DomuType::Pv, "10.0.9.3/24").config(3);
         assert!(linux.contains("ramdisk = \"/testbed/linux/initrd\""), "{linux}");
     }

@@ -265,10 +265,16 @@ done"#;
 
 /// udp-echo over netfront on two ports (`port=N` arguments), then `xl reboot`: the
 /// image reboots as asked, which the testbed's `on_reboot = "preserve"` turns into a
-/// domain shut down with reason 1.
+/// domain shut down with reason 1. Its vif joins the bridge through the testbed's lean
+/// hotplug script (`vif-lean`), which `bench xen-http` uses; the httpd domUs use
+/// Debian's vif-bridge.
 fn udp_echo_as_domu(name: &str, kind: DomuType, ip: &str) {
     let Some(tb) = testbed() else { return };
-    create_at(tb, name, "udp-echo", kind, ip, "-- port=7 port=5000");
+    let domu = Domu::image(name, "udp-echo", kind)
+        .vif(true)
+        .vif_script("vif-lean")
+        .extra(&format!("ip={ip}/24 -- port=7 port=5000"));
+    tb.create(&domu).unwrap_or_else(|e| panic!("{e}"));
     console_with(tb, name, "udp-echo: listening on port 5000");
     tb.write_file("/run/tb/udp-client.sh", UDP_CLIENT).unwrap_or_else(|e| panic!("{e}"));
     let out = ok(tb, &format!("bash /run/tb/udp-client.sh {ip} 7 5000"));
