@@ -19,6 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 mod cpio;
+pub mod image;
 pub mod site;
 pub mod xen_domu;
 
@@ -212,6 +213,10 @@ pub struct Vm {
     input: bool,
     /// The card's QEMU model (`-device`), when not virtio-net.
     nic_model: Option<String>,
+    /// A disk or CD image firmware boots from, instead of `-kernel`; see [`Vm::boot_image`].
+    boot_image: Option<(PathBuf, image::Format)>,
+    /// The firmware: QEMU's default (SeaBIOS), or OVMF.
+    firmware: image::Firmware,
 }
 
 impl Vm {
@@ -232,7 +237,25 @@ impl Vm {
             verbose: true,
             wrapper: Vec::new(),
             input: false,
+            boot_image: None,
+            firmware: image::Firmware::SeaBios,
         }
+    }
+
+    /// A VM whose firmware boots `path` (built by [`image::build_image`]): a CD for an
+    /// ISO, a hard disk (opened with `snapshot=on`, so VMs can share it) otherwise. The
+    /// command line is the image's; [`Vm::cmdline`] does not apply.
+    pub fn boot_image(path: impl Into<PathBuf>, format: image::Format) -> Vm {
+        let path = path.into();
+        let mut vm = Vm::new(&path);
+        vm.boot_image = Some((path, format));
+        vm
+    }
+
+    /// Sets the firmware.
+    pub fn firmware(mut self, firmware: image::Firmware) -> Vm {
+        self.firmware = firmware;
+        self
     }
 
     /// Runs QEMU under `prefix` (e.g. `["ip", "netns", "exec", "ns1"]`).
@@ -346,11 +369,30 @@ impl Vm {
             .iter()
             .map(OsString::from),
         );
-        args.push("-kernel".into());
-        args.push(self.image.clone().into_os_string());
-        if !self.cmdline.is_empty() {
-            args.push("-append".into());
-            args.push(self.cmdline.clone());
+        if self.firmware == image::Firmware::Ovmf {
+            args.extend(["-bios".into(), image::OVMF.into()]);
+        }
+        match &self.boot_image {
+            None => {
+                args.push("-kernel".into());
+                args.push(self.image.clone().into_os_string());
+                if !self.cmdline.is_empty() {
+                    args.push("-append".into());
+                    args.push(self.cmdline.clone());
+                }
+            }
+            Some((path, image::Format::Iso)) => {
+                args.push("-cdrom".into());
+                args.push(path.clone().into_os_string());
+            }
+            Some((path, format)) => {
+                let format = if *format == image::Format::Qcow2 { "qcow2" } else { "raw" };
+                let mut drive = OsString::from("file=");
+                // QEMU's option syntax doubles a comma inside a value.
+                drive.push(path.to_string_lossy().replace(',', ",,"));
+                drive.push(format!(",format={format},snapshot=on"));
+                args.extend(["-drive".into(), drive]);
+            }
         }
         if self.debug_exit {
             args.push("-device".into());

@@ -130,7 +130,9 @@ fn multiboot2_entry(elf: &[u8]) -> Result<u64, String> {
     let (arch, len) = (u32_at(elf, at + 4), u32_at(elf, at + 8) as usize);
     let sum = [MAGIC, arch, len as u32, u32_at(elf, at + 12)].iter().fold(0u32, |s, v| s.wrapping_add(*v));
     if arch != 0 || sum != 0 || at + len > 32768 {
-        return Err(format!("bad multiboot2 header: architecture {arch}, checksum sum {sum:#x}, length {len}"));
+        return Err(format!(
+            "bad multiboot2 header: architecture {arch}, checksum sum {sum:#x}, length {len}"
+        ));
     }
     let mut entry = None;
     let mut tag = at + 16;

@@ -1,0 +1,83 @@
+//! The app images `./run.sh image` writes, booted by firmware through GRUB's multiboot2
+//! loader: hello and httpd from an ISO (a CD) and from a qcow2 disk, on SeaBIOS and on
+//! OVMF, on `-M pc` and `-M q35`. hello's exit code must reach the host and the command
+//! line baked into the image arrive word for word; httpd must serve every site file.
+//! One image per app and format is built and shared by the tests of this file.
+
+use std::time::Duration;
+
+use tests::image::{Firmware, Format, test_image};
+use tests::site::{self, free_port};
+use tests::{Net, Vm};
+
+/// Characters GRUB's script would interpret outside single quotes ($, ;, #) must arrive
+/// as written, as must the words after ` -- `.
+const HELLO_CMDLINE: &str = "log=info -- built=at-image-time a;b $c #d";
+const HELLO_ARGS: [&str; 4] = ["built=at-image-time", "a;b", "$c", "#d"];
+
+fn vm(app: &str, format: Format, firmware: Firmware, machine: &str, cmdline: &str) -> Vm {
+    // OVMF under TCG takes a few seconds before GRUB runs; a loaded machine more.
+    Vm::boot_image(test_image(app, format, cmdline), format)
+        .firmware(firmware)
+        .machine(machine)
+        .timeout(Duration::from_secs(240))
+}
+
+fn hello(format: Format, firmware: Firmware, machine: &str) {
+    let mut run = vm("hello", format, firmware, machine, HELLO_CMDLINE).spawn().expect("spawn QEMU");
+    let outcome = run.wait_exit().expect("hello exits");
+    outcome.assert_exit(0);
+    outcome.assert_line(&format!(
+        "booting via multiboot2 (boot information v2), command line: {HELLO_CMDLINE:?}"
+    ));
+    outcome.assert_line("hello from chameleon: boot=multiboot2 ");
+    let args: Vec<String> =
+        outcome.output().lines().filter(|l| l.starts_with("hello: argument ")).map(String::from).collect();
+    let expected: Vec<String> =
+        HELLO_ARGS.iter().enumerate().map(|(i, a)| format!("hello: argument {i}: {a}")).collect();
+    assert_eq!(args, expected, "the app's arguments, word for word");
+    let on = match firmware {
+        Firmware::SeaBios => "on BIOS;",
+        Firmware::Ovmf => "on UEFI, boot services exited by the loader;",
+    };
+    outcome.assert_line("boot: loaded by GRUB 2");
+    outcome.assert_line(on);
+}
+
+fn httpd(format: Format, firmware: Firmware, machine: &str) {
+    let port = free_port();
+    let vm = vm("httpd", format, firmware, machine, "log=info").net(Net::User { host_port: port });
+    let mut run = vm.spawn().expect("spawn QEMU");
+    run.wait_for("booting via multiboot2").expect("GRUB starts the kernel");
+    run.wait_for("httpd: listening on port 80").expect("httpd listens");
+    run.wait_for("net: DHCP gave ip 10.0.2.15/24").expect("DHCP lease");
+    site::assert_served(port);
+}
+
+macro_rules! boots {
+    ($($name:ident: $app:ident $format:ident $firmware:ident $machine:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            $app(Format::$format, Firmware::$firmware, $machine);
+        }
+    )*};
+}
+
+boots! {
+    hello_iso_seabios_pc: hello Iso SeaBios "pc";
+    hello_iso_seabios_q35: hello Iso SeaBios "q35";
+    hello_iso_ovmf_pc: hello Iso Ovmf "pc";
+    hello_iso_ovmf_q35: hello Iso Ovmf "q35";
+    hello_qcow2_seabios_pc: hello Qcow2 SeaBios "pc";
+    hello_qcow2_seabios_q35: hello Qcow2 SeaBios "q35";
+    hello_qcow2_ovmf_pc: hello Qcow2 Ovmf "pc";
+    hello_qcow2_ovmf_q35: hello Qcow2 Ovmf "q35";
+    httpd_iso_seabios_pc: httpd Iso SeaBios "pc";
+    httpd_iso_seabios_q35: httpd Iso SeaBios "q35";
+    httpd_iso_ovmf_pc: httpd Iso Ovmf "pc";
+    httpd_iso_ovmf_q35: httpd Iso Ovmf "q35";
+    httpd_qcow2_seabios_pc: httpd Qcow2 SeaBios "pc";
+    httpd_qcow2_seabios_q35: httpd Qcow2 SeaBios "q35";
+    httpd_qcow2_ovmf_pc: httpd Qcow2 Ovmf "pc";
+    httpd_qcow2_ovmf_q35: httpd Qcow2 Ovmf "q35";
+}
