@@ -30,6 +30,9 @@ pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 const FLOOR_ASM: &str = include_str!("../floor/pvh-floor.S");
 /// Linker script of the floor stub (links it at 1 MiB with a PT_NOTE segment).
 const FLOOR_LD: &str = include_str!("../floor/pvh-floor.ld");
+/// The multiboot2 floor stub for GRUB's boots, and its linker script.
+const MB2_FLOOR_ASM: &str = include_str!("../floor/mb2-floor.S");
+const MB2_FLOOR_LD: &str = include_str!("../floor/mb2-floor.ld");
 
 /// The cargo workspace root: this crate lives at `<root>/tests`.
 pub fn workspace_root() -> PathBuf {
@@ -108,13 +111,23 @@ pub fn try_build_app(app: &str) -> Result<PathBuf, String> {
 /// echoes a non-empty `-append` command line to COM1, then exits through
 /// isa-debug-exit with value 0 (QEMU status 1). Needs `gcc` and `ld` (binutils).
 pub fn build_floor_stub(out_dir: &Path) -> PathBuf {
+    build_stub(out_dir, "pvh-floor", FLOOR_ASM, FLOOR_LD)
+}
+
+/// Assembles and links the multiboot2 floor stub (`floor/mb2-floor.S`: exits through
+/// isa-debug-exit at once) into `out_dir`; returns its path.
+pub fn build_multiboot2_floor_stub(out_dir: &Path) -> PathBuf {
+    build_stub(out_dir, "mb2-floor", MB2_FLOOR_ASM, MB2_FLOOR_LD)
+}
+
+fn build_stub(out_dir: &Path, name: &str, asm_text: &str, ld_text: &str) -> PathBuf {
     std::fs::create_dir_all(out_dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", out_dir.display()));
-    let asm = out_dir.join("pvh-floor.S");
-    let ld_script = out_dir.join("pvh-floor.ld");
-    let obj = out_dir.join("pvh-floor.o");
-    let image = out_dir.join("pvh-floor");
-    std::fs::write(&asm, FLOOR_ASM).expect("write floor asm");
-    std::fs::write(&ld_script, FLOOR_LD).expect("write floor linker script");
+    let asm = out_dir.join(format!("{name}.S"));
+    let ld_script = out_dir.join(format!("{name}.ld"));
+    let obj = out_dir.join(format!("{name}.o"));
+    let image = out_dir.join(name);
+    std::fs::write(&asm, asm_text).expect("write stub asm");
+    std::fs::write(&ld_script, ld_text).expect("write stub linker script");
     run_tool(Command::new("gcc").arg("-m32").arg("-c").arg(&asm).arg("-o").arg(&obj));
     run_tool(
         Command::new("ld")
