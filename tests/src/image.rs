@@ -171,28 +171,28 @@ pub fn build_image(spec: &ImageSpec, format: Format, out: &Path) -> Result<PathB
     Ok(out.to_path_buf())
 }
 
-/// An image of workspace app `app` with `cmdline` and no menu delay, built at most once
-/// per process (tests share them: building one takes seconds) under
+/// An image of workspace app `app` with `cmdline` and `menu_seconds` of menu, built at
+/// most once per process (tests share them: building one takes seconds) under
 /// `target/images/tests/`.
-pub fn test_image(app: &str, format: Format, cmdline: &str) -> PathBuf {
+pub fn test_image(app: &str, format: Format, cmdline: &str, menu_seconds: u32) -> PathBuf {
     use std::collections::HashMap;
     use std::hash::{DefaultHasher, Hash, Hasher};
     use std::sync::{Mutex, OnceLock};
-    type Key = (String, Format, String);
+    type Key = (String, Format, String, u32);
     static BUILT: OnceLock<Mutex<HashMap<Key, PathBuf>>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let key = (app.to_owned(), format, cmdline.to_owned());
+    let key = (app.to_owned(), format, cmdline.to_owned(), menu_seconds);
     if let Some(path) = built.get(&key) {
         return path.clone();
     }
     let kernel = crate::build_app(app);
     let mut hasher = DefaultHasher::new();
-    cmdline.hash(&mut hasher);
+    (cmdline, menu_seconds).hash(&mut hasher);
     let dir = crate::target_dir().join("images/tests");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let out = dir.join(format!("{app}-{:016x}.{}", hasher.finish(), format.extension()));
     let spec =
-        ImageSpec { kernel, title: format!("Chameleon {app}"), cmdline: cmdline.to_owned(), menu_seconds: 0 };
+        ImageSpec { kernel, title: format!("Chameleon {app}"), cmdline: cmdline.to_owned(), menu_seconds };
     eprintln!("building {} ({format}, command line {cmdline:?})", out.display());
     build_image(&spec, format, &out).unwrap_or_else(|e| panic!("{e}"));
     built.insert(key, out.clone());

@@ -17,7 +17,7 @@ const HELLO_ARGS: [&str; 4] = ["built=at-image-time", "a;b", "$c", "#d"];
 
 fn vm(app: &str, format: Format, firmware: Firmware, machine: &str, cmdline: &str) -> Vm {
     // OVMF under TCG takes a few seconds before GRUB runs; a loaded machine more.
-    Vm::boot_image(test_image(app, format, cmdline), format)
+    Vm::boot_image(test_image(app, format, cmdline, 0), format)
         .firmware(firmware)
         .machine(machine)
         .timeout(Duration::from_secs(240))
@@ -52,6 +52,34 @@ fn httpd(format: Format, firmware: Firmware, machine: &str) {
     run.wait_for("httpd: listening on port 80").expect("httpd listens");
     run.wait_for("net: DHCP gave ip 10.0.2.15/24").expect("DHCP lease");
     site::assert_served(port);
+}
+
+/// A person stops GRUB's count on the serial console, edits the entry with `e` (its
+/// second line is the `multiboot2` command), appends words and boots with Ctrl-X: the
+/// kernel gets the edited line; a bad setting typed there is warned about and the boot
+/// goes on, as any bad setting is.
+#[test]
+fn a_command_line_edited_in_grubs_menu_reaches_the_kernel() {
+    let image = test_image("hello", Format::Iso, "log=info", 30);
+    let vm = Vm::boot_image(image, Format::Iso).serial_input(true).timeout(Duration::from_secs(120));
+    let mut run = vm.spawn().expect("spawn QEMU");
+    // The help lines under the menu and the editor end in newlines; the rest is drawn
+    // with cursor moves.
+    run.wait_for("`e' to edit the commands").expect("GRUB's menu");
+    run.send(b"e").unwrap();
+    run.wait_for("Press Ctrl-x or F10 to boot").expect("GRUB's editor");
+    // Ctrl-N twice: down past `setparams` and a blank line to `multiboot2`; Ctrl-E: its
+    // end; Ctrl-X: boot. One key at a time, as a person
+    // types: the UART holds 16 bytes and GRUB polls it.
+    for key in b"\x0e\x0e\x05 max_conns=lots -- edited\x18" {
+        run.send(&[*key]).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let outcome = run.wait_exit().expect("hello exits");
+    outcome.assert_exit(0);
+    outcome.assert_line(r#"command line: "log=info max_conns=lots -- edited""#);
+    outcome.assert_line("chameleon: warning: command line: `max_conns=lots` ignored");
+    outcome.assert_line("hello: argument 0: edited");
 }
 
 macro_rules! boots {
