@@ -54,6 +54,18 @@ fn httpd(format: Format, firmware: Firmware, machine: &str) {
     site::assert_served(port);
 }
 
+/// UEFI promises no PIT: OVMF, GRUB and the kernel boot on a q35 without one, the
+/// kernel's clock calibrated against the ACPI PM timer.
+#[test]
+fn hello_on_ovmf_without_a_pit() {
+    let run =
+        vm("hello", Format::Iso, Firmware::Ovmf, "q35,pit=off", HELLO_CMDLINE).spawn().expect("spawn QEMU");
+    let outcome = { run }.wait_exit().expect("hello exits");
+    outcome.assert_exit(0);
+    outcome.assert_line("time: clock from ACPI PM timer calibration");
+    outcome.assert_line("on UEFI, boot services exited by the loader;");
+}
+
 /// A person stops GRUB's count on the serial console, edits the entry with `e` (its
 /// second line is the `multiboot2` command), appends words and boots with Ctrl-X: the
 /// kernel gets the edited line; a bad setting typed there is warned about and the boot

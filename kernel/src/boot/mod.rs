@@ -282,6 +282,14 @@ fn boot_ring0(h: Handover<'_>) -> ! {
             Ok(how) => crate::exit::set_power_off(how),
             Err(e) => log::warn!("ACPI: {e}; power-off unavailable"),
         }
+        // The TSC's calibration falls back on it where there is no PIT (UEFI machines
+        // need not have one); claimed for good so no driver takes its port.
+        if let Ok(Some(timer)) = bootinfo::acpi::find_pm_timer(&BootMemory, rsdp) {
+            use crate::arch::claims::{self, Space};
+            if claims::claim(Space::Port, u64::from(timer.port), 4).is_ok() {
+                pv::native::tsc::set_pm_timer(timer.port, timer.wide);
+            }
+        }
         if let Ok(Some(ecam)) = bootinfo::acpi::find_ecam(&BootMemory, rsdp) {
             crate::pci::set_ecam(ecam);
         }
