@@ -81,6 +81,9 @@ pub struct ImageSpec {
     pub cmdline: String,
     /// Seconds GRUB shows its menu before booting (0: at once; a key stops the count).
     pub menu_seconds: u32,
+    /// Files GRUB loads beside the kernel (`module2`), in order: the kernel's boot
+    /// modules.
+    pub modules: Vec<PathBuf>,
 }
 
 /// The GRUB modules an image carries beyond those `grub-mkrescue` builds into its
@@ -111,6 +114,7 @@ pub fn grub_words(cmdline: &str) -> Result<Vec<&str>, String> {
 pub fn grub_cfg(spec: &ImageSpec) -> Result<String, String> {
     // Single quotes: GRUB takes everything inside literally ($, ;, # and all).
     let args: String = grub_words(&spec.cmdline)?.iter().map(|w| format!(" '{w}'")).collect();
+    let modules: String = (0..spec.modules.len()).map(|i| format!("    module2 /boot/module{i}\n")).collect();
     if spec.title.contains(['"', '\\', '$', '\n']) {
         return Err(format!(
             "menu title {:?} has characters GRUB's double quotes would interpret",
@@ -126,6 +130,7 @@ pub fn grub_cfg(spec: &ImageSpec) -> Result<String, String> {
          set default=0\n\
          menuentry \"{}\" {{\n\
          \x20   multiboot2 /boot/kernel{args}\n\
+         {modules}\
          \x20   boot\n\
          }}\n",
         spec.menu_seconds, spec.title
@@ -151,6 +156,10 @@ pub fn build_image(spec: &ImageSpec, format: Format, out: &Path) -> Result<PathB
             .arg(staging.join("root/boot/kernel"))
             .arg(&spec.kernel),
     )?;
+    for (i, module) in spec.modules.iter().enumerate() {
+        let to = staging.join(format!("root/boot/module{i}"));
+        std::fs::copy(module, &to).map_err(|e| format!("{}: {e}", module.display()))?;
+    }
     let iso = if format == Format::Iso { out.to_path_buf() } else { staging.join("image.iso") };
     tool(
         Command::new("grub-mkrescue")
@@ -191,8 +200,13 @@ pub fn test_image(app: &str, format: Format, cmdline: &str, menu_seconds: u32) -
     let dir = crate::target_dir().join("images/tests");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let out = dir.join(format!("{app}-{:016x}.{}", hasher.finish(), format.extension()));
-    let spec =
-        ImageSpec { kernel, title: format!("Chameleon {app}"), cmdline: cmdline.to_owned(), menu_seconds };
+    let spec = ImageSpec {
+        kernel,
+        title: format!("Chameleon {app}"),
+        cmdline: cmdline.to_owned(),
+        menu_seconds,
+        modules: Vec::new(),
+    };
     eprintln!("building {} ({format}, command line {cmdline:?})", out.display());
     build_image(&spec, format, &out).unwrap_or_else(|e| panic!("{e}"));
     built.insert(key, out.clone());
@@ -230,10 +244,15 @@ mod tests {
             title: "Chameleon hello".into(),
             cmdline: "log=debug  --  a=$x;b #c".into(),
             menu_seconds: 3,
+            modules: vec![PathBuf::from("a"), PathBuf::from("b")],
         };
         let cfg = grub_cfg(&spec).unwrap();
         assert!(cfg.contains("    multiboot2 /boot/kernel 'log=debug' '--' 'a=$x;b' '#c'\n"), "{cfg}");
         assert!(cfg.contains("set timeout=3\n"));
+        assert!(
+            cfg.contains("'#c'\n    module2 /boot/module0\n    module2 /boot/module1\n    boot\n"),
+            "{cfg}"
+        );
         for bad in ["x=\"y\"", "it's", "a\\b", "tab\u{7}"] {
             let err = grub_words(bad).unwrap_err();
             assert!(err.contains("GRUB would pass on altered"), "{err}");

@@ -2,11 +2,12 @@
 //! loader: hello and httpd from an ISO (a CD) and from a qcow2 disk, on SeaBIOS and on
 //! OVMF, on `-M pc` and `-M q35`. hello's exit code must reach the host and the command
 //! line baked into the image arrive word for word; httpd must serve every site file.
+//! hello also from a raw disk (the ISO's bytes), once per firmware.
 //! One image per app and format is built and shared by the tests of this file.
 
 use std::time::Duration;
 
-use tests::image::{Firmware, Format, test_image};
+use tests::image::{Firmware, Format, ImageSpec, build_image, test_image};
 use tests::site::{self, free_port};
 use tests::{Net, Vm};
 
@@ -66,6 +67,44 @@ fn hello_on_ovmf_without_a_pit() {
     outcome.assert_line("on UEFI, boot services exited by the loader;");
 }
 
+/// A file GRUB loads with `module2` is the kernel's boot module 0, read from the
+/// multiboot2 module tag, kept out of the allocator (page-aligned, as the header asks)
+/// and intact after the heap has filled memory: under OVMF, where GRUB places it
+/// according to the EFI memory map.
+#[test]
+fn a_grub_module_reaches_the_kernel_intact() {
+    // 3 MiB of pseudo-random bytes.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("chameleon-module-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("module");
+    std::fs::write(&module, &data).unwrap();
+    let spec = ImageSpec {
+        kernel: tests::build_app("hello"),
+        title: "Chameleon hello with a module".into(),
+        cmdline: "selftest=heap".into(),
+        menu_seconds: 0,
+        modules: vec![module],
+    };
+    let image = build_image(&spec, Format::Iso, &dir.join("hello.iso")).unwrap_or_else(|e| panic!("{e}"));
+    let vm = Vm::boot_image(&image, Format::Iso).firmware(Firmware::Ovmf).machine("q35");
+    let outcome =
+        vm.timeout(Duration::from_secs(240)).spawn().expect("spawn QEMU").wait_exit().expect("exit");
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome.assert_exit(0);
+    let fnv =
+        data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    outcome.assert_line(&format!("selftest heap: module 0: {} bytes, fnv1a64 {fnv:016x}", data.len()));
+}
+
 /// A person stops GRUB's count on the serial console, edits the entry with `e` (its
 /// second line is the `multiboot2` command), appends words and boots with Ctrl-X: the
 /// kernel gets the edited line; a bad setting typed there is warned about and the boot
@@ -112,6 +151,8 @@ boots! {
     hello_qcow2_seabios_q35: hello Qcow2 SeaBios "q35";
     hello_qcow2_ovmf_pc: hello Qcow2 Ovmf "pc";
     hello_qcow2_ovmf_q35: hello Qcow2 Ovmf "q35";
+    hello_raw_seabios_q35: hello Raw SeaBios "q35";
+    hello_raw_ovmf_pc: hello Raw Ovmf "pc";
     httpd_iso_seabios_pc: httpd Iso SeaBios "pc";
     httpd_iso_seabios_q35: httpd Iso SeaBios "q35";
     httpd_iso_ovmf_pc: httpd Iso Ovmf "pc";

@@ -211,6 +211,7 @@ fn grub_boot(hello: &Path, tmp: &Path, runs: usize) {
             title: name.to_owned(),
             cmdline: String::new(),
             menu_seconds: 0,
+            modules: Vec::new(),
         };
         build_image(&spec, Format::Iso, &tmp.join(format!("{name}.iso"))).unwrap_or_else(|e| panic!("{e}"))
     };

@@ -85,6 +85,7 @@ fn image(args: &[String]) -> Result<ExitCode, String> {
         title: format!("Chameleon {app}"),
         cmdline: env("CMDLINE").unwrap_or_default(),
         menu_seconds: env_number("GRUB_TIMEOUT", 3)?,
+        modules: Vec::new(),
     };
     let dir = workspace_root().join("target/images");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
