@@ -169,15 +169,23 @@ pub fn build_image(spec: &ImageSpec, format: Format, out: &Path) -> Result<PathB
             .arg(&iso)
             .arg(staging.join("root")),
     )?;
-    match format {
-        Format::Iso => {}
-        Format::Raw => std::fs::rename(&iso, out).map_err(|e| format!("{}: {e}", out.display()))?,
-        Format::Qcow2 => {
-            tool(Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "qcow2"]).arg(&iso).arg(out))?
-        }
+    if format != Format::Iso {
+        from_iso(&iso, format, out)?;
     }
     let _ = std::fs::remove_dir_all(&staging);
     Ok(out.to_path_buf())
+}
+
+/// Writes the disk image of `format` that holds the same bytes as the hybrid `iso`.
+pub fn from_iso(iso: &Path, format: Format, out: &Path) -> Result<(), String> {
+    match format {
+        Format::Iso | Format::Raw => {
+            std::fs::copy(iso, out).map(drop).map_err(|e| format!("{}: {e}", out.display()))
+        }
+        Format::Qcow2 => {
+            tool(Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "qcow2"]).arg(iso).arg(out))
+        }
+    }
 }
 
 /// An image of workspace app `app` with `cmdline` and `menu_seconds` of menu, built at
@@ -190,26 +198,38 @@ pub fn test_image(app: &str, format: Format, cmdline: &str, menu_seconds: u32) -
     type Key = (String, Format, String, u32);
     static BUILT: OnceLock<Mutex<HashMap<Key, PathBuf>>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let key = (app.to_owned(), format, cmdline.to_owned(), menu_seconds);
-    if let Some(path) = built.get(&key) {
+    let key = |format| (app.to_owned(), format, cmdline.to_owned(), menu_seconds);
+    if let Some(path) = built.get(&key(format)) {
         return path.clone();
     }
-    let kernel = crate::build_app(app);
-    let mut hasher = DefaultHasher::new();
-    (cmdline, menu_seconds).hash(&mut hasher);
-    let dir = crate::target_dir().join("images/tests");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let out = dir.join(format!("{app}-{:016x}.{}", hasher.finish(), format.extension()));
-    let spec = ImageSpec {
-        kernel,
-        title: format!("Chameleon {app}"),
-        cmdline: cmdline.to_owned(),
-        menu_seconds,
-        modules: Vec::new(),
+    // Every format is the ISO's bytes: build that once, convert it for the others.
+    let iso = match built.get(&key(Format::Iso)) {
+        Some(iso) => iso.clone(),
+        None => {
+            let mut hasher = DefaultHasher::new();
+            (cmdline, menu_seconds).hash(&mut hasher);
+            let dir = crate::target_dir().join("images/tests");
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            let iso = dir.join(format!("{app}-{:016x}.iso", hasher.finish()));
+            let spec = ImageSpec {
+                kernel: crate::build_app(app),
+                title: format!("Chameleon {app}"),
+                cmdline: cmdline.to_owned(),
+                menu_seconds,
+                modules: Vec::new(),
+            };
+            eprintln!("building {} (command line {cmdline:?})", iso.display());
+            build_image(&spec, Format::Iso, &iso).unwrap_or_else(|e| panic!("{e}"));
+            built.insert(key(Format::Iso), iso.clone());
+            iso
+        }
     };
-    eprintln!("building {} ({format}, command line {cmdline:?})", out.display());
-    build_image(&spec, format, &out).unwrap_or_else(|e| panic!("{e}"));
-    built.insert(key, out.clone());
+    if format == Format::Iso {
+        return iso;
+    }
+    let out = iso.with_extension(format.extension());
+    from_iso(&iso, format, &out).unwrap_or_else(|e| panic!("{e}"));
+    built.insert(key(format), out.clone());
     out
 }
 
