@@ -140,7 +140,13 @@ pub fn grub_cfg(spec: &ImageSpec) -> Result<String, String> {
 /// Builds the image of `spec` at `out` (its format from `format`), in a staging
 /// directory beside it; returns `out`.
 pub fn build_image(spec: &ImageSpec, format: Format, out: &Path) -> Result<PathBuf, String> {
-    let cfg = grub_cfg(spec)?;
+    write_image(grub_cfg(spec)?.as_bytes(), spec, format, out)
+}
+
+/// [`build_image`] with `cfg` as its grub.cfg, byte for byte, instead of one made from
+/// `spec` (whose kernel and modules still go in): for tests that hand the kernel what
+/// no `ImageSpec` would.
+pub fn write_image(cfg: &[u8], spec: &ImageSpec, format: Format, out: &Path) -> Result<PathBuf, String> {
     let dir = out.parent().ok_or_else(|| format!("{} has no directory", out.display()))?;
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let staging = dir.join(format!(".{name}.staging"));

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use tests::image::{Firmware, Format, ImageSpec, build_image, test_image};
+use tests::image::{Firmware, Format, ImageSpec, build_image, test_image, write_image};
 use tests::site::{self, free_port};
 use tests::{Net, Vm};
 
@@ -103,6 +103,38 @@ fn a_grub_module_reaches_the_kernel_intact() {
     let fnv =
         data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     outcome.assert_line(&format!("selftest heap: module 0: {} bytes, fnv1a64 {fnv:016x}", data.len()));
+}
+
+/// GRUB passes a command line's bytes on as they are in grub.cfg: one that is not UTF-8
+/// stops the boot with a message and exit code 2, as under PVH.
+#[test]
+fn a_command_line_that_is_not_utf8_stops_the_boot() {
+    let dir = std::env::temp_dir().join(format!("chameleon-badcmd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = ImageSpec {
+        kernel: tests::build_app("hello"),
+        title: "Chameleon hello".into(),
+        cmdline: "log=info bad=XX".into(),
+        menu_seconds: 0,
+        modules: Vec::new(),
+    };
+    let cfg = tests::image::grub_cfg(&spec).unwrap().replace("bad=XX", "bad=\u{1}\u{2}").into_bytes();
+    // The two placeholder bytes become 0xff 0xfe, which no UTF-8 string holds.
+    let cfg: Vec<u8> = cfg
+        .iter()
+        .map(|&b| match b {
+            1 => 0xff,
+            2 => 0xfe,
+            b => b,
+        })
+        .collect();
+    let image = write_image(&cfg, &spec, Format::Iso, &dir.join("bad.iso")).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = Vm::boot_image(&image, Format::Iso).spawn().expect("spawn QEMU").wait_exit().expect("exit");
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome.assert_exit(2);
+    outcome.assert_line(
+        "chameleon: boot failed: command line: command line is not UTF-8 (invalid byte at offset 13)",
+    );
 }
 
 /// A person stops GRUB's count on the serial console, edits the entry with `e` (its
