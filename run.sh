@@ -5,6 +5,11 @@
 #
 #   ./run.sh [APP] [-- QEMU_ARGS...]   build APP (default: httpd) and boot it in QEMU
 #   ./run.sh build [APP]               build APP and print the image path
+#   ./run.sh image [APP] [--format iso|raw|qcow2]
+#                                      build APP (default: httpd) and write a GRUB image
+#                                      that boots on BIOS and UEFI (target/images/APP.*),
+#                                      with CMDLINE baked in and GRUB_TIMEOUT seconds of
+#                                      menu (default 3); prints its path and QEMU commands
 #   ./run.sh test                      run every test: host unit tests, then QEMU boots
 #   ./run.sh bench KIND [OPTIONS]      boot, pvops, first200, http, soak, xen-http
 #                                      (BENCHMARKS.md)
@@ -53,9 +58,13 @@ setup() {
     fi
     # Commands the boots, tests and benchmarks use, and the Debian packages with them.
     local missing=() cmd pkg
-    for pair in qemu-system-x86_64:qemu-system-x86 curl:curl wrk:wrk ip:iproute2 gcc:gcc strip:binutils cpio:cpio xz:xz-utils; do
+    # Paths are files the packages install: GRUB's BIOS and UEFI modules, and OVMF.
+    for pair in qemu-system-x86_64:qemu-system-x86 curl:curl wrk:wrk ip:iproute2 gcc:gcc strip:binutils cpio:cpio xz:xz-utils \
+        grub-mkrescue:grub-common /usr/lib/grub/i386-pc/multiboot2.mod:grub-pc-bin \
+        /usr/lib/grub/x86_64-efi/multiboot2.mod:grub-efi-amd64-bin xorriso:xorriso mformat:mtools \
+        qemu-img:qemu-utils /usr/share/ovmf/OVMF.fd:ovmf; do
         cmd=${pair%%:*} pkg=${pair#*:}
-        command -v "$cmd" >/dev/null || missing+=("$pkg")
+        if [[ $cmd == /* ]]; then [ -e "$cmd" ] || missing+=("$pkg"); else command -v "$cmd" >/dev/null || missing+=("$pkg"); fi
     done
     if [ ${#missing[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -141,7 +150,7 @@ fuzz() {
 }
 
 case "${1:-}" in
-    build|xen)
+    build|image|xen)
         harness chameleon "$@"
         ;;
     test)

@@ -1,5 +1,5 @@
-//! The ACPI tables the kernel reads at boot (RSDP, RSDT/XSDT, FADT, DSDT for `_S5` and
-//! virtio-mmio devices, MADT, MCFG), from a guest memory image that is the fuzz input.
+//! The ACPI tables the kernel reads at boot (RSDP, RSDT/XSDT, FADT for power-off and
+//! the PM timer, DSDT for `_S5` and virtio-mmio devices, MADT, MCFG), from a guest memory image that is the fuzz input.
 //!
 //! Input: one byte of flags (bit 0: the image ends at the top of the address space
 //! instead of lying at LOW_BASE; bit 1: repair the checksums of every table found, so
@@ -33,6 +33,11 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => show(e),
     }
     acpi::find_madt(&mem, rsdp).map(drop).unwrap_or_else(show);
+    match acpi::find_pm_timer(&mem, rsdp) {
+        Ok(Some(timer)) => assert_ne!(timer.port, 0, "port 0 is no timer"),
+        Ok(None) => {}
+        Err(e) => show(e),
+    }
     match acpi::find_virtio_mmio(&mem, rsdp) {
         Ok((_, count)) => assert!(count <= acpi::MMIO_DEVICES_MAX),
         Err(e) => show(e),

@@ -15,6 +15,7 @@ pub enum TscSource {
     VmwareBackdoor,
     Pit,
     Pvclock,
+    PmTimer,
 }
 
 impl TscSource {
@@ -26,6 +27,7 @@ impl TscSource {
             4 => Self::VmwareBackdoor,
             5 => Self::Pit,
             6 => Self::Pvclock,
+            7 => Self::PmTimer,
             _ => Self::Assumed,
         }
     }
@@ -39,6 +41,7 @@ impl TscSource {
             Self::VmwareBackdoor => "vmware GETHZ",
             Self::Pit => "PIT calibration",
             Self::Pvclock => "pvclock",
+            Self::PmTimer => "ACPI PM timer calibration",
         }
     }
 }

@@ -19,6 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 mod cpio;
+pub mod image;
 pub mod site;
 pub mod xen_domu;
 
@@ -29,6 +30,9 @@ pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 const FLOOR_ASM: &str = include_str!("../floor/pvh-floor.S");
 /// Linker script of the floor stub (links it at 1 MiB with a PT_NOTE segment).
 const FLOOR_LD: &str = include_str!("../floor/pvh-floor.ld");
+/// The multiboot2 floor stub for GRUB's boots, and its linker script.
+const MB2_FLOOR_ASM: &str = include_str!("../floor/mb2-floor.S");
+const MB2_FLOOR_LD: &str = include_str!("../floor/mb2-floor.ld");
 
 /// The cargo workspace root: this crate lives at `<root>/tests`.
 pub fn workspace_root() -> PathBuf {
@@ -107,13 +111,23 @@ pub fn try_build_app(app: &str) -> Result<PathBuf, String> {
 /// echoes a non-empty `-append` command line to COM1, then exits through
 /// isa-debug-exit with value 0 (QEMU status 1). Needs `gcc` and `ld` (binutils).
 pub fn build_floor_stub(out_dir: &Path) -> PathBuf {
+    build_stub(out_dir, "pvh-floor", FLOOR_ASM, FLOOR_LD)
+}
+
+/// Assembles and links the multiboot2 floor stub (`floor/mb2-floor.S`: exits through
+/// isa-debug-exit at once) into `out_dir`; returns its path.
+pub fn build_multiboot2_floor_stub(out_dir: &Path) -> PathBuf {
+    build_stub(out_dir, "mb2-floor", MB2_FLOOR_ASM, MB2_FLOOR_LD)
+}
+
+fn build_stub(out_dir: &Path, name: &str, asm_text: &str, ld_text: &str) -> PathBuf {
     std::fs::create_dir_all(out_dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", out_dir.display()));
-    let asm = out_dir.join("pvh-floor.S");
-    let ld_script = out_dir.join("pvh-floor.ld");
-    let obj = out_dir.join("pvh-floor.o");
-    let image = out_dir.join("pvh-floor");
-    std::fs::write(&asm, FLOOR_ASM).expect("write floor asm");
-    std::fs::write(&ld_script, FLOOR_LD).expect("write floor linker script");
+    let asm = out_dir.join(format!("{name}.S"));
+    let ld_script = out_dir.join(format!("{name}.ld"));
+    let obj = out_dir.join(format!("{name}.o"));
+    let image = out_dir.join(name);
+    std::fs::write(&asm, asm_text).expect("write stub asm");
+    std::fs::write(&ld_script, ld_text).expect("write stub linker script");
     run_tool(Command::new("gcc").arg("-m32").arg("-c").arg(&asm).arg("-o").arg(&obj));
     run_tool(
         Command::new("ld")
@@ -212,6 +226,10 @@ pub struct Vm {
     input: bool,
     /// The card's QEMU model (`-device`), when not virtio-net.
     nic_model: Option<String>,
+    /// A disk or CD image firmware boots from, instead of `-kernel`; see [`Vm::boot_image`].
+    boot_image: Option<(PathBuf, image::Format)>,
+    /// The firmware: QEMU's default (SeaBIOS), or OVMF.
+    firmware: image::Firmware,
 }
 
 impl Vm {
@@ -232,7 +250,25 @@ impl Vm {
             verbose: true,
             wrapper: Vec::new(),
             input: false,
+            boot_image: None,
+            firmware: image::Firmware::SeaBios,
         }
+    }
+
+    /// A VM whose firmware boots `path` (built by [`image::build_image`]): a CD for an
+    /// ISO, a hard disk (opened with `snapshot=on`, so VMs can share it) otherwise. The
+    /// command line is the image's; [`Vm::cmdline`] does not apply.
+    pub fn boot_image(path: impl Into<PathBuf>, format: image::Format) -> Vm {
+        let path = path.into();
+        let mut vm = Vm::new(&path);
+        vm.boot_image = Some((path, format));
+        vm
+    }
+
+    /// Sets the firmware.
+    pub fn firmware(mut self, firmware: image::Firmware) -> Vm {
+        self.firmware = firmware;
+        self
     }
 
     /// Runs QEMU under `prefix` (e.g. `["ip", "netns", "exec", "ns1"]`).
@@ -346,11 +382,30 @@ impl Vm {
             .iter()
             .map(OsString::from),
         );
-        args.push("-kernel".into());
-        args.push(self.image.clone().into_os_string());
-        if !self.cmdline.is_empty() {
-            args.push("-append".into());
-            args.push(self.cmdline.clone());
+        if self.firmware == image::Firmware::Ovmf {
+            args.extend(["-bios".into(), image::OVMF.into()]);
+        }
+        match &self.boot_image {
+            None => {
+                args.push("-kernel".into());
+                args.push(self.image.clone().into_os_string());
+                if !self.cmdline.is_empty() {
+                    args.push("-append".into());
+                    args.push(self.cmdline.clone());
+                }
+            }
+            Some((path, image::Format::Iso)) => {
+                args.push("-cdrom".into());
+                args.push(path.clone().into_os_string());
+            }
+            Some((path, format)) => {
+                let format = if *format == image::Format::Qcow2 { "qcow2" } else { "raw" };
+                let mut drive = OsString::from("file=");
+                // QEMU's option syntax doubles a comma inside a value.
+                drive.push(path.to_string_lossy().replace(',', ",,"));
+                drive.push(format!(",format={format},snapshot=on"));
+                args.extend(["-drive".into(), drive]);
+            }
         }
         if self.debug_exit {
             args.push("-device".into());

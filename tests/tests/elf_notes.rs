@@ -1,6 +1,7 @@
-//! Every app image carries the notes that let one file boot three ways: the PVH entry
-//! (PHYS32_ENTRY) and the Xen PV set (guest OS, Xen version, loader, virtual base,
-//! physical offset, entry, hypercall page, features, PAE mode), all in PT_NOTE.
+//! Every app image carries what lets one file boot four ways: in PT_NOTE the PVH entry
+//! (PHYS32_ENTRY, which Xen PVH uses too) and the Xen PV set (guest OS, Xen version,
+//! loader, virtual base, physical offset, entry, hypercall page, features, PAE mode);
+//! and a multiboot2 header for GRUB in the first 32 KiB of the file.
 
 use std::collections::BTreeMap;
 
@@ -79,7 +80,7 @@ fn address(desc: &[u8]) -> u64 {
 }
 
 #[test]
-fn every_app_has_the_pvh_and_xen_pv_notes() {
+fn every_app_has_the_pvh_and_xen_pv_notes_and_a_multiboot2_header() {
     for app in ["hello", "httpd", "udp-echo"] {
         let elf = std::fs::read(build_app(app)).unwrap();
         let notes = xen_notes(&elf);
@@ -109,5 +110,44 @@ fn every_app_has_the_pvh_and_xen_pv_notes() {
         let features = text(&notes[&10]);
         assert!(!features.contains('!'), "{app}: requires Xen features: {features}");
         assert_eq!(text(&notes[&9]), "yes", "{app}: PAE_MODE");
+
+        let mb2_entry = multiboot2_entry(&elf).unwrap_or_else(|e| panic!("{app}: {e}"));
+        assert!(in_text(mb2_entry) && mb2_entry < 1 << 32, "{app}: multiboot2 entry {mb2_entry:#x}");
+        assert!(![pvh_entry, pv_entry].contains(&mb2_entry), "{app}: multiboot2 has its own entry stub");
     }
+}
+
+/// Finds the multiboot2 header as GRUB does (magic at an 8-byte boundary in the first
+/// 32 KiB, checksum, architecture i386), walks its tags, and returns the entry address
+/// tag's value; an ELF image needs no address tag, and must request no tag GRUB might
+/// refuse (only entry address, module alignment and end are expected).
+fn multiboot2_entry(elf: &[u8]) -> Result<u64, String> {
+    const MAGIC: u32 = 0xe852_50d6;
+    let at = (0..32768.min(elf.len()) - 16)
+        .step_by(8)
+        .find(|&at| u32_at(elf, at) == MAGIC)
+        .ok_or("no multiboot2 header in the first 32 KiB")?;
+    let (arch, len) = (u32_at(elf, at + 4), u32_at(elf, at + 8) as usize);
+    let sum = [MAGIC, arch, len as u32, u32_at(elf, at + 12)].iter().fold(0u32, |s, v| s.wrapping_add(*v));
+    if arch != 0 || sum != 0 || at + len > 32768 {
+        return Err(format!(
+            "bad multiboot2 header: architecture {arch}, checksum sum {sum:#x}, length {len}"
+        ));
+    }
+    let mut entry = None;
+    let mut tag = at + 16;
+    loop {
+        let (kind, size) = (u16_at(elf, tag), u32_at(elf, tag + 4) as usize);
+        match kind {
+            0 => break,
+            3 => entry = Some(u64::from(u32_at(elf, tag + 8))),
+            6 => {}
+            other => return Err(format!("unexpected multiboot2 header tag {other}")),
+        }
+        tag += size.next_multiple_of(8);
+        if tag >= at + len {
+            return Err("the header's tags run past its length".into());
+        }
+    }
+    entry.ok_or_else(|| "no entry address tag".into())
 }

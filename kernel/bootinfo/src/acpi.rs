@@ -160,7 +160,12 @@ pub fn find_table(mem: &impl PhysMemory, rsdp: u64, want: &[u8; 4]) -> Result<Op
 const FADT_DSDT: u64 = 40;
 const FADT_PM1A_CNT: u64 = 64;
 const FADT_PM1B_CNT: u64 = 68;
+const FADT_PM_TMR_BLK: u64 = 76;
+const FADT_PM_TMR_LEN: u64 = 91;
 const FADT_FLAGS: u64 = 112;
+const FADT_X_PM_TMR_BLK: u64 = 208;
+/// FADT flag: the PM timer counts 32 bits, not 24.
+const TMR_VAL_EXT: u32 = 1 << 8;
 const FADT_X_DSDT: u64 = 140;
 const FADT_SLEEP_CONTROL: u64 = 244;
 const HW_REDUCED_ACPI: u32 = 1 << 20;
@@ -216,6 +221,42 @@ pub fn find_power_off(mem: &impl PhysMemory, rsdp: u64) -> Result<PowerOff, Acpi
         slp_typ_a,
         slp_typ_b,
     })
+}
+
+/// The ACPI power-management timer: a free-running 3.579545 MHz counter at an I/O port,
+/// there on every ACPI platform that is not hardware-reduced, whatever the firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PmTimer {
+    pub port: u16,
+    /// 32-bit counter (else 24-bit).
+    pub wide: bool,
+}
+
+/// Finds the PM timer in the FADT under the RSDP at `rsdp`: X_PM_TMR_BLK when it names
+/// an I/O port, else PM_TMR_BLK (with PM_TMR_LEN 4). `None` on a hardware-reduced
+/// platform or one that names no timer.
+pub fn find_pm_timer(mem: &impl PhysMemory, rsdp: u64) -> Result<Option<PmTimer>, AcpiError> {
+    let (fadt, fadt_len) = find_table(mem, rsdp, b"FACP")?.ok_or(AcpiError::NoFadt)?;
+    let field_present = |off: u64, size: u64| u64::from(fadt_len) >= off + size;
+    let fields = Fields::new(mem, fadt);
+    let flags = if field_present(FADT_FLAGS, 4) { fields.u32(FADT_FLAGS)? } else { 0 };
+    if flags & HW_REDUCED_ACPI != 0 {
+        return Ok(None);
+    }
+    let wide = flags & TMR_VAL_EXT != 0;
+    if field_present(FADT_X_PM_TMR_BLK, 12) && fields.u8(FADT_X_PM_TMR_BLK)? == 1 {
+        let addr = fields.u64(FADT_X_PM_TMR_BLK + 4)?;
+        if let Ok(port @ 1..) = u16::try_from(addr) {
+            return Ok(Some(PmTimer { port, wide }));
+        }
+    }
+    if !field_present(FADT_PM_TMR_LEN, 1) || fields.u8(FADT_PM_TMR_LEN)? != 4 {
+        return Ok(None);
+    }
+    Ok(u16::try_from(fields.u32(FADT_PM_TMR_BLK)?)
+        .ok()
+        .filter(|&p| p != 0)
+        .map(|port| PmTimer { port, wide }))
 }
 
 /// Scans the AML of the DSDT at `dsdt` (`len` bytes, header included) for
@@ -517,6 +558,38 @@ mod tests {
         mem.put(0x12000, &with_checksum(facp, 9));
         mem.put(dsdt, &sdt(b"DSDT", dsdt_body));
         mem
+    }
+
+    #[test]
+    fn the_pm_timer_is_found_by_its_legacy_or_extended_block() {
+        let with_timer = |flags: u32, legacy: Option<u32>, extended: Option<(u8, u64)>| {
+            let mut facp = fadt(0x13000, 0x604, flags, None);
+            if let Some(port) = legacy {
+                facp[FADT_PM_TMR_BLK as usize..][..4].copy_from_slice(&port.to_le_bytes());
+                facp[FADT_PM_TMR_LEN as usize] = 4;
+            }
+            if let Some((space, addr)) = extended {
+                facp[FADT_X_PM_TMR_BLK as usize] = space;
+                facp[FADT_X_PM_TMR_BLK as usize + 4..][..8].copy_from_slice(&addr.to_le_bytes());
+            }
+            let mut mem = platform(&[], 0x604, flags, None);
+            mem.0.retain(|(a, _)| *a != 0x12000);
+            mem.put(0x12000, &with_checksum(facp, 9));
+            find_pm_timer(&mem, 0xf5a00)
+        };
+        // QEMU pc (PIIX4): 0x608, 24 bits; q35 (ICH9): 0x608, 32 bits, both blocks.
+        assert_eq!(with_timer(0, Some(0x608), None), Ok(Some(PmTimer { port: 0x608, wide: false })));
+        assert_eq!(
+            with_timer(TMR_VAL_EXT, Some(0x608), Some((1, 0x608))),
+            Ok(Some(PmTimer { port: 0x608, wide: true }))
+        );
+        // A memory-mapped extended block falls back to the legacy port.
+        assert_eq!(
+            with_timer(0, Some(0xb008), Some((0, 0xfed0_0000))),
+            Ok(Some(PmTimer { port: 0xb008, wide: false }))
+        );
+        assert_eq!(with_timer(0, None, None), Ok(None));
+        assert_eq!(with_timer(HW_REDUCED_ACPI, Some(0x608), None), Ok(None));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod acpi;
 pub mod cmdline;
 pub mod memmap;
+pub mod multiboot2;
 pub mod pvh;
 pub mod xen_pv;
 

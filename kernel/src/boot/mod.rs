@@ -1,6 +1,7 @@
-//! The boot sequence, from an entry stub to the app. Each entry (PVH here, Xen PV in
-//! [`xen_pv`]) does what only it can (reading its start info, setting up traps and memory
-//! its way) and then both join in [`run`].
+//! The boot sequence, from an entry stub to the app. Each entry (PVH and multiboot2
+//! here, Xen PV in [`xen_pv`]) does what only it can (reading its start info, setting up
+//! traps and memory its way) and then all join in [`run`]; PVH and multiboot2, both
+//! ring 0 on the boot page tables, share [`boot_ring0`] before that.
 
 pub(crate) mod xen_pv;
 
@@ -117,39 +118,136 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         Err(e) => fail("PVH start info", e),
     };
     if info.memmap.is_empty() {
-        // No map in the start info: only a hypervisor can say where RAM is.
-        let mut overflow = false;
-        // The same rule as for the start info's map: an entry that wraps stops the boot.
-        let mut wrapped = None;
-        let Some(memory_map) = pv::detect::early(&pv::Machine).memory_map else {
-            fail("memory", "the start info carries no memory map and no hypervisor offers one");
-        };
-        let found = memory_map(&mut |start, len, kind| {
-            if start.checked_add(len).is_none() {
-                wrapped.get_or_insert((start, len));
-                return;
-            }
-            let region =
-                bootinfo::memmap::Region { start, len, kind: bootinfo::memmap::RegionKind::from_raw(kind) };
-            overflow |= info.memmap.push(region).is_err();
-        });
-        if let Some((start, len)) = wrapped {
-            fail(
-                "memory",
-                format_args!(
-                    "the hypervisor's memory map has an entry (start {start:#x}, length {len:#x}) that runs past the end of the address space"
-                ),
-            );
-        }
-        match found {
-            Ok(n) if n > 0 && !overflow => {}
-            Ok(_) => {
-                fail("memory", "the start info has no memory map and the hypervisor's is empty or too long")
-            }
-            Err(why) => fail("memory", format_args!("the start info carries no memory map ({why})")),
-        }
+        hypervisor_memory_map(&mut info.memmap);
     }
-    let cmdline = match info.cmdline_addr {
+    boot_ring0(Handover {
+        protocol: "pvh",
+        version: info.version,
+        cmdline_addr: info.cmdline_addr,
+        rsdp_addr: info.rsdp_addr,
+        memmap: &info.memmap,
+        modules: info.modules(),
+        loader_ranges: [
+            (info.addr, info.addr + info.struct_len()),
+            (info.memmap_addr, info.memmap_addr + info.memmap_len()),
+        ],
+        loader: None,
+    })
+}
+
+/// Called by the multiboot2 entry stub (GRUB's `multiboot2`) on the boot stack, with
+/// interrupts off; `eax` is what the loader left in EAX.
+pub(crate) extern "C" fn multiboot2_main(info_addr: u64, eax: u64) -> ! {
+    use bootinfo::multiboot2::{BootInfo, Firmware, MemmapSource};
+    console::init_serial();
+    gdt::init();
+    idt::init();
+
+    let info = match BootInfo::parse(&BootMemory, eax as u32, info_addr) {
+        Ok(info) => info,
+        Err(e) => fail("multiboot2 boot information", e),
+    };
+    let firmware = match info.firmware {
+        Firmware::Bios => "BIOS",
+        // We ask for no EFI tag in the header, so GRUB exits boot services itself.
+        Firmware::Uefi { boot_services_exited: true } => "UEFI, boot services exited by the loader",
+        Firmware::Uefi { boot_services_exited: false } => fail(
+            "multiboot2 boot information",
+            "the loader left UEFI boot services running, which this kernel never asks for",
+        ),
+    };
+    let mut name = [0; 64];
+    let loader = info.loader_name_addr.map_or("an unnamed loader", |addr| c_string(addr, &mut name));
+    let memmap_source = match info.memmap_source {
+        MemmapSource::E820 => "e820",
+        MemmapSource::Efi => "EFI",
+    };
+    boot_ring0(Handover {
+        protocol: "multiboot2",
+        version: 2,
+        cmdline_addr: info.cmdline_addr,
+        rsdp_addr: info.rsdp_addr,
+        memmap: &info.memmap,
+        modules: info.modules(),
+        loader_ranges: [(info.addr, info.addr + u64::from(info.total_size)), (0, 0)],
+        loader: Some(Loader { name: loader, firmware, memmap_source }),
+    })
+}
+
+/// The NUL-terminated string at `addr` (already checked to end inside its tag), cut to
+/// `buf`'s length and to its valid UTF-8 prefix.
+fn c_string(addr: u64, buf: &mut [u8]) -> &str {
+    let mut len = 0;
+    while len < buf.len() {
+        match BootMemory.read_u8(addr + len as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(b) => buf[len] = b,
+        }
+        len += 1;
+    }
+    match core::str::from_utf8(&buf[..len]) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
+
+/// Fills an empty memory map from the hypervisor, or stops the boot.
+fn hypervisor_memory_map(memmap: &mut bootinfo::memmap::MemoryMap) {
+    // No map in the start info: only a hypervisor can say where RAM is.
+    let mut overflow = false;
+    // The same rule as for the start info's map: an entry that wraps stops the boot.
+    let mut wrapped = None;
+    let Some(memory_map) = pv::detect::early(&pv::Machine).memory_map else {
+        fail("memory", "the start info carries no memory map and no hypervisor offers one");
+    };
+    let found = memory_map(&mut |start, len, kind| {
+        if start.checked_add(len).is_none() {
+            wrapped.get_or_insert((start, len));
+            return;
+        }
+        let region =
+            bootinfo::memmap::Region { start, len, kind: bootinfo::memmap::RegionKind::from_raw(kind) };
+        overflow |= memmap.push(region).is_err();
+    });
+    if let Some((start, len)) = wrapped {
+        fail(
+            "memory",
+            format_args!(
+                "the hypervisor's memory map has an entry (start {start:#x}, length {len:#x}) that runs past the end of the address space"
+            ),
+        );
+    }
+    match found {
+        Ok(n) if n > 0 && !overflow => {}
+        Ok(_) => fail("memory", "the start info has no memory map and the hypervisor's is empty or too long"),
+        Err(why) => fail("memory", format_args!("the start info carries no memory map ({why})")),
+    }
+}
+
+/// What a ring-0 entry (PVH, multiboot2) read from its loader.
+struct Handover<'a> {
+    protocol: &'static str,
+    version: u32,
+    cmdline_addr: Option<u64>,
+    rsdp_addr: Option<u64>,
+    memmap: &'a bootinfo::memmap::MemoryMap,
+    modules: &'a [pvh::Module],
+    /// The loader's own structures, kept out of the allocator.
+    loader_ranges: [(u64, u64); 2],
+    /// What a multiboot2 loader said about itself and the firmware.
+    loader: Option<Loader<'a>>,
+}
+
+struct Loader<'a> {
+    name: &'a str,
+    firmware: &'static str,
+    memmap_source: &'static str,
+}
+
+/// The rest of a ring-0 entry, on the boot page tables: command line, ACPI facts,
+/// frames, the kernel's page tables, pv-ops; then [`run`].
+fn boot_ring0(h: Handover<'_>) -> ! {
+    let cmdline = match h.cmdline_addr {
         None => "",
         Some(addr) => {
             let (buf, len) = CMDLINE.call_once(|| {
@@ -165,14 +263,32 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         }
     };
     let mut parsed = parse_cmdline(cmdline);
-    log::info!("chameleon: booting via PVH (start info v{}), command line: {cmdline:?}", info.version);
+    let (name, what) =
+        if h.protocol == "pvh" { ("PVH", "start info") } else { (h.protocol, "boot information") };
+    log::info!("chameleon: booting via {name} ({what} v{}), command line: {cmdline:?}", h.version);
+    if let Some(l) = &h.loader {
+        log::info!(
+            "boot: loaded by {} on {}; memory map from the {} tag",
+            l.name,
+            l.firmware,
+            l.memmap_source
+        );
+    }
 
     // Power-off facts must be read before the allocator can reuse the RAM the ACPI
     // tables sit in.
-    if let Some(rsdp) = info.rsdp_addr {
+    if let Some(rsdp) = h.rsdp_addr {
         match bootinfo::acpi::find_power_off(&BootMemory, rsdp) {
             Ok(how) => crate::exit::set_power_off(how),
             Err(e) => log::warn!("ACPI: {e}; power-off unavailable"),
+        }
+        // The TSC's calibration falls back on it where there is no PIT (UEFI machines
+        // need not have one); claimed for good so no driver takes its port.
+        if let Ok(Some(timer)) = bootinfo::acpi::find_pm_timer(&BootMemory, rsdp) {
+            use crate::arch::claims::{self, Space};
+            if claims::claim(Space::Port, u64::from(timer.port), 4).is_ok() {
+                pv::native::tsc::set_pm_timer(timer.port, timer.wide);
+            }
         }
         if let Ok(Some(ecam)) = bootinfo::acpi::find_ecam(&BootMemory, rsdp) {
             crate::pci::set_ecam(ecam);
@@ -194,31 +310,32 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
     reserved[..FIXED].copy_from_slice(&[
         (0, 1 << 20), // page 0, real-mode and firmware areas
         (image.start, image.end),
-        (info.addr, info.addr + info.struct_len()),
-        (info.memmap_addr, info.memmap_addr + info.memmap_len()),
+        h.loader_ranges[0],
+        h.loader_ranges[1],
     ]);
-    for (slot, m) in reserved[FIXED..].iter_mut().zip(info.modules()) {
+    for (slot, m) in reserved[FIXED..].iter_mut().zip(h.modules) {
         *slot = (m.start, m.start.saturating_add(m.len));
     }
-    let free = match memory::init_frames(&info.memmap, &reserved) {
+    let free = match memory::init_frames(h.memmap, &reserved) {
         Ok(free) => free,
         Err(e) => fail("memory", e),
     };
     log::debug!("memory: {} KiB free in {} ranges", free / 1024, memory::FRAMES.lock().ranges().len());
     let nx = cpu::enable_nx();
     let guards = entry::stacks().map(|s| s.guard);
-    if let Err(e) = memory::init_paging(&info.memmap, &image, &guards, nx) {
+    if let Err(e) = memory::init_paging(h.memmap, &image, &guards, nx) {
         fail("memory", e);
     }
     log::debug!("paging: kernel page tables live, NX {}", if nx { "on" } else { "unavailable" });
 
+    // Multiboot2 enters like PVH: ring 0, the hypervisor found by CPUID.
     let pv = start_pv(&parsed.settings, pv::Entry::Pvh);
-    let modules = info
-        .modules()
+    let modules = h
+        .modules
         .iter()
         .filter(|m| {
             let in_ram =
-                info.memmap.ram().any(|r| r.start <= m.start && m.start.saturating_add(m.len) <= r.end());
+                h.memmap.ram().any(|r| r.start <= m.start && m.start.saturating_add(m.len) <= r.end());
             if !in_ram {
                 log::warn!("boot module at {:#x} ({} bytes) is not in RAM; ignored", m.start, m.len);
             }
@@ -227,11 +344,11 @@ pub(crate) extern "C" fn pvh_main(start_info_addr: u64) -> ! {
         .map(|m| module_bytes(m.start, m.len))
         .collect();
     run(Booted {
-        protocol: "pvh",
-        start_info_version: info.version,
+        protocol: h.protocol,
+        start_info_version: h.version,
         cmdline,
         parsed,
-        ram_bytes: info.memmap.ram_bytes(),
+        ram_bytes: h.memmap.ram_bytes(),
         free_bytes: free,
         nx,
         modules,

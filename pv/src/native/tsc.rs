@@ -2,9 +2,9 @@
 //! time at its zero from the CMOS RTC. Used by the native backend and by backends whose
 //! hypervisor tells the rate but offers no clock of its own (VMware).
 
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use super::insn::{cpuid, inb, outb};
+use super::insn::{cpuid, inb, inl, outb};
 use crate::clock::{self, Rtc, TscSource};
 
 static KHZ: AtomicU64 = AtomicU64::new(0);
@@ -13,6 +13,15 @@ static NS_PER_TICK_32: AtomicU64 = AtomicU64::new(0);
 static BASE: AtomicU64 = AtomicU64::new(0);
 static WALL_BASE_NS: AtomicU64 = AtomicU64::new(0);
 static SOURCE: AtomicU8 = AtomicU8::new(TscSource::Assumed as u8);
+/// The ACPI PM timer's port in the low 16 bits, bit 16 set for a 32-bit counter; 0: none.
+static PM_TIMER: AtomicU32 = AtomicU32::new(0);
+
+/// Names the ACPI PM timer (from the FADT) for [`calibrate`] to fall back on where the
+/// PIT does not answer (UEFI machines need not have one). The caller has claimed the
+/// port for this alone.
+pub fn set_pm_timer(port: u16, wide: bool) {
+    PM_TIMER.store(u32::from(port) | (u32::from(wide) << 16), Ordering::Relaxed);
+}
 
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter.
@@ -51,8 +60,9 @@ pub extern "C" fn wall_clock_base_ns() -> u64 {
 
 /// Works out the TSC rate: CPUID 0x15 (crystal ratio), CPUID 0x16 (base MHz), the
 /// hypervisor's timing leaf 0x40000010 (VMware's layout, which QEMU/KVM copy), then
-/// 1 ms counts against PIT channel 2. `hv_max_leaf` is the hypervisor's highest leaf,
-/// 0 if there is none.
+/// 1 ms counts against PIT channel 2, then against the ACPI PM timer (when
+/// [`set_pm_timer`] named one). `hv_max_leaf` is the hypervisor's highest leaf, 0 if
+/// there is none.
 pub fn calibrate(hv_max_leaf: u32) -> TscSource {
     let max = cpuid(0, 0).eax;
     let leaf15 = (max >= 0x15).then(|| cpuid(0x15, 0));
@@ -60,6 +70,7 @@ pub fn calibrate(hv_max_leaf: u32) -> TscSource {
     let hv10 = (hv_max_leaf >= 0x4000_0010).then(|| cpuid(0x4000_0010, 0));
     let (khz, source) = clock::tsc_khz_from_cpuid(leaf15, leaf16, hv10)
         .or_else(|| pit_khz().map(|k| (k, TscSource::Pit)))
+        .or_else(|| clock::settle_khz(pm_timer_run).map(|k| (k, TscSource::PmTimer)))
         .unwrap_or((1_000_000, TscSource::Assumed));
     set_khz(khz, source);
     source
@@ -98,6 +109,41 @@ fn pit_run() -> Option<u64> {
     for _ in 0..10_000_000u32 {
         if inb(0x61) & 0x20 != 0 {
             let khz = (rdtsc() - start) * PIT_HZ / u64::from(PIT_CALIBRATION_TICKS) / 1000;
+            return (khz > 0).then_some(khz);
+        }
+    }
+    None
+}
+
+const PM_TIMER_HZ: u64 = 3_579_545;
+const PM_TIMER_CALIBRATION_TICKS: u32 = 3_580; // 1 ms
+
+/// Counts TSC ticks while the ACPI PM timer advances 1 ms.
+fn pm_timer_run() -> Option<u64> {
+    let named = PM_TIMER.load(Ordering::Relaxed);
+    let port = named as u16;
+    if port == 0 {
+        return None;
+    }
+    let mask = if named >> 16 != 0 { u32::MAX } else { 0x00ff_ffff };
+    // SAFETY: the PM timer's port was claimed for this calibration (see set_pm_timer);
+    // reading the free-running counter changes nothing.
+    let read = || unsafe { inl(port) } & mask;
+    // Start on a tick edge; a counter that never moves is no timer (bounded, as for the PIT).
+    let first = read();
+    let mut start = None;
+    for _ in 0..1_000_000u32 {
+        let now = read();
+        if now != first {
+            start = Some((now, rdtsc()));
+            break;
+        }
+    }
+    let (count0, tsc0) = start?;
+    for _ in 0..10_000_000u32 {
+        let elapsed = read().wrapping_sub(count0) & mask;
+        if elapsed >= PM_TIMER_CALIBRATION_TICKS {
+            let khz = (rdtsc() - tsc0) * PM_TIMER_HZ / u64::from(elapsed) / 1000;
             return (khz > 0).then_some(khz);
         }
     }

@@ -4,7 +4,8 @@
 //! spawn to QEMU exit of the `hello` app against a *floor*: a PVH stub that
 //! exits immediately under the identical QEMU command line. Runs alternate
 //! between the two so machine noise (thermal, other load) hits both equally.
-//! Then hello as a Xen PV and PVH dom0: QEMU start to Xen's halt line.
+//! Then the same from a GRUB ISO on SeaBIOS and on OVMF, beside a multiboot2 stub that
+//! exits at once in an ISO built the same way. Then hello as a Xen PV and PVH dom0: QEMU start to Xen's halt line.
 //! `bench pvops` times the hot pv ops, `bench first200` QEMU start to httpd's first
 //! 200, `bench http` runs wrk against httpd and Linux guests, and `bench soak` holds
 //! httpd under wrk for minutes and reports whether throughput, latency and heap stay flat.
@@ -14,9 +15,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
+use tests::image::{Firmware, Format, ImageSpec, build_image};
 use tests::{
-    Dom0, Namespace, Net, Vm, XEN_HALTED, build_app, build_floor_stub, cpu_model, require_qemu, xen_binary,
-    xen_dom0,
+    Dom0, Namespace, Net, Vm, XEN_HALTED, build_app, build_floor_stub, build_multiboot2_floor_stub,
+    cpu_model, require_qemu, xen_binary, xen_dom0,
 };
 
 fn usage() -> ExitCode {
@@ -102,13 +104,17 @@ fn main() -> ExitCode {
 /// One timed boot, spawn to exit. Panics (with guest output) on failure so a
 /// broken image never produces a plausible-looking number.
 fn time_boot(image: &Path) -> f64 {
-    let vm = Vm::new(image).verbose(false).timeout(Duration::from_secs(60));
+    time_vm(Vm::new(image))
+}
+
+fn time_vm(vm: Vm) -> f64 {
+    let shown = vm.command_line();
+    let vm = vm.verbose(false).timeout(Duration::from_secs(120));
     let mut run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
     let out = run.wait_exit().unwrap_or_else(|e| panic!("{e}"));
     assert!(
         out.guest_code().is_some(),
-        "{} did not exit through isa-debug-exit (status {:?})\n{}\n{}",
-        image.display(),
+        "{shown} did not exit through isa-debug-exit (status {:?})\n{}\n{}",
         out.status,
         out.output(),
         out.qemu_stderr
@@ -185,12 +191,89 @@ fn boot(runs: usize, image: Option<PathBuf>) -> ExitCode {
         Some(s) => println!("image size stripped:   {s} bytes ({:.1} KiB)", s as f64 / 1024.0),
         None => println!("image size stripped:   unavailable (need strip or objcopy)"),
     }
+    grub_boot(&hello, &tmp, runs);
     let _ = std::fs::remove_dir_all(&tmp);
     match xen_binary() {
         Some(xen) => xen_boot(&xen, &hello, runs.div_ceil(3).max(3)),
         None => println!("xen: no Xen 4.17 binary; the Xen boot rows are skipped"),
     }
     ExitCode::SUCCESS
+}
+
+/// QEMU start to exit for hello booted by firmware and GRUB from an ISO (as `./run.sh
+/// image` writes it, no menu delay), beside the multiboot2 floor stub in an ISO built
+/// the same way, on SeaBIOS and on OVMF; then the image sizes.
+fn grub_boot(hello: &Path, tmp: &Path, runs: usize) {
+    let floor = build_multiboot2_floor_stub(tmp);
+    let iso = |kernel: &Path, name: &str| {
+        let spec = ImageSpec {
+            kernel: kernel.to_path_buf(),
+            title: name.to_owned(),
+            cmdline: String::new(),
+            menu_seconds: 0,
+            modules: Vec::new(),
+        };
+        build_image(&spec, Format::Iso, &tmp.join(format!("{name}.iso"))).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (floor_iso, hello_iso) = (iso(&floor, "floor"), iso(hello, "hello"));
+    let vm = |image: &Path, firmware| Vm::boot_image(image, Format::Iso).firmware(firmware);
+    println!(
+        "
+grub: spawn -> exit wall time from an ISO (CD) through GRUB 2.06's multiboot2, {runs} interleaved runs"
+    );
+    println!(
+        "{:<24} {:>10} {:>10} {:>10} {:>14}",
+        "firmware, image", "median ms", "min ms", "max ms", "hello/floor"
+    );
+    for (name, firmware) in [("SeaBIOS", Firmware::SeaBios), ("OVMF", Firmware::Ovmf)] {
+        time_vm(vm(&floor_iso, firmware));
+        time_vm(vm(&hello_iso, firmware));
+        let (mut floor_ms, mut hello_ms) = (Vec::new(), Vec::new());
+        for i in 0..runs {
+            let order = if i % 2 == 0 { [true, false] } else { [false, true] };
+            for is_floor in order {
+                if is_floor {
+                    floor_ms.push(time_vm(vm(&floor_iso, firmware)));
+                } else {
+                    hello_ms.push(time_vm(vm(&hello_iso, firmware)));
+                }
+            }
+        }
+        let (f, h) = (stats(floor_ms), stats(hello_ms));
+        let row = |what: &str, s: &Stats, ratio: String| {
+            println!(
+                "{:<24} {:>10.1} {:>10.1} {:>10.1} {:>14}",
+                format!("{name}, {what}"),
+                s.median,
+                s.min,
+                s.max,
+                ratio
+            )
+        };
+        row("floor (mb2 stub)", &f, String::new());
+        row("hello", &h, format!("{:.3}", h.median / f.median));
+    }
+    let qcow2 = tmp.join("hello.qcow2");
+    let converted = Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(&hello_iso)
+        .arg(&qcow2)
+        .status()
+        .is_ok_and(|s| s.success());
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mib = |n: u64| n as f64 / (1024.0 * 1024.0);
+    println!(
+        "image sizes: hello ISO (= raw) {} bytes ({:.2} MiB), floor ISO {} bytes ({:.2} MiB){}",
+        size(&hello_iso),
+        mib(size(&hello_iso)),
+        size(&floor_iso),
+        mib(size(&floor_iso)),
+        if converted {
+            format!(", hello qcow2 {} bytes ({:.2} MiB)", size(&qcow2), mib(size(&qcow2)))
+        } else {
+            String::new()
+        }
+    );
 }
 
 /// QEMU start to Xen's report that hello's dom0 halted, as a PV and a PVH dom0, and the
@@ -239,7 +322,7 @@ fn parse_pvbench(line: &str) -> Option<OpTicks> {
 /// Xen dom0 (Xen halts; QEMU is stopped).
 #[derive(Clone)]
 enum Host {
-    Qemu(Vm),
+    Qemu(Box<Vm>),
     Xen(PathBuf, Dom0),
 }
 
@@ -248,7 +331,7 @@ enum Host {
 fn pvops_run(host: &Host, image: &Path, cmdline: &str) -> Vec<OpTicks> {
     match host {
         Host::Qemu(vm) => {
-            let vm = vm.clone().cmdline(cmdline.to_string()).verbose(false);
+            let vm = (**vm).clone().cmdline(cmdline.to_string()).verbose(false);
             let mut run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
             let out = run.wait_exit().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(out.guest_code(), Some(0), "pvops bench failed:\n{}", out.output());
@@ -280,16 +363,20 @@ fn pvops(with_kvm: bool) -> ExitCode {
     let image = build_app("hello");
     let cmd = "log=warn selftest=pvops-bench";
     let mut backends: Vec<(&str, Host, String)> = vec![
-        ("native (TCG)", Host::Qemu(Vm::new(&image).accel("tcg")), cmd.to_string()),
+        ("native (TCG)", Host::Qemu(Box::new(Vm::new(&image).accel("tcg"))), cmd.to_string()),
         (
             "vmware (TCG, pv=vmware)",
-            Host::Qemu(Vm::new(&image).accel("tcg").machine("pc,vmport=on")),
+            Host::Qemu(Box::new(Vm::new(&image).accel("tcg").machine("pc,vmport=on"))),
             format!("{cmd} pv=vmware"),
         ),
     ];
     if with_kvm && Path::new("/dev/kvm").exists() {
         let kvm = Vm::new(&image).accel("kvm").cpu(cpu_model("kvm"));
-        backends.push(("kvm (KVM)", Host::Qemu(kvm.timeout(Duration::from_secs(600))), cmd.to_string()));
+        backends.push((
+            "kvm (KVM)",
+            Host::Qemu(Box::new(kvm.timeout(Duration::from_secs(600)))),
+            cmd.to_string(),
+        ));
     }
     match xen_binary() {
         Some(xen) => {

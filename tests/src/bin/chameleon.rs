@@ -3,6 +3,10 @@
 //! - `chameleon run [APP] [--] [QEMU_ARGS...]`: build APP (default httpd) and boot it in
 //!   QEMU with the terminal as its serial console; exits with the app's exit code.
 //! - `chameleon build [APP]`: build APP and print the image path.
+//! - `chameleon image [APP] [--format iso|raw|qcow2]`: build APP and write a disk or CD
+//!   image that boots it through GRUB on BIOS and UEFI ([`tests::image`]), with `CMDLINE`
+//!   as its command line and `GRUB_TIMEOUT` seconds of menu (default 3); print its path
+//!   and the QEMU commands that boot it.
 //! - `chameleon xen pv|pvh [APP]`: APP (default hello) as a Xen 4.17 dom0, Xen under QEMU
 //!   TCG; exits 0 when Xen reports the dom0 halted, 1 when it crashed.
 //! - `chameleon xen domu pv|pvh [APP]`: APP (default httpd) as a Xen domU named
@@ -16,13 +20,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
+use tests::image::{Firmware, Format, ImageSpec, build_image};
 use tests::xen_domu::{Domu, DomuType, Options, Testbed};
 use tests::{
     Dom0, Namespace, Net, Vm, XEN_CRASHED, XEN_HALTED, cpu_model, debug_exit_code, host_accel, try_build_app,
     workspace_root, xen_binary, xen_dom0_sized,
 };
 
-const USAGE: &str = "usage: chameleon run [APP] [--] [QEMU_ARGS...]\n       chameleon build [APP]\n       chameleon xen pv|pvh [APP]\n       chameleon xen domu pv|pvh [APP]";
+const USAGE: &str = "usage: chameleon run [APP] [--] [QEMU_ARGS...]\n       chameleon build [APP]\n       chameleon image [APP] [--format iso|raw|qcow2]\n       chameleon xen pv|pvh [APP]\n       chameleon xen domu pv|pvh [APP]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +39,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
+        Some((cmd, rest)) if cmd == "image" => image(rest),
         Some((cmd, rest)) if cmd == "xen" && rest.first().is_some_and(|m| m == "domu") && rest.len() <= 3 => {
             xen_domu(&rest[1..])
         }
@@ -58,6 +64,47 @@ fn build(app: &str) -> Result<PathBuf, String> {
         return Err(format!("no app '{app}' (apps: {})", known.join(" ")));
     }
     try_build_app(app)
+}
+
+/// Writes APP's bootable image to `target/images/APP.EXT` and says how to boot it.
+fn image(args: &[String]) -> Result<ExitCode, String> {
+    let (mut app, mut format) = (None, Format::Iso);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--format" => format = it.next().ok_or("--format needs iso, raw or qcow2")?.parse()?,
+            f if f.starts_with("--format=") => format = f["--format=".len()..].parse()?,
+            f if f.starts_with('-') => return Err(format!("image: unknown option '{f}'\n{USAGE}")),
+            name if app.is_none() => app = Some(name),
+            _ => return Err(USAGE.to_owned()),
+        }
+    }
+    let app = app.unwrap_or("httpd");
+    let spec = ImageSpec {
+        kernel: build(app)?,
+        title: format!("Chameleon {app}"),
+        cmdline: env("CMDLINE").unwrap_or_default(),
+        menu_seconds: env_number("GRUB_TIMEOUT", 3)?,
+        modules: Vec::new(),
+    };
+    let dir = workspace_root().join("target/images");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let out = build_image(&spec, format, &dir.join(format!("{app}.{}", format.extension())))?;
+    let size = std::fs::metadata(&out).map_or(0, |m| m.len());
+    println!("{}", out.display());
+    eprintln!(
+        "chameleon: {format} image of {app}, {:.1} MiB, command line {:?} (edit it in GRUB's menu with `e`)",
+        size as f64 / (1024.0 * 1024.0),
+        spec.cmdline
+    );
+    let mut vm = Vm::boot_image(&out, format).memory_mib(env_number("MEM", 64)?);
+    if app == "httpd" {
+        vm = vm.net(Net::User { host_port: env_number("PORT", 8080)? });
+    }
+    let bios = vm.clone().accel(host_accel()).command_line();
+    let uefi = vm.firmware(Firmware::Ovmf).accel(host_accel()).command_line();
+    eprintln!("chameleon: boot it on BIOS (SeaBIOS):\n  {bios}\nchameleon: or on UEFI (OVMF):\n  {uefi}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An environment variable, with an empty one taken as unset (as the shell's `${X:-}`).

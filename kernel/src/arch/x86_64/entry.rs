@@ -1,10 +1,16 @@
-//! The two ways into the image, each announced by an ELF note in PT_NOTE:
+//! The three ways into the image, two announced by an ELF note in PT_NOTE, one by a
+//! multiboot2 header at the start of the text:
 //!
 //! - PVH (XEN_ELFNOTE_PHYS32_ENTRY): 32-bit protected mode, paging off, EBX =
 //!   `hvm_start_info` (physical). The stub builds throw-away page tables that
 //!   identity-map the first 4 GiB with 2 MiB pages (enough for the image, the start info
 //!   and everything the loader put beside it), enters long mode and calls
 //!   [`crate::boot::pvh_main`], which replaces those tables with the real ones.
+//! - Multiboot2 (GRUB's `multiboot2`): the same machine state as PVH, with EAX = the
+//!   loader's magic and EBX = the boot information. The header's entry-address tag
+//!   points at its own 3-instruction stub, which joins PVH's path to long mode with a
+//!   flag in EBP saying which Rust entry to call ([`crate::boot::multiboot2_main`]).
+//!   The header asks for no EFI tag, so under UEFI GRUB exits boot services first.
 //! - Xen PV (XEN_ELFNOTE_ENTRY and the notes a PV domain builder requires): 64-bit, ring
 //!   3, paging on with Xen's tables mapping the image at VIRT_BASE 0 + its physical
 //!   address (so at the same addresses as under PVH), RSI = `start_info`. The stub
@@ -56,13 +62,38 @@ core::arch::global_asm!(
     .asciz "yes"
 2:  .balign 4
 
+    /* Multiboot2 header: 8-byte aligned in the first 32 KiB of the file (the linker
+       script puts it first in .text). */
+    .section .multiboot2, "a"
+    .balign 8
+mb2_header:
+    .long 0xe85250d6                    /* magic */
+    .long 0                             /* architecture: i386 protected mode */
+    .long mb2_header_end - mb2_header
+    .long 0x100000000 - (0xe85250d6 + (mb2_header_end - mb2_header))
+    .balign 8
+    .short 3, 0                         /* entry address */
+    .long 12
+    .long mb2_start32
+    .balign 8
+    .short 6, 0                         /* modules page-aligned */
+    .long 8
+    .short 0, 0                         /* end */
+    .long 8
+mb2_header_end:
+
     .section .text.boot, "ax"
     .code32
-    .global pvh_start32
+    .global pvh_start32, mb2_start32
+mb2_start32:
+    mov %eax, %esi                      /* the loader's magic, checked by multiboot2_main */
+    mov $1, %ebp
+    jmp 0f
 pvh_start32:
-    cli
+    xor %ebp, %ebp
+0:  cli
     cld
-    mov %ebx, %edi                      /* keep the start info for pvh_main */
+    mov %ebx, %edi                      /* keep the start info for the Rust entry */
 
     /* Long mode needs CPUID leaf 0x80000001 EDX bit 29. */
     mov $0x80000000, %eax
@@ -133,9 +164,15 @@ long_mode_entry:
     mov %ax, %fs
     mov %ax, %gs
     lea __boot_stack_top(%rip), %rsp
-    xor %ebp, %ebp                      /* ends the frame-pointer chain */
     mov %edi, %edi                      /* zero-extend the start info address */
+    mov %esi, %esi                      /* and multiboot2's EAX */
+    test %ebp, %ebp                     /* which entry; then ends the frame-pointer chain */
+    jnz 1f
+    xor %ebp, %ebp
     call {pvh_main}
+    ud2
+1:  xor %ebp, %ebp
+    call {multiboot2_main}
     ud2
 
     .global xen_pv_start
@@ -180,6 +217,7 @@ __\name\()_top:
     STACK ist_machine_check, {ist}
     "#,
     pvh_main = sym crate::boot::pvh_main,
+    multiboot2_main = sym crate::boot::multiboot2_main,
     xen_pv_main = sym crate::boot::xen_pv::xen_pv_main,
     boot_stack = const BOOT_STACK_SIZE,
     ist = const IST_STACK_SIZE,
