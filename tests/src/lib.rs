@@ -707,9 +707,6 @@ impl Running {
         self.qemu_stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Waits for a serial line containing `needle`, searching only lines after
-    /// the previous successful match so that a sequence of `wait_for` calls
-    /// checks ordering.
     /// Heap bytes from the newest `net: ... heap N bytes` line received so far (the
     /// network stack logs one at `log=debug` whenever a closed connection is reaped).
     pub fn heap_figure(&mut self) -> Option<u64> {
@@ -720,6 +717,25 @@ impl Running {
         })
     }
 
+    /// For `selftest=sleep`: the host time of each of the guest's three 1 s sleeps
+    /// (between its console lines), and their median. A line held up by a busy host
+    /// lengthens one interval and shortens the next; the median stays.
+    pub fn one_second_sleeps(&mut self) -> Result<(Duration, Vec<Duration>), HarnessError> {
+        let mut at = self.wait_for("selftest sleep: start")?.at;
+        let mut intervals = Vec::new();
+        for round in 1..=3 {
+            let done = self.wait_for(&format!("selftest sleep: {round} done"))?.at;
+            intervals.push(done - at);
+            at = done;
+        }
+        let mut sorted = intervals.clone();
+        sorted.sort();
+        Ok((sorted[1], intervals))
+    }
+
+    /// Waits for a serial line containing `needle`, searching only lines after
+    /// the previous successful match so that a sequence of `wait_for` calls
+    /// checks ordering.
     pub fn wait_for(&mut self, needle: &str) -> Result<Line, HarnessError> {
         // Lines before `scan_from` are known not to match this needle; the
         // cursor itself only moves on success, so a failed wait consumes nothing.
