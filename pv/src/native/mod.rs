@@ -15,11 +15,11 @@ pub(crate) use insn::{cpuid, inb, outb, rdmsr, wrmsr};
 use insn::{inl, inw, outl, outw};
 
 /// The I/O ports the backends drive themselves, `(base, length)`, so the kernel hands
-/// them to no driver: PIT channel 2 and its gate (TSC calibration), the CMOS RTC (the
+/// them to no driver: the PIT and channel 2's gate (TSC calibration), the CMOS RTC (the
 /// wall clock), the POST port (`io_delay`), Xen's debug port (the early console) and
 /// VMware's backdoor (detection).
 pub const PORTS_IN_USE: [(u16, u16); 6] =
-    [(0x42, 2), (0x61, 1), (0x70, 2), (0x80, 1), (0xe9, 1), (0x5658, 1)];
+    [(0x40, 4), (0x61, 1), (0x70, 2), (0x80, 1), (0xe9, 1), (0x5658, 1)];
 
 use core::arch::asm;
 

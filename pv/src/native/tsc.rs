@@ -60,8 +60,8 @@ pub extern "C" fn wall_clock_base_ns() -> u64 {
 
 /// Works out the TSC rate: CPUID 0x15 (crystal ratio), CPUID 0x16 (base MHz), the
 /// hypervisor's timing leaf 0x40000010 (VMware's layout, which QEMU/KVM copy), then
-/// 1 ms counts against PIT channel 2, then against the ACPI PM timer (when
-/// [`set_pm_timer`] named one). `hv_max_leaf` is the hypervisor's highest leaf, 0 if
+/// 1 ms counts against PIT channel 2, against PIT channel 0 read through latches, then
+/// against the ACPI PM timer (when [`set_pm_timer`] named one). `hv_max_leaf` is the hypervisor's highest leaf, 0 if
 /// there is none.
 pub fn calibrate(hv_max_leaf: u32) -> TscSource {
     let max = cpuid(0, 0).eax;
@@ -70,6 +70,7 @@ pub fn calibrate(hv_max_leaf: u32) -> TscSource {
     let hv10 = (hv_max_leaf >= 0x4000_0010).then(|| cpuid(0x4000_0010, 0));
     let (khz, source) = clock::tsc_khz_from_cpuid(leaf15, leaf16, hv10)
         .or_else(|| pit_khz().map(|k| (k, TscSource::Pit)))
+        .or_else(|| clock::settle_khz(pit_latch_run).map(|k| (k, TscSource::Pit)))
         .or_else(|| clock::settle_khz(pm_timer_run).map(|k| (k, TscSource::PmTimer)))
         .unwrap_or((1_000_000, TscSource::Assumed));
     set_khz(khz, source);
@@ -109,6 +110,53 @@ fn pit_run() -> Option<u64> {
     for _ in 0..10_000_000u32 {
         if inb(0x61) & 0x20 != 0 {
             let khz = (rdtsc() - start) * PIT_HZ / u64::from(PIT_CALIBRATION_TICKS) / 1000;
+            return (khz > 0).then_some(khz);
+        }
+    }
+    None
+}
+
+/// Counts TSC ticks while PIT channel 0 counts down 1 ms, read through latch commands:
+/// for a PIT without the port 0x61 gate that channel 2 needs (QEMU's microvm, whose
+/// only other clock is the TSC). Channel 0's interrupt goes nowhere: the PICs are
+/// masked and no I/O APIC pin is routed to it.
+fn pit_latch_run() -> Option<u64> {
+    // The PIT's ports (0x40-0x43) belong to this calibration alone (the kernel hands
+    // them to no driver), and none of them can start DMA.
+    // SAFETY: as just said.
+    let inb = |port| unsafe { inb(port) };
+    // SAFETY: as just said.
+    let outb = |port, value| unsafe { outb(port, value) };
+    // Channel 0, lobyte/hibyte, mode 0 (counts down once), from 0xffff: 55 ms.
+    outb(0x43, 0b0011_0000);
+    outb(0x40, 0xff);
+    outb(0x40, 0xff);
+    // Read-back of channel 0's status: lobyte/hibyte, mode 0, binary, as just set. Absent
+    // ports read as all ones (mode 7), so a machine without a PIT stops here at once.
+    outb(0x43, 0b1110_0010);
+    if inb(0x40) & 0x3f != 0b11_0000 {
+        return None;
+    }
+    let read = || {
+        outb(0x43, 0b0000_0000); // latch channel 0's count
+        u16::from_le_bytes([inb(0x40), inb(0x40)])
+    };
+    // Start on a tick edge. A count that never moves is no working PIT (bounded, so it
+    // cannot hang the boot).
+    let first = read();
+    let mut start = None;
+    for _ in 0..100_000u32 {
+        let now = read();
+        if now != first {
+            start = Some((now, rdtsc()));
+            break;
+        }
+    }
+    let (count0, tsc0) = start?;
+    for _ in 0..10_000_000u32 {
+        let elapsed = count0.wrapping_sub(read());
+        if elapsed >= PIT_CALIBRATION_TICKS {
+            let khz = (rdtsc() - tsc0) * PIT_HZ / u64::from(elapsed) / 1000;
             return (khz > 0).then_some(khz);
         }
     }
