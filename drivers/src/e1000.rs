@@ -329,6 +329,17 @@ impl<R: Registers, A: DmaAllocator> E1000<R, A> {
         self.publish_rx();
     }
 
+    /// Masks its interrupts and resets the card, which turns its receiver and
+    /// transmitter off and forgets the rings, then drops them (a card the stack does not
+    /// use).
+    pub fn stop(self) {
+        self.regs.write32(reg::IMC, u32::MAX);
+        self.regs.write32(reg::RCTL, 0);
+        self.regs.write32(reg::TCTL, 0);
+        self.regs.write32(reg::CTRL, self.regs.read32(reg::CTRL) | CTRL_RST);
+        let _ = (0..RESET_POLLS).any(|_| self.regs.read32(reg::CTRL) & CTRL_RST == 0);
+    }
+
     /// The address in receive address 0 (loaded from the EEPROM at reset), else the
     /// EEPROM's first three words.
     fn read_mac(regs: &R, model: Model) -> Result<[u8; 6], Error> {

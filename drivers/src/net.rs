@@ -104,6 +104,19 @@ impl<K: NicTypes> AnyNic<K> {
         }
     }
 
+    /// Resets the card, so it no longer receives, sends or interrupts, and drops the
+    /// driver: for a card found beside the one the stack takes.
+    pub fn stop(self) {
+        match self {
+            AnyNic::Virtio(n) => n.stop(),
+            AnyNic::E1000(n) => n.stop(),
+            AnyNic::Vmxnet3(n) => n.stop(),
+            // Its pages stay granted to the back end: kept, never freed (the kernel
+            // takes a card on the hypervisor's bus only when there is no other).
+            AnyNic::Netfront(n) => core::mem::forget(n),
+        }
+    }
+
     /// Why the card stopped, when it reports that (its link then reads down).
     pub fn fault(&self) -> Option<NicError> {
         match self {

@@ -429,3 +429,16 @@ fn ring_lengths_and_ids() {
     assert_eq!(Model::from_ids(0x8086, 0x10d4), None);
     assert_eq!(Model::from_ids(0x1af4, 0x100e), None);
 }
+
+#[test]
+fn a_stopped_card_is_reset_with_receiver_and_transmitter_off() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82574L);
+    let nic = up(&fake);
+    let before = fake.writes.borrow().len();
+    nic.stop();
+    let writes = fake.writes.borrow()[before..].to_vec();
+    assert_eq!(writes[0], (reg::IMC, u32::MAX), "interrupts masked first");
+    assert!(writes.contains(&(reg::RCTL, 0)) && writes.contains(&(reg::TCTL, 0)));
+    assert!(writes.last().is_some_and(|w| w.0 == reg::CTRL && w.1 & CTRL_RST != 0), "{writes:x?}");
+}

@@ -73,6 +73,7 @@ fn parse_cmdline(cmdline: &str) -> Parsed<'_> {
         gateway: settings.gateway,
         mmio: [None; 8],
         max_conns: settings.max_conns,
+        nic: settings.nic,
     };
     for value in settings.virtio_mmio.iter().flatten() {
         match drivers::virtio::mmio::parse_cmdline_device(value) {

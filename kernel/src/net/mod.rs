@@ -37,6 +37,8 @@ pub(crate) struct NetConfig {
     pub(crate) gateway: Option<[u8; 4]>,
     pub(crate) mmio: [Option<drivers::virtio::mmio::MmioDevice>; 8],
     pub(crate) max_conns: Option<usize>,
+    /// `net.nic=`: the card to use when there are several.
+    pub(crate) nic: Option<bootinfo::cmdline::NicChoice>,
 }
 
 static CONFIG: Once<NetConfig> = Once::new();
@@ -188,7 +190,8 @@ fn instant(ns: u64) -> Instant {
 }
 
 fn start() -> Result<(), NetError> {
-    let nic = match nic::probe(&CONFIG.get().copied().unwrap_or_default().mmio) {
+    let cfg = CONFIG.get().copied().unwrap_or_default();
+    let nic = match nic::probe(&cfg.mmio, cfg.nic) {
         None => return Err(NetError::NoDevice),
         Some(Err(e)) => {
             log::error!("net: {e}");
@@ -213,7 +216,6 @@ fn start() -> Result<(), NetError> {
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
     config.random_seed = pv::native::tsc::rdtsc();
     let mut iface = Interface::new(config, &mut port, instant(crate::time::since_boot_ns()));
-    let cfg = CONFIG.get().copied().unwrap_or_default();
     // The socket table never shrinks (smoltcp keeps its slots), so it is reserved for the
     // whole budget now: a flood then leaves the heap where it found it, and the table
     // never has to grow.

@@ -6,13 +6,12 @@ use drivers::net::{AnyNic, NicError};
 use drivers::pci;
 
 use super::{DMA, NET_VECTOR, Probed, Signal, queue_limit};
-use crate::pci::{config, functions, map_bar};
+use crate::pci::{config, map_bar};
 
-/// Starts the first e1000 or e1000e on the bus.
-pub(super) fn probe() -> Option<Probed> {
-    let (f, model) = functions().iter().find_map(|f| Some((f, Model::from_ids(f.vendor, f.device)?)))?;
+/// Starts the e1000 or e1000e at `f`.
+pub(super) fn start(f: &pci::Function, model: Model) -> Probed {
     let Some(regs) = map_bar(f.bdf, 0, 0, e1000::REGISTERS_LEN) else {
-        return Some(Err(NicError::E1000(e1000::Error::MissingBar(model))));
+        return Err(NicError::E1000(e1000::Error::MissingBar(model)));
     };
     let cfg = config();
     // MSI where the card offers it (the 82574L also has MSI-X, whose interrupt causes
@@ -29,9 +28,5 @@ pub(super) fn probe() -> Option<Probed> {
         _ => Signal::Polled,
     };
     log::info!("net: {} ({}) at {}, {signal}", model.family(), model.chip(), f.bdf);
-    Some(
-        E1000::new(regs, model, &DMA, queue_limit())
-            .map(|nic| (AnyNic::E1000(nic), signal))
-            .map_err(Into::into),
-    )
+    E1000::new(regs, model, &DMA, queue_limit()).map(|nic| (AnyNic::E1000(nic), signal)).map_err(Into::into)
 }
