@@ -179,9 +179,8 @@ pub fn parse<'a>(
     for word in kernel.split_ascii_whitespace() {
         let Some((key, value)) = word.split_once('=') else {
             match word {
-                "log" | "selftest" | "pv" | "pv.patch" | "ip" | "gw" | "haltpoll" | "max_conns" | "net.nic" => {
-                    warn(Warning::MissingValue(word))
-                }
+                "log" | "selftest" | "pv" | "pv.patch" | "ip" | "gw" | "haltpoll" | "max_conns"
+                | "net.nic" => warn(Warning::MissingValue(word)),
                 _ => warn(Warning::UnknownKey(word)),
             }
             continue;

@@ -182,15 +182,16 @@ fn pick(mmio_devices: &[Option<MmioDevice>], choice: Option<NicChoice>) -> Optio
         _ => true,
     };
     let pci_cards = functions().iter().filter(|f| named(Place::Pci(f.bdf))).filter_map(|f| {
-        let started = if f.vendor == VENDOR && (f.device == DEVICE_NET_MODERN || f.device == DEVICE_NET_TRANSITIONAL) {
-            start_virtio_pci(f)
-        } else if let Some(model) = drivers::e1000::Model::from_ids(f.vendor, f.device) {
-            e1000::start(f, model)
-        } else if f.vendor == drivers::vmxnet3::VENDOR && f.device == drivers::vmxnet3::DEVICE {
-            start_vmxnet3(f)
-        } else {
-            return None;
-        };
+        let started =
+            if f.vendor == VENDOR && (f.device == DEVICE_NET_MODERN || f.device == DEVICE_NET_TRANSITIONAL) {
+                start_virtio_pci(f)
+            } else if let Some(model) = drivers::e1000::Model::from_ids(f.vendor, f.device) {
+                e1000::start(f, model)
+            } else if f.vendor == drivers::vmxnet3::VENDOR && f.device == drivers::vmxnet3::DEVICE {
+                start_vmxnet3(f)
+            } else {
+                return None;
+            };
         Some((Place::Pci(f.bdf), started))
     });
     let mmio_cards = mmio_devices
