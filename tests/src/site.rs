@@ -75,3 +75,80 @@ pub fn assert_pipelined(port: u16, rounds: usize) {
         assert_eq!(String::from_utf8_lossy(&got).matches("HTTP/1.1 200 OK").count(), 3);
     }
 }
+
+/// One keep-alive connection to httpd, for checks that a connection outlives something.
+#[derive(Debug)]
+pub struct KeepAlive {
+    stream: TcpStream,
+}
+
+impl KeepAlive {
+    pub fn connect(port: u16) -> KeepAlive {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        KeepAlive { stream }
+    }
+
+    /// GETs `path` on this connection: the status line and the body (by its
+    /// Content-Length).
+    pub fn get(&mut self, path: &str) -> (String, Vec<u8>) {
+        self.send_get(path);
+        self.response()
+    }
+
+    /// Sends a GET for `path` without waiting for the answer.
+    pub fn send_get(&mut self, path: &str) {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        self.stream.write_all(request.as_bytes()).expect("the connection takes the request");
+    }
+
+    /// The next response: its status line and body (by its Content-Length).
+    pub fn response(&mut self) -> (String, Vec<u8>) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).into_owned();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .expect("a Content-Length");
+                if got.len() >= end + 4 + length {
+                    let status = head.lines().next().unwrap_or_default().to_owned();
+                    return (status, got[end + 4..end + 4 + length].to_vec());
+                }
+            }
+            let n = self.stream.read(&mut buf).expect("the connection answers");
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+/// A link blip of about a second through QEMU's monitor (`set_link NETDEV off`, then
+/// `on`) with a keep-alive connection open: the stack logs the link going down and
+/// coming back and gets a DHCP lease again; the connection serves the page before, and
+/// answers a request sent while the link was down (QEMU's user network sends it again
+/// once the link is back), as does a new connection.
+pub fn link_blip(run: &mut crate::Running, monitor: &mut impl Write, netdev: &str, port: u16) {
+    let page = std::fs::read(dir().join("index.html")).unwrap();
+    let mut conn = KeepAlive::connect(port);
+    assert_eq!(conn.get("/index.html"), ("HTTP/1.1 200 OK".to_owned(), page.clone()));
+    monitor.write_all(format!("set_link {netdev} off\n").as_bytes()).unwrap();
+    run.wait_for("net: link down").expect("the stack sees the link go down");
+    conn.send_get("/index.html");
+    std::thread::sleep(Duration::from_secs(1));
+    monitor.write_all(format!("set_link {netdev} on\n").as_bytes()).unwrap();
+    run.wait_for("net: link up").expect("and come back");
+    run.wait_for("net: DHCP gave ip 10.0.2.15/24").expect("DHCP again after the link came back");
+    assert_eq!(
+        conn.response(),
+        ("HTTP/1.1 200 OK".to_owned(), page.clone()),
+        "the request sent while the link was down"
+    );
+    assert_eq!(conn.get("/index.html"), ("HTTP/1.1 200 OK".to_owned(), page.clone()), "and one more after");
+    let (head, body) = curl(port, "/index.html");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, page);
+}

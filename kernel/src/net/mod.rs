@@ -79,6 +79,9 @@ pub(crate) struct Stack {
     kick_after_ns: u64,
     /// The card's link as last seen (checked after a silence).
     link_up: bool,
+    /// DHCP was restarted after the link came back: the address is kept until the
+    /// server answers, so connections carry on if it gives the same one.
+    rediscovering: bool,
 }
 
 /// The GSI of a level-triggered card line, which the interrupt handler masks (read
@@ -260,6 +263,7 @@ fn start() -> Result<(), NetError> {
         heard_ns: 0,
         kick_after_ns: KICK_AFTER_NS,
         link_up: true,
+        rediscovering: false,
     });
     Ok(())
 }
@@ -324,8 +328,10 @@ impl Stack {
                     if let Some(router) = c.router {
                         let _ = self.iface.routes_mut().add_default_ipv4_route(router);
                     }
+                    self.rediscovering = false;
                     log::info!("net: DHCP gave ip {addr} gw {:?}", c.router);
                 }
+                Some(dhcpv4::Event::Deconfigured) if self.rediscovering => {}
                 Some(dhcpv4::Event::Deconfigured) => {
                     if self.iface.ipv4_addr().is_some() {
                         log::warn!("net: DHCP lease lost");
@@ -339,7 +345,8 @@ impl Stack {
         changed
     }
 
-    /// Says when the card's link goes down or comes back. A card on the hypervisor's bus
+    /// Says when the card's link goes down or comes back, and asks DHCP again when it
+    /// comes back (the card may be on another network now). A card on the hypervisor's bus
     /// that went away (Xen's `xl network-detach`) is replaced by the next one the bus
     /// offers (`xl network-attach`), keeping the addresses and the sockets: the silence
     /// that runs this check comes at most a second apart while the link is down.
@@ -347,7 +354,8 @@ impl Stack {
         let up = self.port.nic.get_mut().link_up();
         if up != self.link_up {
             if up {
-                log::info!("net: link up")
+                log::info!("net: link up");
+                self.renew_dhcp();
             } else if let Some(fault) = self.port.nic.get_mut().fault() {
                 log::warn!("net: link down: {fault}")
             } else {
@@ -367,9 +375,19 @@ impl Stack {
                 self.iface.set_hardware_addr(HardwareAddress::Ethernet(EthernetAddress(mac)));
                 self.link_up = true;
                 log::info!("net: link up on a new card, mac {}", EthernetAddress(mac));
+                self.renew_dhcp();
             }
             Some(Err(e)) => log::warn!("net: the card offered in its place did not start: {e}"),
             None => {}
+        }
+    }
+
+    /// Starts DHCP over (a lease being held or not), keeping the address meanwhile.
+    fn renew_dhcp(&mut self) {
+        if let Some(handle) = self.dhcp {
+            self.rediscovering = self.iface.ipv4_addr().is_some();
+            self.sockets.get_mut::<dhcpv4::Socket>(handle).reset();
+            log::info!("net: asking DHCP again");
         }
     }
 
