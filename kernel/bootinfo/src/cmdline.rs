@@ -42,6 +42,10 @@ pub struct Settings<'a> {
     /// `net.nic=BB:DD.F|MAC`: the card the network stack uses when there are several
     /// (default: the first found with its link up).
     pub nic: Option<NicChoice>,
+    /// `net.irq=msix|msi|intx`: the most capable way a network card may interrupt
+    /// (default: MSI-X; `msi` skips MSI-X, `intx` both, for cards or platforms where
+    /// they misbehave, and to test the other paths).
+    pub net_irq: IrqLimit,
     /// Everything after the first ` -- `, for the app.
     pub app_args: &'a str,
 }
@@ -64,9 +68,22 @@ impl Default for Settings<'_> {
             halt_poll_us: DEFAULT_HALT_POLL_US,
             max_conns: None,
             nic: None,
+            net_irq: IrqLimit::default(),
             app_args: "",
         }
     }
+}
+
+/// How a network card may interrupt, best first (`net.irq=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum IrqLimit {
+    /// Its INTx line only.
+    Intx,
+    /// MSI, else INTx.
+    Msi,
+    /// MSI-X, else MSI, else INTx.
+    #[default]
+    Msix,
 }
 
 /// A network card named on the command line.
@@ -235,6 +252,12 @@ pub fn parse<'a>(
                     value,
                     expected: "a PCI address like 00:04.0 or a MAC address like 52:54:00:12:34:56",
                 }),
+            },
+            "net.irq" => match value {
+                "msix" => settings.net_irq = IrqLimit::Msix,
+                "msi" => settings.net_irq = IrqLimit::Msi,
+                "intx" => settings.net_irq = IrqLimit::Intx,
+                _ => warn(Warning::BadValue { key, value, expected: "msix, msi or intx" }),
             },
             "selftest" if !value.is_empty() => settings.selftest = Some(value),
             "selftest" => warn(Warning::MissingValue(key)),
@@ -455,6 +478,19 @@ mod tests {
             parse_all("net.nic=eth1").1[0].to_string(),
             "`net.nic=eth1` ignored: expected a PCI address like 00:04.0 or a MAC address like 52:54:00:12:34:56"
         );
+    }
+
+    #[test]
+    fn net_irq_limit() {
+        assert_eq!(parse_all("").0.net_irq, IrqLimit::Msix);
+        assert_eq!(parse_all("net.irq=msi").0.net_irq, IrqLimit::Msi);
+        assert_eq!(parse_all("net.irq=intx").0.net_irq, IrqLimit::Intx);
+        assert_eq!(parse_all("net.irq=intx net.irq=msix").0.net_irq, IrqLimit::Msix);
+        assert!(IrqLimit::Intx < IrqLimit::Msi && IrqLimit::Msi < IrqLimit::Msix);
+        for bad in ["net.irq=MSI", "net.irq=legacy", "net.irq=", "net.irq"] {
+            let (s, w) = parse_all(bad);
+            assert_eq!((s.net_irq, w.len()), (IrqLimit::Msix, 1), "{bad}");
+        }
     }
 
     #[test]

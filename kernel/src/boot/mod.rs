@@ -74,6 +74,7 @@ fn parse_cmdline(cmdline: &str) -> Parsed<'_> {
         mmio: [None; 8],
         max_conns: settings.max_conns,
         nic: settings.nic,
+        irq: settings.net_irq,
     };
     for value in settings.virtio_mmio.iter().flatten() {
         match drivers::virtio::mmio::parse_cmdline_device(value) {

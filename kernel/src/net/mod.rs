@@ -39,6 +39,8 @@ pub(crate) struct NetConfig {
     pub(crate) max_conns: Option<usize>,
     /// `net.nic=`: the card to use when there are several.
     pub(crate) nic: Option<bootinfo::cmdline::NicChoice>,
+    /// `net.irq=`: how cards may interrupt, at most.
+    pub(crate) irq: bootinfo::cmdline::IrqLimit,
 }
 
 static CONFIG: Once<NetConfig> = Once::new();
@@ -194,7 +196,7 @@ fn instant(ns: u64) -> Instant {
 
 fn start() -> Result<(), NetError> {
     let cfg = CONFIG.get().copied().unwrap_or_default();
-    let nic = match nic::probe(&cfg.mmio, cfg.nic) {
+    let nic = match nic::probe(&cfg.mmio, cfg.nic, cfg.irq) {
         None => return Err(NetError::NoDevice),
         Some(Err(e)) => {
             log::error!("net: {e}");

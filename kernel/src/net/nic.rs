@@ -5,7 +5,7 @@
 
 mod e1000;
 
-use bootinfo::cmdline::NicChoice;
+use bootinfo::cmdline::{IrqLimit, NicChoice};
 use drivers::net::{AnyNic, NetDevice, NicError, NicTypes};
 use drivers::pci::{self, CAP_VENDOR, ConfigSpace};
 use drivers::virtio::AnyTransport;
@@ -150,10 +150,15 @@ impl Found {
 /// the driver that claims its IDs (virtio-net, e1000/e1000e, vmxnet3), then the
 /// virtio-mmio windows; the card on the hypervisor's own bus only when there is no
 /// other. A card that fails to start is named in the log and left alone; the others are
-/// still tried. Cards started but not chosen are reset and taken off the bus.
-pub fn probe(mmio_devices: &[Option<MmioDevice>], choice: Option<NicChoice>) -> Option<Probed> {
+/// still tried. Cards started but not chosen are reset and taken off the bus. `irq`
+/// caps how PCI cards interrupt (`net.irq=`).
+pub fn probe(
+    mmio_devices: &[Option<MmioDevice>],
+    choice: Option<NicChoice>,
+    irq: IrqLimit,
+) -> Option<Probed> {
     if let Some(choice) = choice {
-        match pick(mmio_devices, Some(choice)) {
+        match pick(mmio_devices, Some(choice), irq) {
             Some(Ok(found)) => {
                 log::info!("net: using the {} at {} (net.nic={choice})", found.nic.name(), found.place);
                 return Some(Ok((found.nic, found.signal)));
@@ -162,7 +167,7 @@ pub fn probe(mmio_devices: &[Option<MmioDevice>], choice: Option<NicChoice>) -> 
             None => log::warn!("net: `net.nic={choice}` names no card here; taking the first with a link"),
         }
     }
-    match pick(mmio_devices, None) {
+    match pick(mmio_devices, None, irq) {
         Some(Ok(found)) => {
             log::info!("net: using the {} at {}", found.nic.name(), found.place);
             Some(Ok((found.nic, found.signal)))
@@ -173,7 +178,11 @@ pub fn probe(mmio_devices: &[Option<MmioDevice>], choice: Option<NicChoice>) -> 
 }
 
 /// One pass over the cards for [`probe`]; the first error when no card started.
-fn pick(mmio_devices: &[Option<MmioDevice>], choice: Option<NicChoice>) -> Option<Result<Found, NicError>> {
+fn pick(
+    mmio_devices: &[Option<MmioDevice>],
+    choice: Option<NicChoice>,
+    irq: IrqLimit,
+) -> Option<Result<Found, NicError>> {
     let named = |place: Place| match (choice, place) {
         (Some(NicChoice::Pci { bus, device, function }), Place::Pci(bdf)) => {
             bdf == pci::Bdf { bus, device, function }
@@ -184,11 +193,11 @@ fn pick(mmio_devices: &[Option<MmioDevice>], choice: Option<NicChoice>) -> Optio
     let pci_cards = functions().iter().filter(|f| named(Place::Pci(f.bdf))).filter_map(|f| {
         let started =
             if f.vendor == VENDOR && (f.device == DEVICE_NET_MODERN || f.device == DEVICE_NET_TRANSITIONAL) {
-                start_virtio_pci(f)
+                start_virtio_pci(f, irq)
             } else if let Some(model) = drivers::e1000::Model::from_ids(f.vendor, f.device) {
-                e1000::start(f, model)
+                e1000::start(f, model, irq)
             } else if f.vendor == drivers::vmxnet3::VENDOR && f.device == drivers::vmxnet3::DEVICE {
-                start_vmxnet3(f)
+                start_vmxnet3(f, irq)
             } else {
                 return None;
             };
@@ -276,11 +285,11 @@ pub(super) fn queue_limit() -> u16 {
     1 << slots.ilog2()
 }
 
-fn start_virtio_pci(f: &pci::Function) -> Probed {
+fn start_virtio_pci(f: &pci::Function, irq: IrqLimit) -> Probed {
     let cfg = config();
     // MSI-X first: it moves the legacy device-config window, and queue vectors can only
     // be set while it is on.
-    let msix = pci::msix(cfg, f.bdf).and_then(|info| {
+    let msix = pci::msix(cfg, f.bdf).filter(|_| irq >= IrqLimit::Msix).and_then(|info| {
         let table =
             map_bar(f.bdf, info.table_bar, u64::from(info.table_offset), u64::from(info.table_size) * 16)?;
         let apic = pv::native::apic::id() as u8;
@@ -292,7 +301,9 @@ fn start_virtio_pci(f: &pci::Function) -> Probed {
     });
     // MSI next. QEMU's virtio cards offer only MSI-X, so this path is exercised by the
     // `pci-msi` self-test on QEMU's `edu` device rather than by a NIC.
-    let msi = msix.is_none() && pci::msi_enable(cfg, f.bdf, pv::native::apic::id() as u8, NET_VECTOR);
+    let msi = msix.is_none()
+        && irq >= IrqLimit::Msi
+        && pci::msi_enable(cfg, f.bdf, pv::native::apic::id() as u8, NET_VECTOR);
     pci::enable(cfg, f.bdf, msix.is_some() || msi);
     let transport = match modern(f.bdf, msix.is_some()) {
         Some(m) => AnyTransport::ModernPci(m),
@@ -318,14 +329,14 @@ fn start_virtio_pci(f: &pci::Function) -> Probed {
 /// vmxnet3: BAR0 (doorbells, interrupt masks) and BAR1 (commands, registers). The
 /// driver runs its queues and events on interrupt 0: MSI-X entry 0 when the card has
 /// MSI-X (QEMU's does, in BAR2), else MSI, else its INTx line.
-fn start_vmxnet3(f: &pci::Function) -> Probed {
+fn start_vmxnet3(f: &pci::Function, irq: IrqLimit) -> Probed {
     use drivers::vmxnet3::{Error, Vmxnet3};
     let (Some(pt), Some(vd)) = (map_bar(f.bdf, 0, 0, 0x1000), map_bar(f.bdf, 1, 0, 0x1000)) else {
         return Err(NicError::Vmxnet3(Error::MissingBar));
     };
     let cfg = config();
     let apic = pv::native::apic::id() as u8;
-    let msix = pci::msix(cfg, f.bdf).is_some_and(|info| {
+    let msix = pci::msix(cfg, f.bdf).filter(|_| irq >= IrqLimit::Msix).is_some_and(|info| {
         let Some(table) = map_bar(f.bdf, info.table_bar, u64::from(info.table_offset), 16) else {
             return false;
         };
@@ -333,7 +344,7 @@ fn start_vmxnet3(f: &pci::Function) -> Probed {
         pci::msix_enable(cfg, f.bdf, &info);
         true
     });
-    let msi = !msix && pci::msi_enable(cfg, f.bdf, apic, NET_VECTOR);
+    let msi = !msix && irq >= IrqLimit::Msi && pci::msi_enable(cfg, f.bdf, apic, NET_VECTOR);
     pci::enable(cfg, f.bdf, msix || msi);
     let signal = match f.interrupt_line {
         _ if msix => Signal::Msix,
