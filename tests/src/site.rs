@@ -1,6 +1,7 @@
 //! Checks of httpd's site over HTTP, for the tests that boot it on one card or another:
-//! the site's files, one request with curl, every file byte-for-byte with a 404, and
-//! pipelined requests on one keep-alive connection.
+//! the site's files, one request with curl, every file byte-for-byte with a 404, status
+//! codes, pipelined requests on one keep-alive connection, many clients at once, and a
+//! connection that outlives a link blip.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,8 +34,14 @@ pub fn files() -> Vec<PathBuf> {
 
 /// One GET with curl: the response head and body.
 pub fn curl(port: u16, path: &str) -> (String, Vec<u8>) {
+    curl_with(port, path, &[])
+}
+
+/// One request with curl and `extra` arguments: the response head and body.
+pub fn curl_with(port: u16, path: &str, extra: &[&str]) -> (String, Vec<u8>) {
     let out = Command::new("curl")
         .args(["-sS", "-m", "30", "-D", "-", "-o", "-"])
+        .args(extra)
         .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .expect("curl runs (apt-get install curl)");
@@ -44,7 +51,8 @@ pub fn curl(port: u16, path: &str) -> (String, Vec<u8>) {
     (String::from_utf8_lossy(&raw[..split]).into_owned(), raw[split..].to_vec())
 }
 
-/// Every site file byte-for-byte, and a 404 for a missing one.
+/// Every site file byte-for-byte with its length and a date, and a 404 for a missing
+/// one.
 pub fn assert_served(port: u16) {
     let all = files();
     assert!(all.len() >= 4, "the site has files");
@@ -53,6 +61,8 @@ pub fn assert_served(port: u16) {
         let (head, body) = curl(port, &url);
         assert!(head.starts_with("HTTP/1.1 200 OK"), "{url}: {head}");
         assert_eq!(body, std::fs::read(&path).unwrap(), "{url} byte-for-byte");
+        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())), "{url}: {head}");
+        assert!(head.contains("Date: "), "{url}: {head}");
     }
     let (head, _) = curl(port, "/missing.html");
     assert!(head.starts_with("HTTP/1.1 404 Not Found"), "{head}");
@@ -151,4 +161,82 @@ pub fn link_blip(run: &mut crate::Running, monitor: &mut impl Write, netdev: &st
     let (head, body) = curl(port, "/index.html");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert_eq!(body, page);
+}
+
+/// Sends raw bytes; everything that comes back until the server closes (or 10 s pass).
+pub fn raw(port: u16, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The status codes: 200 for HEAD without a body, content types, 404 (a missing file, a
+/// path out of the site), 405 with `Allow`, 400 for text and for binary that is not
+/// HTTP, 431 for a 64 KiB header, 413 for a body; then a 200 again.
+pub fn assert_status_codes(port: u16) {
+    let reply = raw(port, b"HEAD /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 200 OK") && reply.contains("Content-Length: 612"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\n"), "HEAD must send no body: {reply}");
+    let (head, _) = curl(port, "/");
+    assert!(head.contains("Content-Type: text/html; charset=utf-8"), "{head}");
+    let (head, _) = curl(port, "/logo.png");
+    assert!(head.contains("Content-Type: image/png"), "{head}");
+    let (head, _) = curl(port, "/missing.html");
+    assert!(head.starts_with("HTTP/1.1 404 Not Found"), "{head}");
+    let (head, _) = curl_with(port, "/../etc/passwd", &["--path-as-is"]);
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let (head, _) = curl_with(port, "/", &["-X", "DELETE"]);
+    assert!(head.starts_with("HTTP/1.1 405") && head.contains("Allow: GET, HEAD"), "{head}");
+    let reply = raw(port, b"THIS IS NOT HTTP\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 400 Bad Request"), "{reply}");
+    let reply = raw(port, &[0x16, 0x03, 0x01, 0x02, 0x00, 0xff, 0xfe]);
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let mut big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.resize(64 * 1024, b'a');
+    big.extend_from_slice(b"\r\n\r\n");
+    let reply = raw(port, &big);
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    let reply = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    let (head, _) = curl(port, "/");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+/// `clients` keep-alive connections open at once (opened in batches of 10: QEMU's
+/// hostfwd listens with a backlog of 1), each fetching the page once, waiting until all
+/// are open, then fetching it `requests` more times.
+pub fn assert_concurrent_clients(port: u16, clients: usize, requests: usize) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let page = std::fs::read(dir().join("index.html")).unwrap();
+    let open = Arc::new(AtomicUsize::new(0));
+    let ok = ("HTTP/1.1 200 OK".to_owned(), page);
+    let mut threads = Vec::new();
+    while threads.len() < clients {
+        for _ in 0..10.min(clients - threads.len()) {
+            let (ok, open) = (ok.clone(), open.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut conn = KeepAlive::connect(port);
+                assert_eq!(conn.get("/"), ok);
+                open.fetch_add(1, Ordering::SeqCst);
+                // A client that failed never counts: the others go on after a minute,
+                // and its panic shows at the join.
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while open.load(Ordering::SeqCst) < clients && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                for _ in 0..requests {
+                    assert_eq!(conn.get("/"), ok);
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    assert_eq!(open.load(Ordering::SeqCst), clients, "all open at once");
 }

@@ -1,7 +1,7 @@
-//! httpd on Intel's e1000 family: the 82540EM (`-device e1000`, QEMU's default card on
-//! `-M pc`) and the 82574L (`-device e1000e`, the default on `-M q35`), and a boot with
+//! Cards coming and going: link down and up on e1000 (`-device e1000`, QEMU's default
+//! card on `-M pc`), e1000e (the default on `-M q35`) and virtio-net; a boot with
 //! nothing but `-nic user,...`, QEMU's default card for the machine; `net.nic=` choosing
-//! between two cards.
+//! between two cards. (httpd and udp-echo on every card: nic_matrix.rs.)
 
 use std::io::Write;
 use std::time::Duration;
@@ -37,34 +37,6 @@ fn up(mut run: Running, port: u16) -> Server {
     run.wait_for("httpd: listening on port 80").expect("httpd listens");
     run.wait_for("net: DHCP gave ip 10.0.2.15/24").expect("DHCP lease");
     Server { run, port }
-}
-
-fn boot_device(machine: &str, device: &str) -> Server {
-    boot(machine, &["-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80", "-device", device])
-}
-
-/// Every site file byte for byte, a 404, and three pipelined requests on one
-/// keep-alive connection.
-fn serves_the_site(srv: &Server) {
-    site::assert_served(srv.port);
-    site::assert_pipelined(srv.port, 1);
-}
-
-#[test]
-fn e1000_on_pc() {
-    let srv = boot_device("pc", "e1000,netdev=n0");
-    assert!(srv.logged("net: e1000 (82540EM) at 00:"), "the card is named in the log");
-    // The 82540EM has no MSI: its INTx line, routed by the firmware.
-    assert!(srv.logged(", GSI "), "INTx");
-    serves_the_site(&srv);
-}
-
-#[test]
-fn e1000e_on_q35() {
-    let srv = boot_device("q35", "e1000e,netdev=n0");
-    assert!(srv.logged("net: e1000e (82574L) at "), "the card is named in the log");
-    assert!(srv.logged(", MSI"), "the 82574L signals with MSI");
-    serves_the_site(&srv);
 }
 
 /// QEMU's `set_link` (from its monitor) clears the card's link bit (e1000's STATUS.LU,
