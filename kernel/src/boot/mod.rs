@@ -298,10 +298,11 @@ fn run(b: Booted<'_>) -> ! {
         }
     };
     log::info!(
-        "time: clock from {}, TSC {} kHz{timer}{}",
+        "time: clock from {}, TSC {} kHz{timer}{}{}",
         pv.tsc_source.name(),
         time::tsc_khz(),
-        pv.timer.map(|t| alloc::format!(", timer {t}")).unwrap_or_default()
+        pv.timer.map(|t| alloc::format!(", timer {t}")).unwrap_or_default(),
+        pv.wall_clock.map(|w| alloc::format!(", wall clock from {w}")).unwrap_or_default()
     );
 
     let mut brand = [0; 48];
