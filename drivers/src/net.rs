@@ -1,6 +1,8 @@
 //! What the kernel's network stack needs from any network card, and [`AnyNic`], the one
 //! card type it holds: an enum over the drivers, so the request path is a `match`, not an
-//! indirect call.
+//! indirect call. [`choice`] picks the card when there are several.
+
+pub mod choice;
 
 use crate::dma::{DmaAllocator, DmaBuffer};
 use crate::e1000::{self, E1000};

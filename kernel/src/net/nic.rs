@@ -6,6 +6,7 @@
 mod e1000;
 
 use bootinfo::cmdline::{IrqLimit, NicChoice};
+use drivers::net::choice::{Candidate, Chooser, Want};
 use drivers::net::{AnyNic, NetDevice, NicError, NicTypes};
 use drivers::pci::{self, CAP_VENDOR, ConfigSpace};
 use drivers::virtio::AnyTransport;
@@ -135,7 +136,13 @@ struct Found {
     place: Place,
 }
 
-impl Found {
+impl Candidate for Found {
+    fn mac(&self) -> [u8; 6] {
+        self.nic.mac()
+    }
+    fn link_up(&self) -> bool {
+        self.nic.link_up()
+    }
     /// Resets the card and takes it off the bus: the stack uses another.
     fn stop(self) {
         self.nic.stop();
@@ -158,7 +165,11 @@ pub fn probe(
     irq: IrqLimit,
 ) -> Option<Probed> {
     if let Some(choice) = choice {
-        match pick(mmio_devices, Some(choice), irq) {
+        let want = match choice {
+            NicChoice::Pci { bus, device, function } => Want::Pci(pci::Bdf { bus, device, function }),
+            NicChoice::Mac(mac) => Want::Mac(mac),
+        };
+        match pick(mmio_devices, want, irq) {
             Some(Ok(found)) => {
                 log::info!("net: using the {} at {} (net.nic={choice})", found.nic.name(), found.place);
                 return Some(Ok((found.nic, found.signal)));
@@ -167,8 +178,11 @@ pub fn probe(
             None => log::warn!("net: `net.nic={choice}` names no card here; taking the first with a link"),
         }
     }
-    match pick(mmio_devices, None, irq) {
+    match pick(mmio_devices, Want::FirstWithLink, irq) {
         Some(Ok(found)) => {
+            if !found.nic.link_up() {
+                log::warn!("net: no card has its link up; taking the first");
+            }
             log::info!("net: using the {} at {}", found.nic.name(), found.place);
             Some(Ok((found.nic, found.signal)))
         }
@@ -178,19 +192,11 @@ pub fn probe(
 }
 
 /// One pass over the cards for [`probe`]; the first error when no card started.
-fn pick(
-    mmio_devices: &[Option<MmioDevice>],
-    choice: Option<NicChoice>,
-    irq: IrqLimit,
-) -> Option<Result<Found, NicError>> {
-    let named = |place: Place| match (choice, place) {
-        (Some(NicChoice::Pci { bus, device, function }), Place::Pci(bdf)) => {
-            bdf == pci::Bdf { bus, device, function }
-        }
-        (Some(NicChoice::Pci { .. }), Place::Mmio(_)) => false,
-        _ => true,
-    };
-    let pci_cards = functions().iter().filter(|f| named(Place::Pci(f.bdf))).filter_map(|f| {
+fn pick(mmio_devices: &[Option<MmioDevice>], want: Want, irq: IrqLimit) -> Option<Result<Found, NicError>> {
+    let mut chooser = Chooser::new(want);
+    // Started one at a time, as the chooser asks: a card's DMA memory is never freed,
+    // so cards after the one taken are best left unstarted.
+    let pci_cards = functions().iter().filter(|f| want.considers(f.bdf)).filter_map(|f| {
         let started =
             if f.vendor == VENDOR && (f.device == DEVICE_NET_MODERN || f.device == DEVICE_NET_TRANSITIONAL) {
                 start_virtio_pci(f, irq)
@@ -206,41 +212,23 @@ fn pick(
     let mmio_cards = mmio_devices
         .iter()
         .flatten()
-        .filter(|d| named(Place::Mmio(d.base)))
+        .filter(|_| want.considers_non_pci())
         .filter_map(|d| Some((Place::Mmio(d.base), start_mmio(d)?)));
-    let mut fallback: Option<Found> = None;
     let mut first_error = None;
     for (place, started) in pci_cards.chain(mmio_cards) {
-        let (nic, signal) = match started {
-            Ok(card) => card,
+        match started {
+            Ok((nic, signal)) => {
+                if let Some(found) = chooser.offer(Found { nic, signal, place }) {
+                    return Some(Ok(found));
+                }
+            }
             Err(e) => {
                 log::warn!("net: {place}: {e}; card left alone");
                 first_error.get_or_insert(e);
-                continue;
             }
-        };
-        let found = Found { nic, signal, place };
-        let take = match choice {
-            Some(NicChoice::Mac(mac)) => found.nic.mac() == mac,
-            Some(NicChoice::Pci { .. }) => true,
-            None => found.nic.link_up(),
-        };
-        if take {
-            if let Some(other) = fallback.take() {
-                other.stop();
-            }
-            return Some(Ok(found));
-        }
-        match (choice, &fallback) {
-            (None, None) => fallback = Some(found),
-            _ => found.stop(),
         }
     }
-    if let Some(found) = fallback {
-        log::warn!("net: no card has its link up; taking the first");
-        return Some(Ok(found));
-    }
-    first_error.map(Err)
+    chooser.finish().map(Ok).or(first_error.map(Err))
 }
 
 pub(crate) fn probe_hypervisor_bus() -> Option<Probed> {
