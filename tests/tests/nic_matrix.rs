@@ -109,7 +109,8 @@ matrix! {
     // The 82540EM has neither MSI nor MSI-X.
     e1000_pc: "pc", "e1000", "" => "e1000 (82540EM)", "GSI";
     e1000_q35: "q35", "e1000", "" => "e1000 (82540EM)", "GSI";
-    e1000e_pc: "pc", "e1000e", "" => "e1000e (82574L)", "MSI";
-    e1000e_q35: "q35", "e1000e", "" => "e1000e (82574L)", "MSI";
+    e1000e_pc: "pc", "e1000e", "" => "e1000e (82574L)", "MSI-X";
+    e1000e_q35: "q35", "e1000e", "" => "e1000e (82574L)", "MSI-X";
+    e1000e_q35_msi: "q35", "e1000e", "net.irq=msi" => "e1000e (82574L)", "MSI";
     e1000e_q35_intx: "q35", "e1000e", "net.irq=intx" => "e1000e (82574L)", "GSI";
 }

@@ -442,3 +442,44 @@ fn a_stopped_card_is_reset_with_receiver_and_transmitter_off() {
     assert!(writes.contains(&(reg::RCTL, 0)) && writes.contains(&(reg::TCTL, 0)));
     assert!(writes.last().is_some_and(|w| w.0 == reg::CTRL && w.1 & CTRL_RST != 0), "{writes:x?}");
 }
+
+#[test]
+fn msix_routes_every_cause_to_one_vector_and_masks_the_queue_causes() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82574L);
+    let mut nic = up(&fake);
+    nic.set_interrupts(true);
+    nic.use_msix(0).unwrap();
+    // Receive queue 0, transmit queue 0 and "other" on vector 0, each valid.
+    assert_eq!(fake.get(reg::IVAR), 0x0008_0808);
+    assert_eq!(fake.get(reg::EIAC), ICR_RXQ0 | ICR_TXQ0);
+    assert_eq!(
+        fake.get(reg::CTRL_EXT) & (CTRL_EXT_IAME | CTRL_EXT_PBA_CLR),
+        CTRL_EXT_IAME | CTRL_EXT_PBA_CLR
+    );
+    // The mask follows: the queue causes in place of RXT0 and TXDW, which are off.
+    assert_eq!(fake.get(reg::IMS), ICR_RXQ0);
+    while nic.send(60, |_| ()).is_some() {}
+    nic.set_interrupts(true);
+    assert_eq!(fake.get(reg::IMS), ICR_RXQ0 | ICR_TXQ0);
+    nic.set_interrupts(false);
+    assert_eq!(fake.get(reg::IMS), 0);
+    // Frames still come in and go out as before.
+    fake.transmit();
+    assert!(fake.deliver(&frame(1)));
+    assert_eq!(nic.receive().map(|f| f.frame().to_vec()), Some(frame(1)));
+}
+
+#[test]
+fn msix_is_refused_where_the_chip_has_none() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82540Em);
+    let mut nic = up(&fake);
+    assert_eq!(nic.use_msix(0), Err(Error::NoMsix(Model::I82540Em)));
+    assert_eq!(fake.get(reg::IVAR), 0, "nothing written");
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82574L);
+    let mut nic = up(&fake);
+    assert_eq!(nic.use_msix(5), Err(Error::NoMsix(Model::I82574L)));
+    assert_eq!(alloc::format!("{}", Error::NoMsix(Model::I82574L)), "e1000e (82574L): no such MSI-X vector");
+}
