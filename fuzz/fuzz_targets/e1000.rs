@@ -32,7 +32,8 @@ fuzz_target!(|data: &[u8]| {
         match input.u8() % 10 {
             0 => {
                 // A receive write-back anywhere: length, checksum, status, errors.
-                let (slot, offset, byte) = (u32::from(input.u16()), 8 + usize::from(input.u8()) % 6, input.u8());
+                let (slot, offset, byte) =
+                    (u32::from(input.u16()), 8 + usize::from(input.u8()) % 6, input.u8());
                 fake.poke_descriptor(false, slot, offset, byte);
             }
             1 => {
