@@ -206,11 +206,13 @@ pub fn assert_status_codes(port: u16) {
 }
 
 /// `clients` keep-alive connections open at once (opened in batches of 10: QEMU's
-/// hostfwd listens with a backlog of 1), each fetching the page once, waiting until all
-/// are open, then fetching it `requests` more times.
+/// hostfwd listens with a backlog of 1, so the last may connect seconds after the
+/// first), each fetching the page once, then again every 2 s while it waits for all to
+/// be open (httpd closes a connection idle for 10 s), then `requests` more times.
 pub fn assert_concurrent_clients(port: u16, clients: usize, requests: usize) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
     let page = std::fs::read(dir().join("index.html")).unwrap();
     let open = Arc::new(AtomicUsize::new(0));
     let ok = ("HTTP/1.1 200 OK".to_owned(), page);
@@ -220,16 +222,21 @@ pub fn assert_concurrent_clients(port: u16, clients: usize, requests: usize) {
             let (ok, open) = (ok.clone(), open.clone());
             threads.push(std::thread::spawn(move || {
                 let mut conn = KeepAlive::connect(port);
-                assert_eq!(conn.get("/"), ok);
+                assert_eq!(conn.get("/"), ok, "the first request");
                 open.fetch_add(1, Ordering::SeqCst);
-                // A client that failed never counts: the others go on after a minute,
+                // A client that failed never counts: the others go on after two minutes,
                 // and its panic shows at the join.
-                let deadline = std::time::Instant::now() + Duration::from_secs(60);
-                while open.load(Ordering::SeqCst) < clients && std::time::Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(10));
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let mut last = Instant::now();
+                while open.load(Ordering::SeqCst) < clients && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                    if last.elapsed() >= Duration::from_secs(2) {
+                        assert_eq!(conn.get("/"), ok, "a request while waiting for the others");
+                        last = Instant::now();
+                    }
                 }
-                for _ in 0..requests {
-                    assert_eq!(conn.get("/"), ok);
+                for i in 0..requests {
+                    assert_eq!(conn.get("/"), ok, "request {i} with all open");
                 }
             }));
         }

@@ -99,9 +99,8 @@ matrix! {
     virtio_legacy_pc: "pc", "virtio-net-pci,disable-modern=on", "" => "virtio-net (legacy PCI)", "MSI-X";
     virtio_legacy_q35: "q35", "virtio-net-pci,disable-modern=on", "" => "virtio-net (legacy PCI)", "MSI-X";
     virtio_mmio_microvm: "microvm,ioapic2=off", "virtio-net-device", "" => "virtio-net (legacy MMIO)", "GSI";
-    // microvm's default puts the virtio-mmio lines on a second I/O APIC (GSI 24 on),
-    // which the kernel does not program yet: the card is polled.
-    virtio_mmio_microvm_ioapic2: "microvm", "virtio-net-device", "" => "virtio-net (legacy MMIO)", "polled";
+    // microvm's default puts the virtio-mmio lines on a second I/O APIC (GSI 24 on).
+    virtio_mmio_microvm_ioapic2: "microvm", "virtio-net-device", "" => "virtio-net (legacy MMIO)", "GSI 47";
     vmxnet3_pc: "pc", "vmxnet3", "" => "vmxnet3", "MSI-X";
     vmxnet3_q35: "q35", "vmxnet3", "" => "vmxnet3", "MSI-X";
     vmxnet3_pc_msi: "pc", "vmxnet3", "net.irq=msi" => "vmxnet3", "MSI";
