@@ -1,29 +1,50 @@
 #!/usr/bin/env bash
 # Builds the Linux guest that `./run.sh bench http` compares httpd with: Debian's cloud
-# kernel and an initramfs whose init loads the virtio-net modules, configures
-# 10.0.2.15/24 and serves httpd's default site on port 80 with nginx (kernel argument
-# `server=nginx`, the default) or busybox httpd (`server=busybox`); `guest_ip=A/N`
-# replaces the address (and drops the route) for a tap network. Everything comes from
-# Debian packages.
+# kernel (or, with `generic`, Debian's generic kernel, which also has the e1000, e1000e
+# and vmxnet3 drivers the cloud kernel lacks in part) and an initramfs whose init loads
+# the network card modules the kernel has (virtio-net, e1000, e1000e, vmxnet3, with what
+# they depend on), configures 10.0.2.15/24 and serves httpd's default site on port 80
+# with nginx (kernel argument `server=nginx`, the default) or busybox httpd
+# (`server=busybox`); `guest_ip=A/N` replaces the address (and drops the route) for a
+# tap network. Everything comes from Debian packages.
 #
-#   benches/linux-guest.sh OUT_DIR      -> OUT_DIR/vmlinuz, OUT_DIR/initrd.cpio.gz
+#   benches/linux-guest.sh OUT_DIR [cloud|generic]  -> OUT_DIR/vmlinuz, OUT_DIR/initrd.cpio.gz
 set -euo pipefail
-out=$(realpath -m "${1:?usage: linux-guest.sh OUT_DIR}")
+out=$(realpath -m "${1:?usage: linux-guest.sh OUT_DIR [cloud|generic]}")
+flavour=${2:-cloud}
+case $flavour in
+    cloud) meta=linux-image-cloud-amd64 ;;
+    generic) meta=linux-image-amd64 ;;
+    *) echo "linux-guest.sh: the kernel is cloud or generic, not $flavour" >&2; exit 2 ;;
+esac
 site=$(realpath "$(dirname "$0")/../apps/httpd/site")
 [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.cpio.gz" ] && exit 0
 mkdir -p "$out/debs" && cd "$out/debs"
 command -v cpio >/dev/null || apt-get install -y -qq cpio >/dev/null
-kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image/{print $2; exit}')
-[ -n "$kernel_pkg" ] || { echo "linux-guest.sh: no linux-image-cloud-amd64 (apt-get update?)" >&2; exit 2; }
+kernel_pkg=$(apt-cache depends "$meta" | awk '/Depends: linux-image/{print $2; exit}')
+[ -n "$kernel_pkg" ] || { echo "linux-guest.sh: no $meta (apt-get update?)" >&2; exit 2; }
 ls ./*.deb >/dev/null 2>&1 ||
     apt-get download "$kernel_pkg" busybox-static nginx libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g >&2
 rm -rf x && mkdir x && for d in ./*.deb; do dpkg -x "$d" x; done
 cp x/boot/vmlinuz-* "$out/vmlinuz"
+echo "$kernel_pkg" > "$out/kernel"
 root="$out/root" && rm -rf "$root" && mkdir -p "$root"/{bin,proc,sys,dev,www,modules}
 cp x/bin/busybox "$root/bin/busybox"
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
-    cp "$(find x/lib/modules -name "$m.ko*" | head -n 1)" "$root/modules/"
-done
+# The card modules this kernel has, each after the modules it depends on (the `depends=`
+# of its .modinfo section), listed in load order in modules/order.
+add_module() {
+    grep -qx "$1" "$root/modules/order" 2>/dev/null && return 0
+    local ko
+    ko=$(find x/lib/modules -name "$1.ko" | head -n 1)
+    [ -n "$ko" ] || return 0 # built in, or not in this kernel
+    local dep
+    for dep in $(grep -a -o 'depends=[a-z0-9_,-]*' "$ko" | head -n 1 | cut -d= -f2 | tr , ' '); do
+        add_module "$dep"
+    done
+    cp "$ko" "$root/modules/"
+    echo "$1" >> "$root/modules/order"
+}
+for m in virtio_pci virtio_net e1000 e1000e vmxnet3; do add_module "$m"; done
 cp -r "$site"/. "$root/www/"
 mkdir -p "$root/lib64" "$root/lib/x86_64-linux-gnu" "$root/etc/nginx" "$root/tmp" "$root/var/log/nginx"
 echo "root:x:0:0:root:/:/bin/sh" > "$root/etc/passwd"
@@ -60,8 +81,8 @@ cat > "$root/init" <<'INIT'
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
-    insmod /modules/$m.ko* || echo "linux-guest: insmod $m failed"
+for m in $(cat /modules/order); do
+    insmod /modules/$m.ko || echo "linux-guest: insmod $m failed"
 done
 echo "linux-guest: interfaces: $(ls /sys/class/net)"
 ip link set lo up

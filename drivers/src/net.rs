@@ -1,6 +1,8 @@
 //! What the kernel's network stack needs from any network card, and [`AnyNic`], the one
 //! card type it holds: an enum over the drivers, so the request path is a `match`, not an
-//! indirect call.
+//! indirect call. [`choice`] picks the card when there are several.
+
+pub mod choice;
 
 use crate::dma::{DmaAllocator, DmaBuffer};
 use crate::e1000::{self, E1000};
@@ -101,6 +103,19 @@ impl<K: NicTypes> AnyNic<K> {
             AnyNic::Netfront(_) => "netfront",
             AnyNic::E1000(n) => n.model().family(),
             AnyNic::Vmxnet3(_) => "vmxnet3",
+        }
+    }
+
+    /// Resets the card, so it no longer receives, sends or interrupts, and drops the
+    /// driver: for a card found beside the one the stack takes.
+    pub fn stop(self) {
+        match self {
+            AnyNic::Virtio(n) => n.stop(),
+            AnyNic::E1000(n) => n.stop(),
+            AnyNic::Vmxnet3(n) => n.stop(),
+            // Its pages stay granted to the back end: kept, never freed (the kernel
+            // takes a card on the hypervisor's bus only when there is no other).
+            AnyNic::Netfront(n) => core::mem::forget(n),
         }
     }
 

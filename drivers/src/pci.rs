@@ -209,6 +209,14 @@ pub fn enable(cfg: &impl ConfigSpace, bdf: Bdf, disable_intx: bool) {
     cfg.write16(bdf, COMMAND, command);
 }
 
+/// Turns off the function's decoding and bus mastering, and masks its INTx line: a
+/// card the kernel does not use can neither reach memory nor interrupt (MSI and MSI-X
+/// messages are bus-master writes too).
+pub fn disable(cfg: &impl ConfigSpace, bdf: Bdf) {
+    let command = cfg.read16(bdf, COMMAND) & !(COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER);
+    cfg.write16(bdf, COMMAND, command | COMMAND_INTX_DISABLE);
+}
+
 /// The capability list: `(id, offset)` pairs, at most 48 (a loop guard).
 pub fn capabilities(cfg: &impl ConfigSpace, bdf: Bdf) -> Vec<(u8, u16)> {
     let mut caps = Vec::new();

@@ -58,26 +58,43 @@ pub(crate) fn pci_intx_line(irq: u8) -> Line {
     }
 }
 
-/// The I/O APIC's register window and the GSI of its pin 0, if `gsi` is one of its 24.
-/// The I/O APIC's register window (select at +0, window at +0x10), claimed once.
-static IOAPIC: spin::Once<Option<crate::arch::mmio::MmioRange>> = spin::Once::new();
+/// One I/O APIC: its register window (select at +0, window at +0x10), the GSI of its
+/// pin 0, and its pin count (from its version register).
+struct IoApic {
+    regs: crate::arch::mmio::MmioRange,
+    base: u32,
+    pins: u32,
+}
 
-/// The I/O APIC's registers and the GSI of its pin 0, if `gsi` is one of its 24.
+/// The MADT's I/O APICs (the PC's one at 0xfec00000 without a MADT), claimed once.
+static IOAPICS: spin::Once<alloc::vec::Vec<IoApic>> = spin::Once::new();
+
+/// The I/O APIC that has `gsi`, and the pin.
 fn ioapic_for(gsi: u32) -> Option<(&'static crate::arch::mmio::MmioRange, u32)> {
-    let (addr, base) = madt().ioapic.unwrap_or((0xfec0_0000, 0));
-    let regs = IOAPIC.call_once(|| {
-        crate::memory::map_device(addr, 0x20).ok()?;
-        // SAFETY: the I/O APIC's two registers, just mapped uncached; only this module
-        // programs it, and routing interrupts cannot start DMA.
-        unsafe { crate::arch::mmio::MmioRange::claim(addr, 0x20) }.ok()
+    let ioapics = IOAPICS.call_once(|| {
+        let listed = madt().ioapics.iter().flatten().copied();
+        let listed: alloc::vec::Vec<(u64, u32)> =
+            if madt().ioapics[0].is_some() { listed.collect() } else { alloc::vec![(0xfec0_0000, 0)] };
+        listed
+            .into_iter()
+            .filter_map(|(addr, base)| {
+                crate::memory::map_device(addr, 0x20).ok()?;
+                // SAFETY: an I/O APIC's two registers, just mapped uncached; only this
+                // module programs it, and routing interrupts cannot start DMA.
+                let regs = unsafe { crate::arch::mmio::MmioRange::claim(addr, 0x20) }
+                    .inspect_err(|e| log::warn!("I/O APIC at {addr:#x}: {e}"))
+                    .ok()?;
+                // Register 1, bits 16-23: the highest redirection entry.
+                let pins = ((ioapic_read(&regs, 1) >> 16) & 0xff) + 1;
+                Some(IoApic { regs, base, pins })
+            })
+            .collect()
     });
-    match regs {
-        Some(regs) if gsi >= base && gsi - base < 24 => Some((regs, gsi - base)),
-        _ => {
-            log::warn!("I/O APIC at {addr:#x}: cannot reach GSI {gsi}");
-            None
-        }
+    let found = ioapics.iter().find(|a| gsi >= a.base && gsi - a.base < a.pins);
+    if found.is_none() {
+        log::warn!("no I/O APIC has GSI {gsi}");
     }
+    found.map(|a| (&a.regs, gsi - a.base))
 }
 
 fn ioapic_write(ioapic: &crate::arch::mmio::MmioRange, reg: u32, value: u32) {

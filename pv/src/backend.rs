@@ -82,12 +82,15 @@ pub struct Started {
     pub warning: Option<Refused>,
     /// Its own one-shot timer, when it brings one (else the local APIC's serves).
     pub timer: Option<&'static str>,
+    /// Where its wall clock comes from, when not from the clock source's own (the
+    /// pvclock's, Xen's shared info) or the CMOS clock.
+    pub wall_clock: Option<&'static str>,
 }
 
 impl Started {
     /// A start that gave this table and nothing else to say.
     pub const fn with(ops: PvOps) -> Self {
-        Started { ops, warning: None, timer: None }
+        Started { ops, warning: None, timer: None, wall_clock: None }
     }
 }
 

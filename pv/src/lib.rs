@@ -60,6 +60,8 @@ pub struct Report {
     pub backend_warning: Option<Refused>,
     /// The one-shot timer, when the backend brings its own (else the local APIC's).
     pub timer: Option<&'static str>,
+    /// The wall clock's source, when the backend names one.
+    pub wall_clock: Option<&'static str>,
 }
 
 impl Report {
@@ -120,5 +122,6 @@ pub unsafe fn init(
         backend_error,
         backend_warning: started.warning,
         timer: started.timer,
+        wall_clock: started.wall_clock,
     })
 }

@@ -1,166 +1,14 @@
-//! The driver against a fake card: a register file and the DMA memory, with the card's
-//! side of the rings played by the test.
+//! The driver against the fake card (`fake.rs`): a register file and the DMA memory,
+//! with the card's side of the rings played by the test.
 
 extern crate std;
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::vec::Vec;
 
+use super::fake::*;
 use super::*;
 use crate::dma::fake::FakeDma;
 
-const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 const RING: u16 = 16;
-
-/// An e1000 as far as the driver sees it: registers with the card's side effects
-/// (self-clearing reset, ICR cleared on read and by writing ones, IMS/IMC, EERD), and
-/// the rings in the fake DMA memory.
-struct Fake<'a> {
-    dma: &'a FakeDma,
-    model: Model,
-    regs: RefCell<BTreeMap<u16, u32>>,
-    eeprom: [u16; 3],
-    link: Cell<bool>,
-    stuck_reset: bool,
-    /// Every register write, in order.
-    writes: RefCell<Vec<(u16, u32)>>,
-}
-
-impl<'a> Fake<'a> {
-    fn new(dma: &'a FakeDma, model: Model) -> Self {
-        let regs = BTreeMap::from([
-            (reg::RAL0, u32::from_le_bytes([MAC[0], MAC[1], MAC[2], MAC[3]])),
-            (reg::RAH0, u32::from(u16::from_le_bytes([MAC[4], MAC[5]])) | RAH_AV),
-        ]);
-        Fake {
-            dma,
-            model,
-            regs: RefCell::new(regs),
-            eeprom: [0x1100, 0x3322, 0x5544],
-            link: Cell::new(true),
-            stuck_reset: false,
-            writes: RefCell::new(Vec::new()),
-        }
-    }
-
-    fn get(&self, r: u16) -> u32 {
-        *self.regs.borrow().get(&r).unwrap_or(&0)
-    }
-    fn set(&self, r: u16, v: u32) {
-        self.regs.borrow_mut().insert(r, v);
-    }
-    fn raise(&self, cause: u32) {
-        self.set(reg::ICR, self.get(reg::ICR) | cause);
-    }
-    fn writes_to(&self, r: u16) -> Vec<u32> {
-        self.writes.borrow().iter().filter(|w| w.0 == r).map(|w| w.1).collect()
-    }
-
-    fn descriptor(&self, base: u16, slot: u32) -> (std::rc::Rc<RefCell<Vec<u8>>>, usize) {
-        let ring = u64::from(self.get(base)) | (u64::from(self.get(base + 4)) << 32);
-        self.dma.at(ring + u64::from(slot) * 16).expect("descriptor in DMA memory")
-    }
-
-    /// Receives a frame into the next descriptor, writing `length`, `status` and
-    /// `errors` as given; false when the driver left the card no buffer.
-    fn deliver_raw(&self, bytes: &[u8], length: u16, status: u8, errors: u8) -> bool {
-        let (head, tail, len) = (self.get(reg::RDH), self.get(reg::RDT), self.get(reg::RDLEN) / 16);
-        if head == tail {
-            return false;
-        }
-        let (desc, off) = self.descriptor(reg::RDBAL, head);
-        let addr = u64::from_le_bytes(desc.borrow()[off..off + 8].try_into().unwrap());
-        let (buf, boff) = self.dma.at(addr).expect("receive buffer");
-        buf.borrow_mut()[boff..boff + bytes.len()].copy_from_slice(bytes);
-        let mut d = desc.borrow_mut();
-        d[off + 8..off + 10].copy_from_slice(&length.to_le_bytes());
-        d[off + 12] = status;
-        d[off + 13] = errors;
-        self.set(reg::RDH, (head + 1) % len);
-        self.raise(ICR_RXT0);
-        true
-    }
-
-    fn deliver(&self, bytes: &[u8]) -> bool {
-        self.deliver_raw(bytes, bytes.len() as u16, (RX_DD | RX_EOP) as u8, 0)
-    }
-
-    /// Sends what the driver queued: the frames, in order; DD set on each.
-    fn transmit(&self) -> Vec<Vec<u8>> {
-        let mut sent = Vec::new();
-        let len = self.get(reg::TDLEN) / 16;
-        while self.get(reg::TDH) != self.get(reg::TDT) {
-            let head = self.get(reg::TDH);
-            let (desc, off) = self.descriptor(reg::TDBAL, head);
-            let (addr, length, cmd) = {
-                let d = desc.borrow();
-                let addr = u64::from_le_bytes(d[off..off + 8].try_into().unwrap());
-                (addr, usize::from(u16::from_le_bytes([d[off + 8], d[off + 9]])), u32::from(d[off + 11]))
-            };
-            assert_eq!(cmd, TX_CMD_EOP | TX_CMD_IFCS | TX_CMD_RS);
-            let (buf, boff) = self.dma.at(addr).expect("transmit buffer");
-            sent.push(buf.borrow()[boff..boff + length].to_vec());
-            desc.borrow_mut()[off + 12] |= TX_DD as u8;
-            self.set(reg::TDH, (head + 1) % len);
-            self.raise(ICR_TXDW);
-        }
-        sent
-    }
-
-    fn set_link(&self, up: bool) {
-        self.link.set(up);
-        self.raise(ICR_LSC);
-    }
-}
-
-impl Registers for &Fake<'_> {
-    fn read8(&self, _: u16) -> u8 {
-        unreachable!("the driver reads 32 bits")
-    }
-    fn write8(&self, _: u16, _: u8) {
-        unreachable!("the driver writes 32 bits")
-    }
-    fn read16(&self, _: u16) -> u16 {
-        unreachable!("the driver reads 32 bits")
-    }
-    fn write16(&self, _: u16, _: u16) {
-        unreachable!("the driver writes 32 bits")
-    }
-    fn read32(&self, offset: u16) -> u32 {
-        match offset {
-            reg::ICR => {
-                let v = self.get(reg::ICR);
-                if self.model == Model::I82540Em {
-                    self.set(reg::ICR, 0);
-                }
-                v
-            }
-            reg::STATUS => {
-                if self.link.get() {
-                    STATUS_LU
-                } else {
-                    0
-                }
-            }
-            _ => self.get(offset),
-        }
-    }
-    fn write32(&self, offset: u16, value: u32) {
-        self.writes.borrow_mut().push((offset, value));
-        match offset {
-            reg::CTRL if !self.stuck_reset => self.set(offset, value & !CTRL_RST),
-            reg::IMS => self.set(reg::IMS, self.get(reg::IMS) | value),
-            reg::IMC => self.set(reg::IMS, self.get(reg::IMS) & !value),
-            reg::ICR => self.set(reg::ICR, self.get(reg::ICR) & !value),
-            reg::EERD => {
-                let (done, shift) = self.model.eerd();
-                let word = self.eeprom[((value >> shift) & 0xff) as usize];
-                self.set(reg::EERD, done | (u32::from(word) << 16));
-            }
-            _ => self.set(offset, value),
-        }
-    }
-}
 
 type Nic<'a, 'b> = E1000<&'a Fake<'b>, FakeDma>;
 
@@ -428,4 +276,58 @@ fn ring_lengths_and_ids() {
     assert_eq!(Model::from_ids(0x8086, 0x10d3), Some(Model::I82574L));
     assert_eq!(Model::from_ids(0x8086, 0x10d4), None);
     assert_eq!(Model::from_ids(0x1af4, 0x100e), None);
+}
+
+#[test]
+fn a_stopped_card_is_reset_with_receiver_and_transmitter_off() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82574L);
+    let nic = up(&fake);
+    let before = fake.writes.borrow().len();
+    nic.stop();
+    let writes = fake.writes.borrow()[before..].to_vec();
+    assert_eq!(writes[0], (reg::IMC, u32::MAX), "interrupts masked first");
+    assert!(writes.contains(&(reg::RCTL, 0)) && writes.contains(&(reg::TCTL, 0)));
+    assert!(writes.last().is_some_and(|w| w.0 == reg::CTRL && w.1 & CTRL_RST != 0), "{writes:x?}");
+}
+
+#[test]
+fn msix_routes_every_cause_to_one_vector_and_masks_the_queue_causes() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82574L);
+    let mut nic = up(&fake);
+    nic.set_interrupts(true);
+    nic.use_msix(0).unwrap();
+    // Receive queue 0, transmit queue 0 and "other" on vector 0, each valid.
+    assert_eq!(fake.get(reg::IVAR), 0x0008_0808);
+    assert_eq!(fake.get(reg::EIAC), ICR_RXQ0 | ICR_TXQ0);
+    assert_eq!(
+        fake.get(reg::CTRL_EXT) & (CTRL_EXT_IAME | CTRL_EXT_PBA_CLR),
+        CTRL_EXT_IAME | CTRL_EXT_PBA_CLR
+    );
+    // The mask follows: the queue causes in place of RXT0 and TXDW, which are off.
+    assert_eq!(fake.get(reg::IMS), ICR_RXQ0);
+    while nic.send(60, |_| ()).is_some() {}
+    nic.set_interrupts(true);
+    assert_eq!(fake.get(reg::IMS), ICR_RXQ0 | ICR_TXQ0);
+    nic.set_interrupts(false);
+    assert_eq!(fake.get(reg::IMS), 0);
+    // Frames still come in and go out as before.
+    fake.transmit();
+    assert!(fake.deliver(&frame(1)));
+    assert_eq!(nic.receive().map(|f| f.frame().to_vec()), Some(frame(1)));
+}
+
+#[test]
+fn msix_is_refused_where_the_chip_has_none() {
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82540Em);
+    let mut nic = up(&fake);
+    assert_eq!(nic.use_msix(0), Err(Error::NoMsix(Model::I82540Em)));
+    assert_eq!(fake.get(reg::IVAR), 0, "nothing written");
+    let dma = buffers();
+    let fake = Fake::new(&dma, Model::I82574L);
+    let mut nic = up(&fake);
+    assert_eq!(nic.use_msix(5), Err(Error::NoMsix(Model::I82574L)));
+    assert_eq!(alloc::format!("{}", Error::NoMsix(Model::I82574L)), "e1000e (82574L): no such MSI-X vector");
 }

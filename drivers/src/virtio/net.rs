@@ -134,6 +134,15 @@ impl<T: Transport, A: DmaAllocator> VirtioNet<T, A> {
         self.features
     }
 
+    /// Resets the device, so it no longer touches the queues or the buffers, and drops
+    /// them (a card the stack does not use).
+    pub fn stop(self) {
+        self.transport.set_status(0);
+        // A modern device may finish its reset later: it has when status reads 0
+        // (virtio 1.2 §4.1.4.3.2). Bounded, for a device that never does.
+        let _ = (0..1000).any(|_| self.transport.status() == 0);
+    }
+
     fn post_rx(&mut self, buffer: A::Buffer) {
         let seg = Segment { addr: buffer.device_addr(), len: BUFFER_LEN as u32, device_writes: true };
         match self.rx.push(&[seg]) {
@@ -318,6 +327,16 @@ mod tests {
         let mut called = false;
         assert_eq!(net.send(60, |_| called = true), None);
         assert!(!called);
+    }
+
+    #[test]
+    fn a_stopped_device_is_reset() {
+        let regs = device();
+        let (transport, _) = Mmio::probe(&regs).unwrap();
+        let net = VirtioNet::new(transport, &FakeDma::new(2 * usize::from(QUEUE)), None, QUEUE).unwrap();
+        net.stop();
+        let last = regs.writes.borrow().iter().filter(|w| w.0 == STATUS).map(|w| w.1).next_back();
+        assert_eq!(last, Some(0));
     }
 
     #[test]

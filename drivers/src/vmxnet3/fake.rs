@@ -212,8 +212,10 @@ impl Registers for Bar<'_> {
             (1, vd::DSAH) => self.0.s.borrow_mut().dsa |= u64::from(value) << 32,
             (1, vd::CMD) => {
                 self.0.s.borrow_mut().last_cmd = value;
-                if value == cmd::ACTIVATE_DEV {
-                    self.0.activate();
+                match value {
+                    cmd::ACTIVATE_DEV => self.0.activate(),
+                    cmd::RESET_DEV => self.0.s.borrow_mut().active = false,
+                    _ => {}
                 }
             }
             (1, vd::ECR) => {

@@ -36,6 +36,8 @@ pub use abi::{BUFFER_LEN, MAX_RING, MTU, RING_ALIGN, event};
 /// Why the card did not start, or stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
+    /// BAR 0 or BAR 1 (the registers) is absent, not memory, or too small to map.
+    MissingBar,
     /// The device offers no revision this driver speaks (bit 0 of VRRS: revision 1).
     BadRevision(u32),
     /// The device offers no UPT version this driver speaks (bit 0 of UVRS).
@@ -53,6 +55,7 @@ pub enum Error {
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            Error::MissingBar => write!(f, "vmxnet3: no memory BARs 0 and 1 for its registers"),
             Error::BadRevision(r) => write!(f, "vmxnet3: device revisions {r:#x} do not include 1"),
             Error::BadUptVersion(r) => write!(f, "vmxnet3: UPT versions {r:#x} do not include 1"),
             Error::OutOfMemory => write!(f, "vmxnet3: out of DMA memory"),
@@ -243,6 +246,13 @@ impl<R: Registers, A: DmaAllocator> Vmxnet3<R, A> {
         let tx = self.tx_pool.len() + self.tx_posted.iter().flatten().count();
         let rx = self.rx_posted.iter().flatten().count() + self.rx_spare.len();
         (tx, rx)
+    }
+
+    /// Masks its interrupt and resets the device, which forgets the driver-shared area
+    /// and the rings, then drops them (a card the stack does not use).
+    pub fn stop(self) {
+        self.pt.write32(pt::IMR, 1);
+        self.vd.write32(vd::CMD, cmd::RESET_DEV);
     }
 
     /// Why the device stopped, once it has.

@@ -236,3 +236,14 @@ fn hostile_completions_never_panic_or_leak_buffers() {
     let stats = net.stats;
     assert!(stats.bad_completions > 0 && stats.rx_dropped > 0 && stats.tx_out_of_order > 0, "{stats:?}");
 }
+
+#[test]
+fn a_stopped_card_is_reset_and_masked() {
+    let dma = FakeDma::new(64);
+    let dev = FakeDevice::new(&dma);
+    let mut net = start(&dev, &dma);
+    net.set_interrupts(true);
+    net.stop();
+    let s = dev.s.borrow();
+    assert!(!s.active && s.masked && s.last_cmd == cmd::RESET_DEV);
+}

@@ -421,8 +421,9 @@ pub struct IrqOverride {
 /// What the MADT says about I/O APICs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Madt {
-    /// The first I/O APIC: MMIO address and first GSI.
-    pub ioapic: Option<(u64, u32)>,
+    /// The I/O APICs, in table order (at most four): MMIO address and first GSI.
+    /// microvm has two, the second for its virtio-mmio lines from GSI 24.
+    pub ioapics: [Option<(u64, u32)>; 4],
     pub overrides: [Option<IrqOverride>; 16],
 }
 
@@ -434,7 +435,7 @@ impl Madt {
     }
 }
 
-/// Reads the MADT: the first I/O APIC and the interrupt source overrides.
+/// Reads the MADT: the I/O APICs and the interrupt source overrides.
 pub fn find_madt(mem: &impl PhysMemory, rsdp: u64) -> Result<Option<Madt>, AcpiError> {
     let Some((madt, len)) = find_table(mem, rsdp, b"APIC")? else { return Ok(None) };
     let entries = Fields::new(mem, madt);
@@ -449,8 +450,10 @@ pub fn find_madt(mem: &impl PhysMemory, rsdp: u64) -> Result<Option<Madt>, AcpiE
             break;
         }
         match kind {
-            1 if entry_len >= 12 && out.ioapic.is_none() => {
-                out.ioapic = Some((u64::from(entries.u32(at + 4)?), entries.u32(at + 8)?));
+            1 if entry_len >= 12 => {
+                if let Some(slot) = out.ioapics.iter_mut().find(|s| s.is_none()) {
+                    *slot = Some((u64::from(entries.u32(at + 4)?), entries.u32(at + 8)?));
+                }
             }
             2 if entry_len >= 10 && slots < out.overrides.len() => {
                 let flags = entries.u16(at + 8)?;
@@ -746,6 +749,9 @@ mod tests {
         body.extend_from_slice(&[1, 12, 0, 0]); // I/O APIC id 0
         body.extend_from_slice(&0xfec0_0000u32.to_le_bytes());
         body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&[1, 12, 1, 0]); // I/O APIC id 1, as microvm's second
+        body.extend_from_slice(&0xfec1_0000u32.to_le_bytes());
+        body.extend_from_slice(&24u32.to_le_bytes());
         body.extend_from_slice(&[2, 10, 0, 0]); // IRQ 0 -> GSI 2, bus default
         body.extend_from_slice(&2u32.to_le_bytes());
         body.extend_from_slice(&0u16.to_le_bytes());
@@ -755,7 +761,7 @@ mod tests {
         mem.0.retain(|(a, _)| *a != 0x11000);
         mem.put(0x11000, &sdt(b"APIC", &body));
         let madt = find_madt(&mem, 0xf5a00).unwrap().unwrap();
-        assert_eq!(madt.ioapic, Some((0xfec0_0000, 0)));
+        assert_eq!(madt.ioapics, [Some((0xfec0_0000, 0)), Some((0xfec1_0000, 24)), None, None]);
         assert_eq!(
             madt.irq_override(0),
             Some(IrqOverride { irq: 0, gsi: 2, level: false, active_low: false })

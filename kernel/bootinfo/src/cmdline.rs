@@ -39,6 +39,13 @@ pub struct Settings<'a> {
     /// `max_conns=N`: the most TCP connections apps may hold at once (default: as many
     /// as memory holds at their worst; a larger value is cut down to that).
     pub max_conns: Option<usize>,
+    /// `net.nic=BB:DD.F|MAC`: the card the network stack uses when there are several
+    /// (default: the first found with its link up).
+    pub nic: Option<NicChoice>,
+    /// `net.irq=msix|msi|intx`: the most capable way a network card may interrupt
+    /// (default: MSI-X; `msi` skips MSI-X, `intx` both, for cards or platforms where
+    /// they misbehave, and to test the other paths).
+    pub net_irq: IrqLimit,
     /// Everything after the first ` -- `, for the app.
     pub app_args: &'a str,
 }
@@ -60,8 +67,71 @@ impl Default for Settings<'_> {
             virtio_mmio: [None; 8],
             halt_poll_us: DEFAULT_HALT_POLL_US,
             max_conns: None,
+            nic: None,
+            net_irq: IrqLimit::default(),
             app_args: "",
         }
+    }
+}
+
+/// How a network card may interrupt, best first (`net.irq=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum IrqLimit {
+    /// Its INTx line only.
+    Intx,
+    /// MSI, else INTx.
+    Msi,
+    /// MSI-X, else MSI, else INTx.
+    #[default]
+    Msix,
+}
+
+/// A network card named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NicChoice {
+    /// By PCI address: bus, device (0-31), function (0-7).
+    Pci { bus: u8, device: u8, function: u8 },
+    /// By its MAC address.
+    Mac([u8; 6]),
+}
+
+impl core::fmt::Display for NicChoice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            NicChoice::Pci { bus, device, function } => write!(f, "{bus:02x}:{device:02x}.{function}"),
+            NicChoice::Mac([a, b, c, d, e, g]) => {
+                write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+            }
+        }
+    }
+}
+
+impl NicChoice {
+    /// `BB:DD.F` (with or without a `0000:` domain, hex as `lspci` writes it) or a MAC
+    /// address `xx:xx:xx:xx:xx:xx`.
+    fn parse(value: &str) -> Option<NicChoice> {
+        let hex = |s: &str, max_len: usize| -> Option<u8> {
+            if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            u8::from_str_radix(s, 16).ok()
+        };
+        if let Some((rest, function)) = value.rsplit_once('.') {
+            let rest = rest.strip_prefix("0000:").unwrap_or(rest);
+            let (bus, device) = rest.split_once(':')?;
+            let (bus, device, function) = (hex(bus, 2)?, hex(device, 2)?, hex(function, 1)?);
+            return (device < 32 && function < 8).then_some(NicChoice::Pci { bus, device, function });
+        }
+        let mut mac = [0u8; 6];
+        let mut parts = value.split(':');
+        for byte in &mut mac {
+            let part = parts.next()?;
+            if part.len() != 2 {
+                return None;
+            }
+            *byte = hex(part, 2)?;
+        }
+        parts.next().is_none().then_some(NicChoice::Mac(mac))
     }
 }
 
@@ -126,9 +196,8 @@ pub fn parse<'a>(
     for word in kernel.split_ascii_whitespace() {
         let Some((key, value)) = word.split_once('=') else {
             match word {
-                "log" | "selftest" | "pv" | "pv.patch" | "ip" | "gw" | "haltpoll" | "max_conns" => {
-                    warn(Warning::MissingValue(word))
-                }
+                "log" | "selftest" | "pv" | "pv.patch" | "ip" | "gw" | "haltpoll" | "max_conns"
+                | "net.nic" => warn(Warning::MissingValue(word)),
                 _ => warn(Warning::UnknownKey(word)),
             }
             continue;
@@ -175,6 +244,20 @@ pub fn parse<'a>(
             "max_conns" => match value.parse::<usize>() {
                 Ok(n) if (1..=65_536).contains(&n) => settings.max_conns = Some(n),
                 _ => warn(Warning::BadValue { key, value, expected: "a number of connections, 1 to 65536" }),
+            },
+            "net.nic" => match NicChoice::parse(value) {
+                Some(choice) => settings.nic = Some(choice),
+                None => warn(Warning::BadValue {
+                    key,
+                    value,
+                    expected: "a PCI address like 00:04.0 or a MAC address like 52:54:00:12:34:56",
+                }),
+            },
+            "net.irq" => match value {
+                "msix" => settings.net_irq = IrqLimit::Msix,
+                "msi" => settings.net_irq = IrqLimit::Msi,
+                "intx" => settings.net_irq = IrqLimit::Intx,
+                _ => warn(Warning::BadValue { key, value, expected: "msix, msi or intx" }),
             },
             "selftest" if !value.is_empty() => settings.selftest = Some(value),
             "selftest" => warn(Warning::MissingValue(key)),
@@ -359,6 +442,54 @@ mod tests {
         {
             let (s, w) = parse_all(bad);
             assert_eq!((s.max_conns, w.len()), (None, 1), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nic_choice() {
+        let pci = |bus, device, function| Some(NicChoice::Pci { bus, device, function });
+        assert_eq!(parse_all("").0.nic, None);
+        assert_eq!(parse_all("net.nic=00:04.0").0.nic, pci(0, 4, 0));
+        assert_eq!(parse_all("net.nic=0000:01:1f.7").0.nic, pci(1, 31, 7));
+        assert_eq!(parse_all("net.nic=ff:0a.1").0.nic, pci(255, 10, 1));
+        let (s, w) = parse_all("net.nic=52:54:00:AB:cd:01");
+        assert_eq!((s.nic, w.len()), (Some(NicChoice::Mac([0x52, 0x54, 0, 0xab, 0xcd, 1])), 0));
+        assert_eq!(s.nic.unwrap().to_string(), "52:54:00:ab:cd:01");
+        assert_eq!(pci(0, 4, 0).unwrap().to_string(), "00:04.0");
+        for bad in [
+            "net.nic=00:20.0",
+            "net.nic=00:04.8",
+            "net.nic=100:04.0",
+            "net.nic=00:04",
+            "net.nic=0001:00:04.0",
+            "net.nic=00:04.0.1",
+            "net.nic=52:54:00:12:34",
+            "net.nic=52:54:00:12:34:56:78",
+            "net.nic=52:54:00:12:34:5",
+            "net.nic=52:54:00:12:34:5g",
+            "net.nic=eth0",
+            "net.nic=",
+            "net.nic",
+        ] {
+            let (s, w) = parse_all(bad);
+            assert_eq!((s.nic, w.len()), (None, 1), "{bad}");
+        }
+        assert_eq!(
+            parse_all("net.nic=eth1").1[0].to_string(),
+            "`net.nic=eth1` ignored: expected a PCI address like 00:04.0 or a MAC address like 52:54:00:12:34:56"
+        );
+    }
+
+    #[test]
+    fn net_irq_limit() {
+        assert_eq!(parse_all("").0.net_irq, IrqLimit::Msix);
+        assert_eq!(parse_all("net.irq=msi").0.net_irq, IrqLimit::Msi);
+        assert_eq!(parse_all("net.irq=intx").0.net_irq, IrqLimit::Intx);
+        assert_eq!(parse_all("net.irq=intx net.irq=msix").0.net_irq, IrqLimit::Msix);
+        assert!(IrqLimit::Intx < IrqLimit::Msi && IrqLimit::Msi < IrqLimit::Msix);
+        for bad in ["net.irq=MSI", "net.irq=legacy", "net.irq=", "net.irq"] {
+            let (s, w) = parse_all(bad);
+            assert_eq!((s.net_irq, w.len()), (IrqLimit::Msix, 1), "{bad}");
         }
     }
 

@@ -74,6 +74,8 @@ fn parse_cmdline(cmdline: &str) -> Parsed<'_> {
         gateway: settings.gateway,
         mmio: [None; 8],
         max_conns: settings.max_conns,
+        nic: settings.nic,
+        irq: settings.net_irq,
     };
     for value in settings.virtio_mmio.iter().flatten() {
         match drivers::virtio::mmio::parse_cmdline_device(value) {
@@ -413,10 +415,11 @@ fn run(b: Booted<'_>) -> ! {
         }
     };
     log::info!(
-        "time: clock from {}, TSC {} kHz{timer}{}",
+        "time: clock from {}, TSC {} kHz{timer}{}{}",
         pv.tsc_source.name(),
         time::tsc_khz(),
-        pv.timer.map(|t| alloc::format!(", timer {t}")).unwrap_or_default()
+        pv.timer.map(|t| alloc::format!(", timer {t}")).unwrap_or_default(),
+        pv.wall_clock.map(|w| alloc::format!(", wall clock from {w}")).unwrap_or_default()
     );
 
     let mut brand = [0; 48];

@@ -37,6 +37,10 @@ pub(crate) struct NetConfig {
     pub(crate) gateway: Option<[u8; 4]>,
     pub(crate) mmio: [Option<drivers::virtio::mmio::MmioDevice>; 8],
     pub(crate) max_conns: Option<usize>,
+    /// `net.nic=`: the card to use when there are several.
+    pub(crate) nic: Option<bootinfo::cmdline::NicChoice>,
+    /// `net.irq=`: how cards may interrupt, at most.
+    pub(crate) irq: bootinfo::cmdline::IrqLimit,
 }
 
 static CONFIG: Once<NetConfig> = Once::new();
@@ -77,6 +81,9 @@ pub(crate) struct Stack {
     kick_after_ns: u64,
     /// The card's link as last seen (checked after a silence).
     link_up: bool,
+    /// DHCP was restarted after the link came back: the address is kept until the
+    /// server answers, so connections carry on if it gives the same one.
+    rediscovering: bool,
 }
 
 /// The GSI of a level-triggered card line, which the interrupt handler masks (read
@@ -188,7 +195,8 @@ fn instant(ns: u64) -> Instant {
 }
 
 fn start() -> Result<(), NetError> {
-    let nic = match nic::probe(&CONFIG.get().copied().unwrap_or_default().mmio) {
+    let cfg = CONFIG.get().copied().unwrap_or_default();
+    let nic = match nic::probe(&cfg.mmio, cfg.nic, cfg.irq) {
         None => return Err(NetError::NoDevice),
         Some(Err(e)) => {
             log::error!("net: {e}");
@@ -213,7 +221,6 @@ fn start() -> Result<(), NetError> {
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
     config.random_seed = pv::native::tsc::rdtsc();
     let mut iface = Interface::new(config, &mut port, instant(crate::time::since_boot_ns()));
-    let cfg = CONFIG.get().copied().unwrap_or_default();
     // The socket table never shrinks (smoltcp keeps its slots), so it is reserved for the
     // whole budget now: a flood then leaves the heap where it found it, and the table
     // never has to grow.
@@ -258,6 +265,7 @@ fn start() -> Result<(), NetError> {
         heard_ns: 0,
         kick_after_ns: KICK_AFTER_NS,
         link_up: true,
+        rediscovering: false,
     });
     Ok(())
 }
@@ -322,8 +330,10 @@ impl Stack {
                     if let Some(router) = c.router {
                         let _ = self.iface.routes_mut().add_default_ipv4_route(router);
                     }
+                    self.rediscovering = false;
                     log::info!("net: DHCP gave ip {addr} gw {:?}", c.router);
                 }
+                Some(dhcpv4::Event::Deconfigured) if self.rediscovering => {}
                 Some(dhcpv4::Event::Deconfigured) => {
                     if self.iface.ipv4_addr().is_some() {
                         log::warn!("net: DHCP lease lost");
@@ -337,7 +347,8 @@ impl Stack {
         changed
     }
 
-    /// Says when the card's link goes down or comes back. A card on the hypervisor's bus
+    /// Says when the card's link goes down or comes back, and asks DHCP again when it
+    /// comes back (the card may be on another network now). A card on the hypervisor's bus
     /// that went away (Xen's `xl network-detach`) is replaced by the next one the bus
     /// offers (`xl network-attach`), keeping the addresses and the sockets: the silence
     /// that runs this check comes at most a second apart while the link is down.
@@ -345,7 +356,8 @@ impl Stack {
         let up = self.port.nic.get_mut().link_up();
         if up != self.link_up {
             if up {
-                log::info!("net: link up")
+                log::info!("net: link up");
+                self.renew_dhcp();
             } else if let Some(fault) = self.port.nic.get_mut().fault() {
                 log::warn!("net: link down: {fault}")
             } else {
@@ -365,9 +377,19 @@ impl Stack {
                 self.iface.set_hardware_addr(HardwareAddress::Ethernet(EthernetAddress(mac)));
                 self.link_up = true;
                 log::info!("net: link up on a new card, mac {}", EthernetAddress(mac));
+                self.renew_dhcp();
             }
             Some(Err(e)) => log::warn!("net: the card offered in its place did not start: {e}"),
             None => {}
+        }
+    }
+
+    /// Starts DHCP over (a lease being held or not), keeping the address meanwhile.
+    fn renew_dhcp(&mut self) {
+        if let Some(handle) = self.dhcp {
+            self.rediscovering = self.iface.ipv4_addr().is_some();
+            self.sockets.get_mut::<dhcpv4::Socket>(handle).reset();
+            log::info!("net: asking DHCP again");
         }
     }
 

@@ -5,7 +5,9 @@
 
 mod e1000;
 
-use drivers::net::{AnyNic, NicError, NicTypes};
+use bootinfo::cmdline::{IrqLimit, NicChoice};
+use drivers::net::choice::{Candidate, Chooser, Want};
+use drivers::net::{AnyNic, NetDevice, NicError, NicTypes};
 use drivers::pci::{self, CAP_VENDOR, ConfigSpace};
 use drivers::virtio::AnyTransport;
 use drivers::virtio::mmio::{self, Mmio, MmioDevice};
@@ -111,14 +113,122 @@ impl core::fmt::Display for Signal {
 /// A started card and how it signals.
 pub type Probed = Result<(Nic, Signal), NicError>;
 
-/// Starts the first card found: virtio-net on PCI, else an e1000 or e1000e, else
-/// vmxnet3, else among the virtio-mmio windows, else on the hypervisor's own bus.
-pub fn probe(mmio_devices: &[Option<MmioDevice>]) -> Option<Probed> {
-    probe_pci()
-        .or_else(e1000::probe)
-        .or_else(probe_vmxnet3)
-        .or_else(|| mmio_devices.iter().flatten().find_map(probe_mmio))
-        .or_else(probe_hypervisor_bus)
+/// Where a card sits, for logs and `net.nic=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Pci(pci::Bdf),
+    Mmio(u64),
+}
+
+impl core::fmt::Display for Place {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Place::Pci(bdf) => write!(f, "{bdf}"),
+            Place::Mmio(base) => write!(f, "{base:#x}"),
+        }
+    }
+}
+
+/// A card that started, while the probe looks at the others.
+struct Found {
+    nic: Nic,
+    signal: Signal,
+    place: Place,
+}
+
+impl Candidate for Found {
+    fn mac(&self) -> [u8; 6] {
+        self.nic.mac()
+    }
+    fn link_up(&self) -> bool {
+        self.nic.link_up()
+    }
+    /// Resets the card and takes it off the bus: the stack uses another.
+    fn stop(self) {
+        self.nic.stop();
+        if let Place::Pci(bdf) = self.place {
+            pci::disable(config(), bdf);
+        }
+    }
+}
+
+/// Starts the card the stack uses: the one `choice` names (`net.nic=`), else the first
+/// with its link up, else the first that started. PCI cards come in bus order, each to
+/// the driver that claims its IDs (virtio-net, e1000/e1000e, vmxnet3), then the
+/// virtio-mmio windows; the card on the hypervisor's own bus only when there is no
+/// other. A card that fails to start is named in the log and left alone; the others are
+/// still tried. Cards started but not chosen are reset and taken off the bus. `irq`
+/// caps how PCI cards interrupt (`net.irq=`).
+pub fn probe(
+    mmio_devices: &[Option<MmioDevice>],
+    choice: Option<NicChoice>,
+    irq: IrqLimit,
+) -> Option<Probed> {
+    if let Some(choice) = choice {
+        let want = match choice {
+            NicChoice::Pci { bus, device, function } => Want::Pci(pci::Bdf { bus, device, function }),
+            NicChoice::Mac(mac) => Want::Mac(mac),
+        };
+        match pick(mmio_devices, want, irq) {
+            Some(Ok(found)) => {
+                log::info!("net: using the {} at {} (net.nic={choice})", found.nic.name(), found.place);
+                return Some(Ok((found.nic, found.signal)));
+            }
+            Some(Err(e)) => log::warn!("net: `net.nic={choice}`: {e}"),
+            None => log::warn!("net: `net.nic={choice}` names no card here; taking the first with a link"),
+        }
+    }
+    match pick(mmio_devices, Want::FirstWithLink, irq) {
+        Some(Ok(found)) => {
+            if !found.nic.link_up() {
+                log::warn!("net: no card has its link up; taking the first");
+            }
+            log::info!("net: using the {} at {}", found.nic.name(), found.place);
+            Some(Ok((found.nic, found.signal)))
+        }
+        Some(Err(e)) => Some(Err(e)),
+        None => probe_hypervisor_bus(),
+    }
+}
+
+/// One pass over the cards for [`probe`]; the first error when no card started.
+fn pick(mmio_devices: &[Option<MmioDevice>], want: Want, irq: IrqLimit) -> Option<Result<Found, NicError>> {
+    let mut chooser = Chooser::new(want);
+    // Started one at a time, as the chooser asks: a card's DMA memory is never freed,
+    // so cards after the one taken are best left unstarted.
+    let pci_cards = functions().iter().filter(|f| want.considers(f.bdf)).filter_map(|f| {
+        let started =
+            if f.vendor == VENDOR && (f.device == DEVICE_NET_MODERN || f.device == DEVICE_NET_TRANSITIONAL) {
+                start_virtio_pci(f, irq)
+            } else if let Some(model) = drivers::e1000::Model::from_ids(f.vendor, f.device) {
+                e1000::start(f, model, irq)
+            } else if f.vendor == drivers::vmxnet3::VENDOR && f.device == drivers::vmxnet3::DEVICE {
+                start_vmxnet3(f, irq)
+            } else {
+                return None;
+            };
+        Some((Place::Pci(f.bdf), started))
+    });
+    let mmio_cards = mmio_devices
+        .iter()
+        .flatten()
+        .filter(|_| want.considers_non_pci())
+        .filter_map(|d| Some((Place::Mmio(d.base), start_mmio(d)?)));
+    let mut first_error = None;
+    for (place, started) in pci_cards.chain(mmio_cards) {
+        match started {
+            Ok((nic, signal)) => {
+                if let Some(found) = chooser.offer(Found { nic, signal, place }) {
+                    return Some(Ok(found));
+                }
+            }
+            Err(e) => {
+                log::warn!("net: {place}: {e}; card left alone");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    chooser.finish().map(Ok).or(first_error.map(Err))
 }
 
 pub(crate) fn probe_hypervisor_bus() -> Option<Probed> {
@@ -129,7 +239,8 @@ pub(crate) fn probe_hypervisor_bus() -> Option<Probed> {
     Some(nic.map(|nic| (nic, Signal::Event)))
 }
 
-fn probe_mmio(dev: &MmioDevice) -> Option<Probed> {
+/// A virtio-net card in a virtio-mmio window (`None`: no card, or another kind).
+fn start_mmio(dev: &MmioDevice) -> Option<Probed> {
     crate::memory::map_device(dev.base, dev.size).ok()?;
     // SAFETY: the window was announced for a virtio-mmio device (command line or ACPI)
     // and just mapped uncached; this driver is its only user.
@@ -162,14 +273,11 @@ pub(super) fn queue_limit() -> u16 {
     1 << slots.ilog2()
 }
 
-fn probe_pci() -> Option<Probed> {
-    let f = functions().iter().find(|f| {
-        f.vendor == VENDOR && (f.device == DEVICE_NET_MODERN || f.device == DEVICE_NET_TRANSITIONAL)
-    })?;
+fn start_virtio_pci(f: &pci::Function, irq: IrqLimit) -> Probed {
     let cfg = config();
     // MSI-X first: it moves the legacy device-config window, and queue vectors can only
     // be set while it is on.
-    let msix = pci::msix(cfg, f.bdf).and_then(|info| {
+    let msix = pci::msix(cfg, f.bdf).filter(|_| irq >= IrqLimit::Msix).and_then(|info| {
         let table =
             map_bar(f.bdf, info.table_bar, u64::from(info.table_offset), u64::from(info.table_size) * 16)?;
         let apic = pv::native::apic::id() as u8;
@@ -181,11 +289,16 @@ fn probe_pci() -> Option<Probed> {
     });
     // MSI next. QEMU's virtio cards offer only MSI-X, so this path is exercised by the
     // `pci-msi` self-test on QEMU's `edu` device rather than by a NIC.
-    let msi = msix.is_none() && pci::msi_enable(cfg, f.bdf, pv::native::apic::id() as u8, NET_VECTOR);
+    let msi = msix.is_none()
+        && irq >= IrqLimit::Msi
+        && pci::msi_enable(cfg, f.bdf, pv::native::apic::id() as u8, NET_VECTOR);
     pci::enable(cfg, f.bdf, msix.is_some() || msi);
     let transport = match modern(f.bdf, msix.is_some()) {
         Some(m) => AnyTransport::ModernPci(m),
-        None => AnyTransport::LegacyPci(LegacyPci { io: io_bar(f.bdf, 0)?, msix: msix.is_some() }),
+        None => match io_bar(f.bdf, 0) {
+            Some(io) => AnyTransport::LegacyPci(LegacyPci { io, msix: msix.is_some() }),
+            None => return Err(NicError::Virtio(drivers::virtio::Error::Missing("an I/O BAR 0"))),
+        },
     };
     // Else the INTx line the firmware routed (interrupt-line register).
     let signal = match (msix, f.interrupt_line) {
@@ -198,20 +311,20 @@ fn probe_pci() -> Option<Probed> {
         (None, _) => Signal::Polled,
     };
     log::info!("net: virtio-net ({}) at {}, {signal}", transport.name(), f.bdf);
-    Some(virtio_net(transport, msix, signal))
+    virtio_net(transport, msix, signal)
 }
 
 /// vmxnet3: BAR0 (doorbells, interrupt masks) and BAR1 (commands, registers). The
 /// driver runs its queues and events on interrupt 0: MSI-X entry 0 when the card has
 /// MSI-X (QEMU's does, in BAR2), else MSI, else its INTx line.
-fn probe_vmxnet3() -> Option<Probed> {
-    use drivers::vmxnet3::{self, Vmxnet3};
-    let f = functions().iter().find(|f| f.vendor == vmxnet3::VENDOR && f.device == vmxnet3::DEVICE)?;
-    let pt = map_bar(f.bdf, 0, 0, 0x1000)?;
-    let vd = map_bar(f.bdf, 1, 0, 0x1000)?;
+fn start_vmxnet3(f: &pci::Function, irq: IrqLimit) -> Probed {
+    use drivers::vmxnet3::{Error, Vmxnet3};
+    let (Some(pt), Some(vd)) = (map_bar(f.bdf, 0, 0, 0x1000), map_bar(f.bdf, 1, 0, 0x1000)) else {
+        return Err(NicError::Vmxnet3(Error::MissingBar));
+    };
     let cfg = config();
     let apic = pv::native::apic::id() as u8;
-    let msix = pci::msix(cfg, f.bdf).is_some_and(|info| {
+    let msix = pci::msix(cfg, f.bdf).filter(|_| irq >= IrqLimit::Msix).is_some_and(|info| {
         let Some(table) = map_bar(f.bdf, info.table_bar, u64::from(info.table_offset), 16) else {
             return false;
         };
@@ -219,7 +332,7 @@ fn probe_vmxnet3() -> Option<Probed> {
         pci::msix_enable(cfg, f.bdf, &info);
         true
     });
-    let msi = !msix && pci::msi_enable(cfg, f.bdf, apic, NET_VECTOR);
+    let msi = !msix && irq >= IrqLimit::Msi && pci::msi_enable(cfg, f.bdf, apic, NET_VECTOR);
     pci::enable(cfg, f.bdf, msix || msi);
     let signal = match f.interrupt_line {
         _ if msix => Signal::Msix,
@@ -232,5 +345,5 @@ fn probe_vmxnet3() -> Option<Probed> {
     };
     log::info!("net: vmxnet3 at {}, {signal}", f.bdf);
     let nic = Vmxnet3::new(pt, vd, &DMA, queue_limit()).map_err(NicError::from);
-    Some(nic.map(|nic| (AnyNic::Vmxnet3(nic), signal)))
+    nic.map(|nic| (AnyNic::Vmxnet3(nic), signal))
 }

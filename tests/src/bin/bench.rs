@@ -23,7 +23,7 @@ use tests::{
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS] [--tap]\n       bench soak [--minutes N]\n       bench xen-http [--duration SECONDS] [--rounds N]"
+        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS] [--tap] [--nic virtio,vmxnet3,e1000,e1000e|all]\n       bench soak [--minutes N]\n       bench xen-http [--duration SECONDS] [--rounds N]"
     );
     ExitCode::from(2)
 }
@@ -36,6 +36,7 @@ fn main() -> ExitCode {
     if cmd == "http" {
         let mut secs = 20;
         let mut tap = false;
+        let mut nics = None;
         let mut it = rest.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
@@ -44,10 +45,14 @@ fn main() -> ExitCode {
                     Some(s) => secs = s,
                     None => return usage(),
                 },
+                "--nic" => match it.next().map(|list| nic_models(list)) {
+                    Some(Some(models)) => nics = Some(models),
+                    _ => return usage(),
+                },
                 _ => return usage(),
             }
         }
-        return http(secs, tap);
+        return http(secs, tap, nics);
     }
     if cmd == "xen-http" {
         let (mut secs, mut rounds) = (5, 3);
@@ -564,22 +569,44 @@ fn first_200_in(ns: &str, started: std::time::Instant, limit: Duration) -> Optio
     None
 }
 
-/// httpd vs a Linux guest (Debian cloud kernel with nginx, and with busybox httpd) on
-/// the same QEMU TCG configuration, through QEMU's user network or (`tap`) a tap device
-/// in a network namespace.
-fn http(secs: u32, tap: bool) -> ExitCode {
+/// The cards `bench http --nic` takes (`virtio`: virtio-net, QEMU's `-device` name for
+/// the others).
+const NIC_MODELS: [&str; 4] = ["virtio", "vmxnet3", "e1000", "e1000e"];
+
+/// `--nic`'s list: models from [`NIC_MODELS`], comma-separated, or `all`.
+fn nic_models(list: &str) -> Option<Vec<&'static str>> {
+    if list == "all" {
+        return Some(NIC_MODELS.to_vec());
+    }
+    list.split(',').map(|m| NIC_MODELS.iter().find(|&&n| n == m).copied()).collect()
+}
+
+/// httpd vs a Linux guest (Debian's kernel with nginx, and with busybox httpd) on the
+/// same QEMU TCG configuration, through QEMU's user network or (`tap`) a tap device in
+/// a network namespace. With `nics`, once per card model, each guest on that card
+/// (Debian's generic kernel then, which has every card's driver; nginx only), with
+/// httpd's figures on each card also set against its own on virtio-net.
+fn http(secs: u32, tap: bool, nics: Option<Vec<&'static str>>) -> ExitCode {
     require_qemu();
     let httpd = build_app("httpd");
     let root = tests::workspace_root();
-    let linux_dir = root.join("target/bench-linux");
-    let status =
-        Command::new(root.join("benches/linux-guest.sh")).arg(&linux_dir).status().expect("linux-guest.sh");
+    let flavour = if nics.is_some() { "generic" } else { "cloud" };
+    let linux_dir = root.join(format!("target/bench-linux-{flavour}"));
+    let status = Command::new(root.join("benches/linux-guest.sh"))
+        .arg(&linux_dir)
+        .arg(flavour)
+        .status()
+        .expect("linux-guest.sh");
     assert!(status.success(), "building the Linux guest failed");
+    let kernel = std::fs::read_to_string(linux_dir.join("kernel")).unwrap_or_default();
     let ns = tap.then(|| namespace("chmbench"));
     // Each guest's card, on the namespace's tap device or a forwarded host port.
-    let connect = |vm: Vm, port: u16| match &ns {
-        Some(ns) => ns.wrap(vm).net(Net::Tap),
-        None => vm.net(Net::User { host_port: port }),
+    let connect = |vm: Vm, port: u16, model: &str| {
+        let vm = if model == "virtio" { vm } else { vm.nic_model(model) };
+        match &ns {
+            Some(ns) => ns.wrap(vm).net(Net::Tap),
+            None => vm.net(Net::User { host_port: port }),
+        }
     };
     let ip = Namespace::GUEST_IP;
     let (chameleon_ip, linux_ip) = if tap {
@@ -589,67 +616,90 @@ fn http(secs: u32, tap: bool) -> ExitCode {
     };
     let linux = |server: &'static str| {
         let (dir, linux_ip) = (&linux_dir, &linux_ip);
-        move |port: u16| {
+        move |port: u16, model: &str| {
             let vm = Vm::new(dir.join("vmlinuz"))
                 .memory_mib(128)
                 .cmdline(format!("console=ttyS0 quiet server={server}{linux_ip}"))
                 .arg("-initrd")
                 .arg(dir.join("initrd.cpio.gz").to_string_lossy());
-            connect(vm, port)
+            connect(vm, port, model)
         }
     };
-    type Guest<'a> = (&'static str, Box<dyn Fn(u16) -> Vm + 'a>);
-    let guests: Vec<Guest> = vec![
+    type Guest<'a> = (&'static str, Box<dyn Fn(u16, &str) -> Vm + 'a>);
+    let mut guests: Vec<Guest> = vec![
         (
             "chameleon httpd",
-            Box::new(|port| {
-                connect(Vm::new(&httpd).memory_mib(64).cmdline(format!("log=warn {chameleon_ip}")), port)
+            Box::new(|port, model| {
+                connect(
+                    Vm::new(&httpd).memory_mib(64).cmdline(format!("log=warn {chameleon_ip}")),
+                    port,
+                    model,
+                )
             }),
         ),
         ("linux nginx", Box::new(linux("nginx"))),
-        ("linux busybox httpd", Box::new(linux("busybox"))),
     ];
+    if nics.is_none() {
+        guests.push(("linux busybox httpd", Box::new(linux("busybox"))));
+    }
+    let models = nics.clone().unwrap_or_else(|| vec!["virtio"]);
     let modes = [("keep-alive -c16", 16, false), ("keep-alive -c1", 1, false), ("close -c16", 16, true)];
+    // (model, guest, start->first 200, one result per mode)
     let mut table = Vec::new();
-    for (name, make) in &guests {
-        let port = free_port();
-        let vm = make(port).verbose(false).timeout(Duration::from_secs(u64::from(secs) * 4 + 120));
-        let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
-        let target = match &ns {
-            Some(n) => Target::Namespace(n.name().to_owned()),
-            None => Target::Port(port),
-        };
-        let first = match &target {
-            Target::Port(p) => first_200(*p, run.started, Duration::from_secs(60)),
-            Target::Namespace(n) => first_200_in(n, run.started, Duration::from_secs(60)),
+    for &model in &models {
+        for (name, make) in &guests {
+            let port = free_port();
+            let vm = make(port, model).verbose(false).timeout(Duration::from_secs(u64::from(secs) * 4 + 120));
+            let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
+            let target = match &ns {
+                Some(n) => Target::Namespace(n.name().to_owned()),
+                None => Target::Port(port),
+            };
+            let first = match &target {
+                Target::Port(p) => first_200(*p, run.started, Duration::from_secs(60)),
+                Target::Namespace(n) => first_200_in(n, run.started, Duration::from_secs(60)),
+            }
+            .unwrap_or_else(|| panic!("{name} on {model} answers"));
+            let results: Vec<WrkResult> =
+                modes.iter().map(|&(_, c, close)| wrk(&target, c, secs, close)).collect();
+            drop(run);
+            table.push((model, *name, first, results));
         }
-        .expect("the guest answers");
-        let results: Vec<WrkResult> =
-            modes.iter().map(|&(_, c, close)| wrk(&target, c, secs, close)).collect();
-        drop(run);
-        table.push((name, first, results));
     }
     let network = if tap { "tap device in a network namespace" } else { "user network" };
-    println!("http: wrk against the default 612-byte page, {secs} s per run, QEMU TCG, {network}");
     println!(
-        "{:<22} {:<16} {:>10} {:>9} {:>9} {:>9} {:>7}",
-        "guest", "mode", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors"
+        "http: wrk against the default 612-byte page, {secs} s per run, QEMU TCG, {network}; Linux: {}",
+        kernel.trim()
     );
-    for (name, first, results) in &table {
+    println!(
+        "{:<8} {:<22} {:<16} {:>10} {:>9} {:>9} {:>9} {:>7}",
+        "card", "guest", "mode", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors"
+    );
+    for (model, name, first, results) in &table {
         for ((mode, _, _), r) in modes.iter().zip(results) {
             println!(
-                "{:<22} {:<16} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
-                name, mode, r.rps, r.p50_ms, r.p90_ms, r.p99_ms, r.errors
+                "{:<8} {:<22} {:<16} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+                model, name, mode, r.rps, r.p50_ms, r.p90_ms, r.p99_ms, r.errors
             );
         }
-        println!("{:<22} {:<16} {:>10.3} s", name, "start->first 200", first.as_secs_f64());
+        println!("{:<8} {:<22} {:<16} {:>10.3} s", model, name, "start->first 200", first.as_secs_f64());
     }
-    if let [(_, cf, c), linuxes @ ..] = table.as_slice() {
-        for (name, lf, l) in linuxes {
+    let ours = |model: &str| table.iter().find(|row| row.0 == model && row.1 == "chameleon httpd");
+    for &model in &models {
+        let Some((_, _, cf, c)) = ours(model) else { continue };
+        for (_, name, lf, l) in table.iter().filter(|row| row.0 == model && row.1 != "chameleon httpd") {
             for (i, (mode, _, _)) in modes.iter().enumerate() {
-                println!("ratio chameleon/{name} req/s, {mode}: {:.1}x", c[i].rps / l[i].rps);
+                println!("ratio on {model}: chameleon/{name} req/s, {mode}: {:.1}x", c[i].rps / l[i].rps);
             }
-            println!("ratio {name}/chameleon start->first 200: {:.1}x", lf.as_secs_f64() / cf.as_secs_f64());
+            println!(
+                "ratio on {model}: {name}/chameleon start->first 200: {:.1}x",
+                lf.as_secs_f64() / cf.as_secs_f64()
+            );
+        }
+        if let Some((_, _, _, v)) = ours("virtio").filter(|_| model != "virtio") {
+            for (i, (mode, _, _)) in modes.iter().enumerate() {
+                println!("ratio chameleon on {model}/on virtio req/s, {mode}: {:.2}x", c[i].rps / v[i].rps);
+            }
         }
     }
     ExitCode::SUCCESS
