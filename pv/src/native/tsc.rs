@@ -141,43 +141,14 @@ fn pit_latch_run() -> Option<u64> {
         outb(0x43, 0b0000_0000); // latch channel 0's count
         u16::from_le_bytes([inb(0x40), inb(0x40)])
     };
-    // Start on a tick edge. A count that never moves is no working PIT (bounded, so it
-    // cannot hang the boot).
-    let first = read();
-    let mut start = None;
-    for _ in 0..100_000u32 {
-        let now = read();
-        if now != first {
-            start = Some((now, rdtsc()));
-            break;
-        }
-    }
-    let (count0, tsc0) = start?;
-    for _ in 0..10_000_000u32 {
-        let elapsed = count0.wrapping_sub(read());
-        if elapsed >= PIT_CALIBRATION_TICKS {
-            let khz = (rdtsc() - tsc0) * PIT_HZ / u64::from(elapsed) / 1000;
-            return (khz > 0).then_some(khz);
-        }
-    }
-    None
+    // The count goes down; `elapsed` wants a counter that goes up.
+    count_against(|| u64::from(!read()), 0xffff, PIT_HZ, u64::from(PIT_CALIBRATION_TICKS))
 }
 
-const PM_TIMER_HZ: u64 = 3_579_545;
-const PM_TIMER_CALIBRATION_TICKS: u32 = 3_580; // 1 ms
-
-/// Counts TSC ticks while the ACPI PM timer advances 1 ms.
-fn pm_timer_run() -> Option<u64> {
-    let named = PM_TIMER.load(Ordering::Relaxed);
-    let port = named as u16;
-    if port == 0 {
-        return None;
-    }
-    let mask = if named >> 16 != 0 { u32::MAX } else { 0x00ff_ffff };
-    // SAFETY: the PM timer's port was claimed for this calibration (see set_pm_timer);
-    // reading the free-running counter changes nothing.
-    let read = || unsafe { inl(port) } & mask;
-    // Start on a tick edge; a counter that never moves is no timer (bounded, as for the PIT).
+/// TSC ticks per ms (kHz) over `ticks` of a counter running at `hz` that `read` returns
+/// (rising, `mask` bits wide, wrapping), measured from one of its edges. A counter that
+/// never moves is no timer: the waits are bounded so that it cannot hang the boot.
+fn count_against(read: impl Fn() -> u64, mask: u64, hz: u64, ticks: u64) -> Option<u64> {
     let first = read();
     let mut start = None;
     for _ in 0..1_000_000u32 {
@@ -190,12 +161,29 @@ fn pm_timer_run() -> Option<u64> {
     let (count0, tsc0) = start?;
     for _ in 0..10_000_000u32 {
         let elapsed = read().wrapping_sub(count0) & mask;
-        if elapsed >= PM_TIMER_CALIBRATION_TICKS {
-            let khz = (rdtsc() - tsc0) * PM_TIMER_HZ / u64::from(elapsed) / 1000;
+        if elapsed >= ticks {
+            let khz = (rdtsc() - tsc0) * hz / elapsed / 1000;
             return (khz > 0).then_some(khz);
         }
     }
     None
+}
+
+const PM_TIMER_HZ: u64 = 3_579_545;
+const PM_TIMER_CALIBRATION_TICKS: u64 = 3_580; // 1 ms
+
+/// Counts TSC ticks while the ACPI PM timer advances 1 ms.
+fn pm_timer_run() -> Option<u64> {
+    let named = PM_TIMER.load(Ordering::Relaxed);
+    let port = named as u16;
+    if port == 0 {
+        return None;
+    }
+    let mask = if named >> 16 != 0 { u32::MAX } else { 0x00ff_ffff };
+    // SAFETY: the PM timer's port was claimed for this calibration (see set_pm_timer);
+    // reading the free-running counter changes nothing.
+    let read = || u64::from(unsafe { inl(port) } & mask);
+    count_against(read, u64::from(mask), PM_TIMER_HZ, PM_TIMER_CALIBRATION_TICKS)
 }
 
 /// Reads the CMOS real-time clock as nanoseconds since the Unix epoch.
