@@ -1061,6 +1061,25 @@ impl Outcome {
     }
 }
 
+/// `len` pseudo-random bytes from `seed` (xorshift64): a boot module whose every byte
+/// matters, reproducible without a random-number crate.
+pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The 64-bit FNV-1a hash `selftest=heap` prints for each boot module.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// The value a guest wrote to isa-debug-exit, from QEMU's exit status `(v << 1) | 1`;
 /// `None` for even statuses (0: power-off, or triple fault with -no-reboot).
 pub fn debug_exit_code(status: i32) -> Option<u32> {

@@ -229,23 +229,10 @@ fn unknown_selftest_is_an_error() {
     out.assert_line("unknown selftest `nonsense`");
 }
 
-/// The same FNV-1a the kernel's heap selftest prints.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 #[test]
 fn boot_modules_survive_a_full_heap() {
     // 3 MiB of pseudo-random bytes as QEMU's initrd (PVH module 0).
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<u8> = (0..3 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = tests::pseudo_random_bytes(0x9e37_79b9_7f4a_7c15, 3 << 20);
     let path = std::env::temp_dir().join(format!("chameleon-initrd-{}", std::process::id()));
     std::fs::write(&path, &data).unwrap();
     let out = boot(with_cmdline("selftest=heap").arg("-initrd").arg(path.to_string_lossy()));
@@ -254,7 +241,7 @@ fn boot_modules_survive_a_full_heap() {
     out.assert_line(&format!(
         "selftest heap: module 0: {} bytes, fnv1a64 {:016x}",
         data.len(),
-        fnv1a64(&data)
+        tests::fnv1a64(&data)
     ));
 }
 

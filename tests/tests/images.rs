@@ -73,16 +73,7 @@ fn hello_on_ovmf_without_a_pit() {
 /// according to the EFI memory map.
 #[test]
 fn a_grub_module_reaches_the_kernel_intact() {
-    // 3 MiB of pseudo-random bytes.
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let data: Vec<u8> = (0..3 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = tests::pseudo_random_bytes(0x2545_f491_4f6c_dd1d, 3 << 20);
     let dir = std::env::temp_dir().join(format!("chameleon-module-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let module = dir.join("module");
@@ -100,8 +91,7 @@ fn a_grub_module_reaches_the_kernel_intact() {
         vm.timeout(Duration::from_secs(240)).spawn().expect("spawn QEMU").wait_exit().expect("exit");
     let _ = std::fs::remove_dir_all(&dir);
     outcome.assert_exit(0);
-    let fnv =
-        data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let fnv = tests::fnv1a64(&data);
     outcome.assert_line(&format!("selftest heap: module 0: {} bytes, fnv1a64 {fnv:016x}", data.len()));
 }
 

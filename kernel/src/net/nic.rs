@@ -314,6 +314,35 @@ fn start_virtio_pci(f: &pci::Function, irq: IrqLimit) -> Probed {
     virtio_net(transport, msix, signal)
 }
 
+/// Sets up the one interrupt a card with a single vector uses: MSI-X entry 0 (when
+/// `msix_ok` and the card has MSI-X), else MSI, else its INTx line, as far as `irq`
+/// allows; polled when none works. Enables the function either way.
+pub(super) fn single_vector(f: &pci::Function, irq: IrqLimit, msix_ok: bool) -> Signal {
+    let cfg = config();
+    let apic = pv::native::apic::id() as u8;
+    let msix = msix_ok
+        && irq >= IrqLimit::Msix
+        && pci::msix(cfg, f.bdf).is_some_and(|info| {
+            let Some(table) = map_bar(f.bdf, info.table_bar, u64::from(info.table_offset), 16) else {
+                return false;
+            };
+            pci::msix_set_entry(&table, 0, apic, NET_VECTOR);
+            pci::msix_enable(cfg, f.bdf, &info);
+            true
+        });
+    let msi = !msix && irq >= IrqLimit::Msi && pci::msi_enable(cfg, f.bdf, apic, NET_VECTOR);
+    pci::enable(cfg, f.bdf, msix || msi);
+    match f.interrupt_line {
+        _ if msix => Signal::Msix,
+        _ if msi => Signal::Msi,
+        irq @ 1..=0xfe => {
+            let line = crate::interrupts::pci_intx_line(irq);
+            if crate::interrupts::route(line, NET_VECTOR) { Signal::Line(line) } else { Signal::Polled }
+        }
+        _ => Signal::Polled,
+    }
+}
+
 /// vmxnet3: BAR0 (doorbells, interrupt masks) and BAR1 (commands, registers). The
 /// driver runs its queues and events on interrupt 0: MSI-X entry 0 when the card has
 /// MSI-X (QEMU's does, in BAR2), else MSI, else its INTx line.
@@ -322,27 +351,7 @@ fn start_vmxnet3(f: &pci::Function, irq: IrqLimit) -> Probed {
     let (Some(pt), Some(vd)) = (map_bar(f.bdf, 0, 0, 0x1000), map_bar(f.bdf, 1, 0, 0x1000)) else {
         return Err(NicError::Vmxnet3(Error::MissingBar));
     };
-    let cfg = config();
-    let apic = pv::native::apic::id() as u8;
-    let msix = pci::msix(cfg, f.bdf).filter(|_| irq >= IrqLimit::Msix).is_some_and(|info| {
-        let Some(table) = map_bar(f.bdf, info.table_bar, u64::from(info.table_offset), 16) else {
-            return false;
-        };
-        pci::msix_set_entry(&table, 0, apic, NET_VECTOR);
-        pci::msix_enable(cfg, f.bdf, &info);
-        true
-    });
-    let msi = !msix && irq >= IrqLimit::Msi && pci::msi_enable(cfg, f.bdf, apic, NET_VECTOR);
-    pci::enable(cfg, f.bdf, msix || msi);
-    let signal = match f.interrupt_line {
-        _ if msix => Signal::Msix,
-        _ if msi => Signal::Msi,
-        irq @ 1..=0xfe => {
-            let line = crate::interrupts::pci_intx_line(irq);
-            if crate::interrupts::route(line, NET_VECTOR) { Signal::Line(line) } else { Signal::Polled }
-        }
-        _ => Signal::Polled,
-    };
+    let signal = single_vector(f, irq, true);
     log::info!("net: vmxnet3 at {}, {signal}", f.bdf);
     let nic = Vmxnet3::new(pt, vd, &DMA, queue_limit()).map_err(NicError::from);
     nic.map(|nic| (AnyNic::Vmxnet3(nic), signal))
