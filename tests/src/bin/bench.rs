@@ -338,7 +338,7 @@ fn first200(runs: usize) -> ExitCode {
                 .machine(machine)
                 .memory_mib(64)
                 .cmdline("log=warn")
-                .net(Net::User { host_port: port })
+                .net(Net::User { host_port: port, guest_port: 80 })
                 .verbose(false)
                 .timeout(Duration::from_secs(60));
             let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
@@ -492,7 +492,7 @@ fn http(secs: u32, tap: bool) -> ExitCode {
     // Each guest's card, on the namespace's tap device or a forwarded host port.
     let connect = |vm: Vm, port: u16| match &ns {
         Some(ns) => ns.wrap(vm).net(Net::Tap),
-        None => vm.net(Net::User { host_port: port }),
+        None => vm.net(Net::User { host_port: port, guest_port: 80 }),
     };
     let ip = Namespace::GUEST_IP;
     let (chameleon_ip, linux_ip) = if tap {
