@@ -12,3 +12,6 @@ pub mod reply;
 pub mod resp;
 pub mod server;
 pub mod store;
+
+#[cfg(test)]
+mod tests;
