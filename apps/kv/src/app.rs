@@ -244,8 +244,13 @@ fn main(args: &Args<'_>) -> AppResult {
     // By default the store may take half of what is free now: the rest is the
     // network's, for its connections at their worst.
     let maxmemory = settings.maxmemory.unwrap_or(heap.allocated as u64 + free / 2);
-    // No value can be longer than the store may hold (Redis's own limit is 512 MiB).
-    let max_bulk = (512u64 << 20).min(maxmemory.saturating_sub(heap.allocated as u64).max(1 << 20)) as usize;
+    // No value can be longer than the store may hold (Redis's own limit is 512 MiB), nor
+    // than half the memory free now when there is no limit.
+    let room = match maxmemory {
+        0 => free / 2,
+        limit => limit.saturating_sub(heap.allocated as u64),
+    };
+    let max_bulk = (512u64 << 20).min(room.max(1 << 20)) as usize;
     let config = Config {
         port: settings.port,
         maxmemory,

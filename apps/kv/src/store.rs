@@ -17,7 +17,91 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 /// Times are Unix milliseconds; `NO_EXPIRY` marks a key that does not expire.
 pub const NO_EXPIRY: u64 = 0;
 
-pub type Bytes = Box<[u8]>;
+/// Bytes held by the store: keys, list elements, hash fields and values, set and sorted
+/// set members. Up to 22 bytes sit inline in the 24 bytes the handle takes anyway (most
+/// keys and members are that short), sparing an allocation and its overhead each.
+#[derive(Clone)]
+pub struct Bytes(Repr);
+
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, data: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl core::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, data } => &data[..usize::from(*len)],
+            Repr::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(bytes: &[u8]) -> Bytes {
+        if bytes.len() <= INLINE {
+            let mut data = [0; INLINE];
+            data[..bytes.len()].copy_from_slice(bytes);
+            Bytes(Repr::Inline { len: bytes.len() as u8, data })
+        } else {
+            Bytes(Repr::Heap(bytes.into()))
+        }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(bytes: Vec<u8>) -> Bytes {
+        match bytes.len() <= INLINE {
+            true => Bytes::from(&bytes[..]),
+            false => Bytes(Repr::Heap(bytes.into_boxed_slice())),
+        }
+    }
+}
+
+impl core::borrow::Borrow<[u8]> for Bytes {
+    fn borrow(&self) -> &[u8] {
+        self
+    }
+}
+
+// Equality, order and hash are the bytes', so that maps keyed by `Bytes` are looked up
+// with `&[u8]`.
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Bytes) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Bytes {}
+
+impl PartialOrd for Bytes {
+    fn partial_cmp(&self, other: &Bytes) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Bytes {
+    fn cmp(&self, other: &Bytes) -> Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl core::hash::Hash for Bytes {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl core::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "\"{}\"", self.escape_ascii())
+    }
+}
 
 /// A stored value. The collections are boxed so that the common case, a string, keeps
 /// entries small.
@@ -146,7 +230,9 @@ pub struct NoRoom;
 
 #[derive(Debug, Default)]
 pub struct Db {
-    table: HashTable<Entry>,
+    /// Entries are boxed: a bucket is then 9 bytes (pointer and control byte), and the
+    /// table, which runs from 7/16 to 7/8 full, wastes little on its empty buckets.
+    table: HashTable<Box<Entry>>,
     hasher: DefaultHashBuilder,
     /// Keys with an expiry time.
     volatile: usize,
@@ -184,7 +270,7 @@ impl Db {
                 self.expired += 1;
                 None
             }
-            Ok(found) => Some(found.into_mut()),
+            Ok(found) => Some(&mut **found.into_mut()),
             Err(_) => None,
         }
     }
@@ -214,7 +300,7 @@ impl Db {
                 entry.expire_at = expire_at;
             }
             hashbrown::hash_table::Entry::Vacant(slot) => {
-                slot.insert(Entry { key: key.into(), value, expire_at });
+                slot.insert(Box::new(Entry { key: key.into(), value, expire_at }));
             }
         }
         self.volatile += usize::from(expire_at != NO_EXPIRY);
@@ -233,7 +319,7 @@ impl Db {
             self.set(key, make(), NO_EXPIRY)?;
         }
         let hash = self.hash(key);
-        self.table.find_mut(hash, |e| *e.key == *key).ok_or(NoRoom)
+        self.table.find_mut(hash, |e| *e.key == *key).map(|e| &mut **e).ok_or(NoRoom)
     }
 
     /// Sets the expiry of a key known to be there.
@@ -251,7 +337,7 @@ impl Db {
         let hash = self.hash(key);
         let (entry, _) = self.table.find_entry(hash, |e| *e.key == *key).ok()?.remove();
         self.volatile -= usize::from(entry.expire_at != NO_EXPIRY);
-        Some(entry)
+        Some(*entry)
     }
 
     /// Removes `key` if it is live; returns whether it was.
@@ -283,7 +369,7 @@ impl Db {
         let mut i = cursor;
         while i < buckets && seen < count {
             if let Some(entry) = self.table.get_bucket(i).filter(|e| !e.is_expired(now)) {
-                visit(entry);
+                visit(&**entry);
                 seen += 1;
             }
             i += 1;
@@ -374,6 +460,21 @@ mod tests {
 
     fn s(v: &str) -> Value {
         Value::Str(v.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn short_bytes_live_in_the_handle() {
+        assert_eq!(core::mem::size_of::<Bytes>(), 24);
+        for len in [0, 1, 22, 23, 100] {
+            let data: Vec<u8> = (0..len as u8).collect();
+            let bytes = Bytes::from(&data[..]);
+            assert_eq!(&*bytes, &data[..]);
+            assert_eq!(matches!(bytes.0, Repr::Inline { .. }), len <= INLINE);
+            assert_eq!(Bytes::from(data.clone()), bytes);
+        }
+        let mut set = HashSet::new();
+        set.insert(Bytes::from(&b"member"[..]));
+        assert!(set.contains(&b"member"[..]));
     }
 
     #[test]
