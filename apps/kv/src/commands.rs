@@ -269,6 +269,17 @@ fn no_room(_: NoRoom) -> Failed {
     reply::OOM
 }
 
+/// A value's bytes copied for the store. Growth the heap cannot give (a long value, or a
+/// collection doubling) is refused as over `maxmemory` rather than stopping the kernel:
+/// every allocation on a write path whose size a client decides goes through a `try_`
+/// reservation.
+fn stored(bytes: &[u8]) -> Result<Vec<u8>, Failed> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(bytes.len()).map_err(|_| reply::OOM)?;
+    v.extend_from_slice(bytes);
+    Ok(v)
+}
+
 /// Resolves Redis's `start`/`stop` index pair against `len`: `None` for an empty range.
 fn index_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
@@ -1020,7 +1031,7 @@ fn set(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
             (None, true) => old_expiry,
             (None, false) => NO_EXPIRY,
         };
-        ctx.server.db.set(key, Value::Str(value.to_vec()), expire_at).map_err(no_room)?;
+        ctx.server.db.set(key, Value::Str(stored(value)?), expire_at).map_err(no_room)?;
     }
     match (o.get, apply) {
         (true, _) => reply::bulk_or_null(ctx.out, old.as_deref()),
@@ -1035,7 +1046,7 @@ fn setnx(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
     check_size(ctx, value.len())?;
     let exists = ctx.server.db.contains(key, ctx.env.now_ms);
     if !exists {
-        ctx.server.db.set(key, Value::Str(value.to_vec()), NO_EXPIRY).map_err(no_room)?;
+        ctx.server.db.set(key, Value::Str(stored(value)?), NO_EXPIRY).map_err(no_room)?;
     }
     reply::integer(ctx.out, i64::from(!exists));
     Ok(())
@@ -1053,7 +1064,7 @@ fn setex_generic(ctx: &mut Ctx<'_>, req: &Request<'_>, unit: i64, name: &str) ->
         let _ = write!(FmtVec(ctx.out), "-ERR invalid expire time in '{name}' command\r\n");
         return Ok(());
     };
-    ctx.server.db.set(req.arg(1), Value::Str(value.to_vec()), when as u64).map_err(no_room)?;
+    ctx.server.db.set(req.arg(1), Value::Str(stored(value)?), when as u64).map_err(no_room)?;
     reply::ok(ctx.out);
     Ok(())
 }
@@ -1070,7 +1081,7 @@ fn getset(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
     let (key, value) = (req.arg(1), req.arg(2));
     check_size(ctx, value.len())?;
     let old = typed!(read(ctx.server, key, ctx.env.now_ms), Str).map(|v| v.clone());
-    ctx.server.db.set(key, Value::Str(value.to_vec()), NO_EXPIRY).map_err(no_room)?;
+    ctx.server.db.set(key, Value::Str(stored(value)?), NO_EXPIRY).map_err(no_room)?;
     reply::bulk_or_null(ctx.out, old.as_deref());
     Ok(())
 }
@@ -1122,7 +1133,7 @@ fn mset(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
         return Ok(());
     }
     for i in (1..req.len()).step_by(2) {
-        ctx.server.db.set(req.arg(i), Value::Str(req.arg(i + 1).to_vec()), NO_EXPIRY).map_err(no_room)?;
+        ctx.server.db.set(req.arg(i), Value::Str(stored(req.arg(i + 1))?), NO_EXPIRY).map_err(no_room)?;
     }
     reply::ok(ctx.out);
     Ok(())
@@ -1136,7 +1147,7 @@ fn msetnx(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
     let any = (1..req.len()).step_by(2).any(|i| ctx.server.db.contains(req.arg(i), now));
     if !any {
         for i in (1..req.len()).step_by(2) {
-            ctx.server.db.set(req.arg(i), Value::Str(req.arg(i + 1).to_vec()), NO_EXPIRY).map_err(no_room)?;
+            ctx.server.db.set(req.arg(i), Value::Str(stored(req.arg(i + 1))?), NO_EXPIRY).map_err(no_room)?;
         }
     }
     reply::integer(ctx.out, i64::from(!any));
@@ -1207,6 +1218,7 @@ fn append(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
     }
     let entry = ctx.server.db.get_or_insert(key, now, || Value::Str(Vec::new())).map_err(no_room)?;
     let Value::Str(v) = &mut entry.value else { return Err(reply::WRONGTYPE) };
+    v.try_reserve(tail.len()).map_err(|_| reply::OOM)?;
     v.extend_from_slice(tail);
     reply::integer(ctx.out, v.len() as i64);
     Ok(())
@@ -1257,6 +1269,7 @@ fn setrange(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
     let Value::Str(v) = &mut entry.value else { return Err(reply::WRONGTYPE) };
     let (offset, end) = (offset as usize, offset as usize + patch.len());
     if v.len() < end {
+        v.try_reserve(end - v.len()).map_err(|_| reply::OOM)?;
         v.resize(end, 0);
     }
     v[offset..end].copy_from_slice(patch);
@@ -1272,6 +1285,7 @@ fn push(ctx: &mut Ctx<'_>, req: &Request<'_>, front: bool) -> Outcome {
     let entry =
         ctx.server.db.get_or_insert(req.arg(1), now, || Value::List(Box::default())).map_err(no_room)?;
     let Value::List(list) = &mut entry.value else { return Err(reply::WRONGTYPE) };
+    list.try_reserve(req.len() - 2).map_err(|_| reply::OOM)?;
     for element in req.iter().skip(2) {
         if front {
             list.push_front(element.into());
@@ -1378,6 +1392,7 @@ fn hset_generic(ctx: &mut Ctx<'_>, req: &Request<'_>, name: &str) -> Result<Opti
     let entry =
         ctx.server.db.get_or_insert(req.arg(1), now, || Value::Hash(Box::default())).map_err(no_room)?;
     let Value::Hash(hash) = &mut entry.value else { return Err(reply::WRONGTYPE) };
+    hash.try_reserve((req.len() - 2) / 2).map_err(|_| reply::OOM)?;
     let mut added = 0;
     for i in (2..req.len()).step_by(2) {
         added += usize::from(hash.insert(req.arg(i).into(), req.arg(i + 1).into()).is_none());
@@ -1491,6 +1506,7 @@ fn hincrby(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
     let new = current.checked_add(by).ok_or(reply::OVERFLOW)?;
     let entry = ctx.server.db.get_or_insert(key, now, || Value::Hash(Box::default())).map_err(no_room)?;
     let Value::Hash(hash) = &mut entry.value else { return Err(reply::WRONGTYPE) };
+    hash.try_reserve(1).map_err(|_| reply::OOM)?;
     let mut text = Vec::new();
     reply::decimal(&mut text, new);
     hash.insert(req.arg(2).into(), text.into());
@@ -1506,6 +1522,7 @@ fn sadd(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
     let entry =
         ctx.server.db.get_or_insert(req.arg(1), now, || Value::Set(Box::default())).map_err(no_room)?;
     let Value::Set(set) = &mut entry.value else { return Err(reply::WRONGTYPE) };
+    set.try_reserve(req.len() - 2).map_err(|_| reply::OOM)?;
     let added = req.iter().skip(2).filter(|m| set.insert(Bytes::from(*m))).count();
     reply::integer(ctx.out, added as i64);
     Ok(())
@@ -1640,6 +1657,7 @@ fn zadd(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
     }
     let entry = ctx.server.db.get_or_insert(key, now, || Value::ZSet(Box::default())).map_err(no_room)?;
     let Value::ZSet(zset) = &mut entry.value else { return Err(reply::WRONGTYPE) };
+    zset.try_reserve((req.len() - i) / 2).map_err(|_| reply::OOM)?;
     let (mut added, mut changed) = (0, 0);
     let mut incr_result = None;
     for (n, j) in (i..req.len()).step_by(2).enumerate() {

@@ -163,6 +163,12 @@ impl ZSet {
         self.scores.is_empty()
     }
 
+    /// Room in the member index for `more` members (the order's tree grows by small
+    /// nodes); fails when the heap cannot give it.
+    pub fn try_reserve(&mut self, more: usize) -> Result<(), hashbrown::TryReserveError> {
+        self.scores.try_reserve(more)
+    }
+
     pub fn score(&self, member: &[u8]) -> Option<f64> {
         self.scores.get(member).copied()
     }
@@ -369,7 +375,7 @@ impl Db {
         let mut i = cursor;
         while i < buckets && seen < count {
             if let Some(entry) = self.table.get_bucket(i).filter(|e| !e.is_expired(now)) {
-                visit(&**entry);
+                visit(entry);
                 seen += 1;
             }
             i += 1;
