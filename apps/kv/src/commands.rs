@@ -1018,10 +1018,7 @@ fn set(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
     let (exists, old_expiry, old) = match ctx.server.db.get(key, now) {
         None => (false, NO_EXPIRY, None),
         Some(Entry { value: Value::Str(v), expire_at, .. }) => (true, *expire_at, o.get.then(|| v.clone())),
-        Some(e) if o.get => {
-            let _ = e;
-            return Err(reply::WRONGTYPE);
-        }
+        Some(_) if o.get => return Err(reply::WRONGTYPE),
         Some(e) => (true, e.expire_at, None),
     };
     let apply = !(o.nx && exists || o.xx && !exists);

@@ -930,7 +930,9 @@ fn kv(requests: u32, keys: u32) -> ExitCode {
     let modes: [(&str, Vec<&str>); 3] =
         [("-c 1", vec!["-c", "1"]), ("-c 8", vec!["-c", "8"]), ("-c 8 -P 16", vec!["-c", "8", "-P", "16"])];
     let tests = ["SET", "GET", "INCR", "LPUSH", "LPOP"];
-    let mut table: Vec<(&str, Vec<Vec<(String, f64)>>, Option<f64>)> = Vec::new();
+    // Per guest: its name, per mode the tests' req/s, and bytes per key.
+    type Row<'a> = (&'a str, Vec<Vec<(String, f64)>>, Option<f64>);
+    let mut table: Vec<Row> = Vec::new();
     for (name, make) in &guests {
         let port = free_port();
         let vm = make(port).verbose(false).timeout(Duration::from_secs(3 * 3600));
