@@ -8,7 +8,7 @@
 #                                      127.0.0.1:6379 (redis-cli -p 6379)
 #   ./run.sh build [APP]               build APP and print the image path
 #   ./run.sh test                      run every test: host unit tests, then QEMU boots
-#   ./run.sh bench KIND [OPTIONS]      boot, pvops, first200, http, soak, xen-http
+#   ./run.sh bench KIND [OPTIONS]      boot, pvops, first200, http, soak, xen-http, kv
 #                                      (BENCHMARKS.md)
 #   ./run.sh xen pv|pvh [APP]          boot APP (default: hello) as a Xen 4.17 dom0, Xen
 #                                      itself under QEMU TCG; stops when Xen reports the
