@@ -2,7 +2,6 @@
 //! and error texts.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
@@ -1282,15 +1281,16 @@ fn push(ctx: &mut Ctx<'_>, req: &Request<'_>, front: bool) -> Outcome {
     let entry =
         ctx.server.db.get_or_insert(req.arg(1), now, || Value::List(Box::default())).map_err(no_room)?;
     let Value::List(list) = &mut entry.value else { return Err(reply::WRONGTYPE) };
-    list.try_reserve(req.len() - 2).map_err(|_| reply::OOM)?;
-    for element in req.iter().skip(2) {
-        if front {
-            list.push_front(element.into());
-        } else {
-            list.push_back(element.into());
+    let pushed = list.push((2..req.len()).map(|i| Bytes::from(req.arg(i))), front);
+    let len = list.len();
+    if pushed.is_err() {
+        // A list this push would have created stays uncreated.
+        if len == 0 {
+            ctx.server.db.remove(req.arg(1));
         }
+        return Err(reply::OOM);
     }
-    reply::integer(ctx.out, list.len() as i64);
+    reply::integer(ctx.out, len as i64);
     Ok(())
 }
 
@@ -1318,7 +1318,7 @@ fn pop(ctx: &mut Ctx<'_>, req: &Request<'_>, front: bool) -> Outcome {
         }
         return Ok(());
     };
-    let take = |list: &mut VecDeque<Bytes>| if front { list.pop_front() } else { list.pop_back() };
+    let take = |list: &mut crate::list::List| list.pop(front);
     match wanted {
         None => reply::bulk_or_null(out, take(list).as_deref()),
         Some(n) => {
@@ -1351,7 +1351,7 @@ fn lrange(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
         None => reply::array(out, 0),
         Some((list, (from, to))) => {
             reply::array(out, to - from + 1);
-            for element in list.range(from..=to) {
+            for element in list.iter_from(from).take(to - from + 1) {
                 reply::bulk(out, element);
             }
         }

@@ -8,6 +8,7 @@ extern crate alloc;
 
 pub mod commands;
 pub mod glob;
+pub mod list;
 pub mod reply;
 pub mod resp;
 pub mod server;

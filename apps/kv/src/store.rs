@@ -7,7 +7,7 @@
 //! buckets by index, with no second structure to keep in step.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::hash::BuildHasher;
@@ -108,7 +108,7 @@ impl core::fmt::Debug for Bytes {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Str(Vec<u8>),
-    List(Box<VecDeque<Bytes>>),
+    List(Box<crate::list::List>),
     Hash(Box<HashMap<Bytes, Bytes>>),
     Set(Box<HashSet<Bytes>>),
     ZSet(Box<ZSet>),
