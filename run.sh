@@ -3,7 +3,9 @@
 # packages), then hands boots, Xen runs and benchmarks to the Rust harness in tests/
 # (tests/src/bin/chameleon.rs and bench.rs), which builds every QEMU command line.
 #
-#   ./run.sh [APP] [-- QEMU_ARGS...]   build APP (default: httpd) and boot it in QEMU
+#   ./run.sh [APP] [-- QEMU_ARGS...]   build APP (default: httpd) and boot it in QEMU;
+#                                      `./run.sh kv` serves Redis's protocol at
+#                                      127.0.0.1:6379 (redis-cli -p 6379)
 #   ./run.sh build [APP]               build APP and print the image path
 #   ./run.sh image [APP] [--format iso|raw|qcow2]
 #                                      build APP (default: httpd) and write a GRUB image
@@ -11,7 +13,7 @@
 #                                      with CMDLINE baked in and GRUB_TIMEOUT seconds of
 #                                      menu (default 3); prints its path and QEMU commands
 #   ./run.sh test                      run every test: host unit tests, then QEMU boots
-#   ./run.sh bench KIND [OPTIONS]      boot, pvops, first200, http, soak, xen-http
+#   ./run.sh bench KIND [OPTIONS]      boot, pvops, first200, http, soak, xen-http, kv
 #                                      (BENCHMARKS.md)
 #   ./run.sh xen pv|pvh [APP]          boot APP (default: hello) as a Xen 4.17 dom0, Xen
 #                                      itself under QEMU TCG; stops when Xen reports the
@@ -27,10 +29,10 @@
 # Environment: ACCEL=kvm|tcg (default: kvm when /dev/kvm is usable and the CPU has
 # hardware virtualisation, else tcg), MEM (MiB, default 64), MACHINE (default pc),
 # CMDLINE (kernel command line; app arguments go after ` -- `), PORT (host port
-# forwarded to the guest's port 80, default 8080), NET=user|tap (tap: the guest sits on
-# a tap device in the network namespace `chameleon` at 10.0.3.2, reached with
-# `ip netns exec chameleon curl http://10.0.3.2/`; needs root), NIC=virtio|vmxnet3|e1000|e1000e
-# (the card's model, default virtio).
+# forwarded to the guest's port 80, default 8080; for kv its port 6379, default 6379),
+# NET=user|tap (tap: the guest sits on a tap device in the network namespace `chameleon`
+# at 10.0.3.2, reached with `ip netns exec chameleon curl http://10.0.3.2/`; needs
+# root), NIC=virtio|vmxnet3|e1000|e1000e (the card's model, default virtio).
 set -euo pipefail
 cd "$(dirname "$0")"
 

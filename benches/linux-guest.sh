@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Builds the Linux guest that `./run.sh bench http` compares httpd with: Debian's cloud
-# kernel (or, with `generic`, Debian's generic kernel, which also has the e1000, e1000e
-# and vmxnet3 drivers the cloud kernel lacks in part) and an initramfs whose init loads
-# the network card modules the kernel has (virtio-net, e1000, e1000e, vmxnet3, with what
-# they depend on), configures 10.0.2.15/24 and serves httpd's default site on port 80
-# with nginx (kernel argument `server=nginx`, the default) or busybox httpd
-# (`server=busybox`); `guest_ip=A/N` replaces the address (and drops the route) for a
-# tap network. Everything comes from Debian packages.
+# Builds the Linux guest that `./run.sh bench http` compares httpd with (and `bench kv`
+# compares kv with): Debian's cloud kernel (or, with `generic`, Debian's generic kernel,
+# which also has the e1000, e1000e and vmxnet3 drivers the cloud kernel lacks in part)
+# and an initramfs whose init loads the network card modules the kernel has (virtio-net,
+# e1000, e1000e, vmxnet3, with what they depend on), configures 10.0.2.15/24 and serves
+# httpd's default site on port 80 with nginx (kernel argument `server=nginx`, the
+# default) or busybox httpd (`server=busybox`), or runs Debian's redis-server on port
+# 6379 without persistence (`server=redis`); `guest_ip=A/N` replaces the address (and
+# drops the route) for a tap network. Everything comes from Debian packages
+# (redis-server's libraries from the host's, which are Debian's: redis-tools pulls them
+# in).
 #
 #   benches/linux-guest.sh OUT_DIR [cloud|generic]  -> OUT_DIR/vmlinuz, OUT_DIR/initrd.cpio.gz
 set -euo pipefail
@@ -18,13 +21,15 @@ case $flavour in
     *) echo "linux-guest.sh: the kernel is cloud or generic, not $flavour" >&2; exit 2 ;;
 esac
 site=$(realpath "$(dirname "$0")/../apps/httpd/site")
-[ -s "$out/vmlinuz" ] && [ -s "$out/initrd.cpio.gz" ] && exit 0
+[ -s "$out/vmlinuz" ] && [ -s "$out/initrd.cpio.gz" ] && [ -x "$out/root/bin/redis-server" ] && exit 0
 mkdir -p "$out/debs" && cd "$out/debs"
 command -v cpio >/dev/null || apt-get install -y -qq cpio >/dev/null
 kernel_pkg=$(apt-cache depends "$meta" | awk '/Depends: linux-image/{print $2; exit}')
 [ -n "$kernel_pkg" ] || { echo "linux-guest.sh: no $meta (apt-get update?)" >&2; exit 2; }
-ls ./*.deb >/dev/null 2>&1 ||
+ls ./linux-image*.deb >/dev/null 2>&1 ||
     apt-get download "$kernel_pkg" busybox-static nginx libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g >&2
+# redis-server's binary is redis-tools' redis-check-rdb under another name.
+ls ./redis-tools*.deb >/dev/null 2>&1 || apt-get download redis-tools >&2
 rm -rf x && mkdir x && for d in ./*.deb; do dpkg -x "$d" x; done
 cp x/boot/vmlinuz-* "$out/vmlinuz"
 echo "$kernel_pkg" > "$out/kernel"
@@ -54,6 +59,10 @@ for lib in ld-linux-x86-64.so.2 libc.so.6 libcrypt.so.1 libpcre2-8.so.0 libssl.s
     cp -L "$(find x -name "$lib" | head -n 1)" "$root/lib/x86_64-linux-gnu/$lib"
 done
 ln -sf /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/lib64/ld-linux-x86-64.so.2"
+cp x/usr/bin/redis-check-rdb "$root/bin/redis-server"
+for lib in $(ldd x/usr/bin/redis-check-rdb | awk '/=> \//{print $3}'); do
+    [ -e "$root/lib/x86_64-linux-gnu/$(basename "$lib")" ] || cp -L "$lib" "$root/lib/x86_64-linux-gnu/"
+done
 cat > "$root/etc/nginx/nginx.conf" <<'CONF'
 daemon off;
 master_process off;
@@ -95,6 +104,9 @@ ip addr add "$addr" dev eth0
 [ -n "$gw" ] && ip route add default via "$gw"
 case " $(cat /proc/cmdline) " in
     *" server=busybox "*) echo "linux-guest: serving with busybox httpd"; exec httpd -f -p 80 -h /www ;;
+    *" server=redis "*)
+        echo "linux-guest: serving with redis-server"
+        exec /bin/redis-server --port 6379 --bind 0.0.0.0 --protected-mode no --save '' --appendonly no --dir /tmp ;;
     *) echo "linux-guest: serving with nginx"; exec /bin/nginx -c /etc/nginx/nginx.conf -p /tmp ;;
 esac
 INIT

@@ -6,6 +6,7 @@
 //!   [`timeout`] wait on the executor's timers, so the network runs meanwhile.
 //! - Network: [`TcpListener`], [`TcpStream`], [`UdpSocket`], [`SocketAddr`], [`NetError`].
 //! - Time: [`now`] (monotonic, since boot) and [`wall_clock`].
+//! - Memory: [`heap`], the heap's figures, for an app that reports or limits its use.
 //! - Console: [`println!`] and [`print!`].
 //!
 //! Interrupt vectors, drivers, the stack's configuration and the kernel's own clocks stay
@@ -16,9 +17,16 @@ use alloc::vec::Vec;
 use core::fmt;
 
 pub use crate::executor::{Sleep, TimedOut, block_on, sleep, spawn, timeout};
+pub use crate::memory::HeapStats;
 pub use crate::net::{NetError, SocketAddr, TcpListener, TcpStream, UdpSocket};
 pub use crate::time::{now, wall_clock};
 pub use crate::{print, println};
+
+/// The heap's figures now. `allocated` counts everyone's allocations (the kernel's, the
+/// network's, the app's): what a server reports as its memory in use.
+pub fn heap() -> HeapStats {
+    crate::heap_stats()
+}
 
 /// Facts about this boot, for apps to report or act on.
 #[derive(Debug, Clone)]

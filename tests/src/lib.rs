@@ -413,7 +413,9 @@ impl Vm {
         }
         if let Some(net) = &self.net {
             let backend = match net {
-                Net::User { host_port } => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{host_port}-:80"),
+                Net::User { host_port, guest_port } => {
+                    format!("user,id=net0,hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}")
+                }
                 Net::Tap => "tap,id=net0,ifname=tap0,script=no,downscript=no".to_owned(),
             };
             // microvm has no PCI bus: its card is virtio-mmio, found through ACPI's DSDT.
@@ -568,8 +570,9 @@ impl Vm {
 /// `microvm`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Net {
-    /// QEMU's user network; the host's 127.0.0.1:`host_port` forwards to the guest's port 80.
-    User { host_port: u16 },
+    /// QEMU's user network; the host's 127.0.0.1:`host_port` forwards to the guest's
+    /// `guest_port`.
+    User { host_port: u16, guest_port: u16 },
     /// `tap0` of the network namespace QEMU runs in (see [`Namespace`]).
     Tap,
 }
@@ -1279,7 +1282,7 @@ mod unit {
                 "virtio-net-device,netdev=net0"
             ]
         );
-        let b = Vm::new("/k").net(Net::User { host_port: 8080 }).arg("-smp").arg("2").args();
+        let b = Vm::new("/k").net(Net::User { host_port: 8080, guest_port: 80 }).arg("-smp").arg("2").args();
         assert_eq!(
             b[b.len() - 6..],
             [

@@ -47,7 +47,8 @@ fn hello(format: Format, firmware: Firmware, machine: &str) {
 
 fn httpd(format: Format, firmware: Firmware, machine: &str) {
     let port = free_port();
-    let vm = vm("httpd", format, firmware, machine, "log=info").net(Net::User { host_port: port });
+    let vm =
+        vm("httpd", format, firmware, machine, "log=info").net(Net::User { host_port: port, guest_port: 80 });
     let mut run = vm.spawn().expect("spawn QEMU");
     run.wait_for("booting via multiboot2").expect("GRUB starts the kernel");
     run.wait_for("httpd: listening on port 80").expect("httpd listens");

@@ -196,7 +196,7 @@ fn httpd_as_dom0_over_virtio_net(mode: Dom0, card: &str) {
     let port = tests::site::free_port();
     let vm = tests::xen_dom0_sized(&xen, mode, &build_app("httpd"), "", 128)
         .memory_mib(1024)
-        .net(tests::Net::User { host_port: port })
+        .net(tests::Net::User { host_port: port, guest_port: 80 })
         .nic_model(card)
         .timeout(Duration::from_secs(180));
     let mut run = vm.spawn().expect("spawn QEMU");

@@ -11,6 +11,9 @@
 //! httpd under wrk for minutes and reports whether throughput, latency and heap stay flat.
 //! `bench xen-http` runs httpd as a Xen PV and PVH domU next to Linux domUs, loaded by
 //! wrk in dom0 (tests/src/xen_domu.rs's testbed).
+//! `bench kv` runs redis-benchmark against kv and a Linux guest running Debian's
+//! redis-server, measures memory per stored key in both, and finds the smallest `-m` with
+//! which kv serves the benchmark.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,7 +26,7 @@ use tests::{
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS] [--tap] [--nic virtio,vmxnet3,e1000,e1000e|all]\n       bench soak [--minutes N]\n       bench xen-http [--duration SECONDS] [--rounds N]"
+        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS] [--tap] [--nic virtio,vmxnet3,e1000,e1000e|all]\n       bench soak [--minutes N]\n       bench xen-http [--duration SECONDS] [--rounds N]\n       bench kv [--requests N] [--keys N]"
     );
     ExitCode::from(2)
 }
@@ -65,6 +68,18 @@ fn main() -> ExitCode {
             }
         }
         return xen_http(secs, rounds);
+    }
+    if cmd == "kv" {
+        let (mut requests, mut keys) = (100_000, 1_000_000);
+        let mut it = rest.iter();
+        while let Some(a) = it.next() {
+            match (a.as_str(), it.next().and_then(|n| n.parse::<u32>().ok())) {
+                ("--requests", Some(n)) if n > 0 => requests = n,
+                ("--keys", Some(n)) => keys = n,
+                _ => return usage(),
+            }
+        }
+        return kv(requests, keys);
     }
     if cmd == "soak" {
         return match rest {
@@ -430,7 +445,7 @@ fn first200(runs: usize) -> ExitCode {
                 .machine(machine)
                 .memory_mib(64)
                 .cmdline("log=warn")
-                .net(Net::User { host_port: port })
+                .net(Net::User { host_port: port, guest_port: 80 })
                 .verbose(false)
                 .timeout(Duration::from_secs(60));
             let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
@@ -605,7 +620,7 @@ fn http(secs: u32, tap: bool, nics: Option<Vec<&'static str>>) -> ExitCode {
         let vm = if model == "virtio" { vm } else { vm.nic_model(model) };
         match &ns {
             Some(ns) => ns.wrap(vm).net(Net::Tap),
-            None => vm.net(Net::User { host_port: port }),
+            None => vm.net(Net::User { host_port: port, guest_port: 80 }),
         }
     };
     let ip = Namespace::GUEST_IP;
@@ -983,6 +998,209 @@ fn xen_http(secs: u32, rounds: usize) -> ExitCode {
                 scripts[1].0,
             );
         }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Waits until a Redis server on the host port answers PING (each try gives up fast:
+/// QEMU's user network accepts before the guest listens, see `first_200`).
+fn first_pong(port: u16, started: Instant, limit: Duration) -> Option<Duration> {
+    use std::io::{Read, Write};
+    while started.elapsed() < limit {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+            let _ = s.write_all(b"PING\r\n");
+            let mut buf = [0u8; 7];
+            if s.read(&mut buf).is_ok_and(|n| n == 7 && &buf == b"+PONG\r\n") {
+                return Some(started.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The tests `redis-benchmark --csv` reported, with their requests per second; and
+/// whether its output holds an error.
+fn redis_benchmark(port: u16, args: &[&str]) -> (Vec<(String, f64)>, bool) {
+    let out = Command::new("redis-benchmark")
+        .args(["-p", &port.to_string(), "--csv"])
+        .args(args)
+        .output()
+        .expect("redis-benchmark runs (apt-get install redis-tools)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let rows = text
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split(',').map(|f| f.trim_matches('"'));
+            let (name, rps) = (fields.next()?, fields.next()?.parse().ok()?);
+            Some((name.to_owned(), rps))
+        })
+        .collect();
+    let failed =
+        !out.status.success() || text.contains("ERR") || text.contains("Error") || text.contains("OOM");
+    (rows, failed)
+}
+
+/// A Redis INFO field through redis-cli.
+fn info_field(port: u16, field: &str) -> Option<u64> {
+    let out = Command::new("redis-cli").args(["-p", &port.to_string(), "INFO", "memory"]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().parse().ok())
+}
+
+/// `keys` SETs of 16-byte names and 32-byte values as RESP, for `redis-cli --pipe`.
+fn key_load(path: &Path, keys: u32) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the key load"));
+    for i in 0..keys {
+        write!(out, "*3\r\n$3\r\nSET\r\n$16\r\nkey:{i:012}\r\n$32\r\n{i:032}\r\n").unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// Bytes of `used_memory` per key after loading `load` (`keys` keys) into an empty server.
+fn memory_per_key(port: u16, load: &Path, keys: u32) -> Option<f64> {
+    let before = info_field(port, "used_memory")?;
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--pipe"])
+        .stdin(std::fs::File::open(load).ok()?)
+        .output()
+        .ok()?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    if !report.contains(&format!("errors: 0, replies: {keys}")) {
+        eprintln!("bench kv: loading the keys failed: {report}");
+        return None;
+    }
+    let after = info_field(port, "used_memory")?;
+    Some(after.saturating_sub(before) as f64 / f64::from(keys))
+}
+
+/// kv vs Debian's redis-server in a Linux guest (Debian's cloud kernel, small
+/// initramfs, no persistence), both under QEMU TCG with 512 MiB and QEMU's user network:
+/// `redis-benchmark -t set,get,incr,lpush,lpop -n REQUESTS` at `-c 1`, `-c 8` and
+/// `-c 8 -P 16`; then `used_memory` per key for `keys` keys of 16-byte names and 32-byte
+/// values; then the smallest `-m` with which kv serves the pipelined benchmark.
+fn kv(requests: u32, keys: u32) -> ExitCode {
+    require_qemu();
+    let kv = build_app("kv");
+    let root = tests::workspace_root();
+    let linux_dir = root.join("target/bench-linux");
+    let status =
+        Command::new(root.join("benches/linux-guest.sh")).arg(&linux_dir).status().expect("linux-guest.sh");
+    assert!(status.success(), "building the Linux guest failed");
+    let load = root.join("target/bench-kv-keys.resp");
+    if keys > 0 {
+        key_load(&load, keys);
+    }
+    const MEMORY_MIB: u32 = 512;
+    type Guest<'a> = (&'static str, Box<dyn Fn(u16) -> Vm + 'a>);
+    let guests: Vec<Guest> = vec![
+        (
+            "chameleon kv",
+            Box::new(|port| {
+                Vm::new(&kv)
+                    .memory_mib(MEMORY_MIB)
+                    .cmdline("log=warn ip=10.0.2.15/24 gw=10.0.2.2 -- maxmemory=400mb")
+                    .net(Net::User { host_port: port, guest_port: 6379 })
+            }),
+        ),
+        (
+            "linux redis-server",
+            Box::new(|port| {
+                Vm::new(linux_dir.join("vmlinuz"))
+                    .memory_mib(MEMORY_MIB)
+                    .cmdline("console=ttyS0 quiet server=redis")
+                    .arg("-initrd")
+                    .arg(linux_dir.join("initrd.cpio.gz").to_string_lossy())
+                    .net(Net::User { host_port: port, guest_port: 6379 })
+            }),
+        ),
+    ];
+    let n = requests.to_string();
+    let modes: [(&str, Vec<&str>); 3] =
+        [("-c 1", vec!["-c", "1"]), ("-c 8", vec!["-c", "8"]), ("-c 8 -P 16", vec!["-c", "8", "-P", "16"])];
+    let tests = ["SET", "GET", "INCR", "LPUSH", "LPOP"];
+    // Per guest: its name, per mode the tests' req/s, and bytes per key.
+    type Row<'a> = (&'a str, Vec<Vec<(String, f64)>>, Option<f64>);
+    let mut table: Vec<Row> = Vec::new();
+    for (name, make) in &guests {
+        let port = free_port();
+        let vm = make(port).verbose(false).timeout(Duration::from_secs(3 * 3600));
+        eprintln!("$ {}", vm.command_line());
+        let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
+        first_pong(port, run.started, Duration::from_secs(120)).expect("the guest answers PING");
+        let mut results = Vec::new();
+        for (mode, args) in &modes {
+            let mut all = vec!["-t", "set,get,incr,lpush,lpop", "-n", &n];
+            all.extend_from_slice(args);
+            eprintln!("bench kv: {name}: redis-benchmark {}", all.join(" "));
+            let (rows, failed) = redis_benchmark(port, &all);
+            assert!(!failed && rows.len() == tests.len(), "{name} {mode}: redis-benchmark failed: {rows:?}");
+            results.push(rows);
+        }
+        let per_key = (keys > 0)
+            .then(|| {
+                let _ = Command::new("redis-cli").args(["-p", &port.to_string(), "FLUSHALL"]).output();
+                eprintln!("bench kv: {name}: loading {keys} keys");
+                memory_per_key(port, &load, keys)
+            })
+            .flatten();
+        drop(run);
+        table.push((name, results, per_key));
+    }
+    println!(
+        "kv: redis-benchmark -t set,get,incr,lpush,lpop -n {requests}, QEMU TCG, -m {MEMORY_MIB}, user network"
+    );
+    println!("{:<20} {:<12} {:>8} {:>12}", "guest", "mode", "test", "req/s");
+    for (name, results, _) in &table {
+        for ((mode, _), rows) in modes.iter().zip(results) {
+            for (test, rps) in rows {
+                println!("{name:<20} {mode:<12} {test:>8} {rps:>12.0}");
+            }
+        }
+    }
+    if let [(_, ours, our_key), (linux, theirs, their_key)] = table.as_slice() {
+        for (i, (mode, _)) in modes.iter().enumerate() {
+            let ratios: Vec<String> = ours[i]
+                .iter()
+                .zip(&theirs[i])
+                .map(|((test, a), (_, b))| format!("{test} {:.1}x", a / b))
+                .collect();
+            println!("ratio chameleon kv/{linux} req/s, {mode}: {}", ratios.join(", "));
+        }
+        if let (Some(a), Some(b)) = (our_key, their_key) {
+            println!(
+                "used_memory per key ({keys} keys, 16-byte names, 32-byte values): kv {a:.1} B, redis {b:.1} B"
+            );
+        }
+    }
+    // The smallest guest that serves the pipelined benchmark without an error.
+    for mib in [3u32, 4, 5, 6, 8, 10, 12, 16, 24, 32] {
+        let port = free_port();
+        let vm = Vm::new(&kv)
+            .memory_mib(mib)
+            .cmdline("log=warn ip=10.0.2.15/24 gw=10.0.2.2")
+            .net(Net::User { host_port: port, guest_port: 6379 })
+            .verbose(false)
+            .timeout(Duration::from_secs(1800));
+        let Ok(run) = vm.spawn() else { continue };
+        if first_pong(port, run.started, Duration::from_secs(60)).is_none() {
+            println!("kv -m {mib}: does not boot or serve");
+            continue;
+        }
+        let (rows, failed) =
+            redis_benchmark(port, &["-t", "set,get,incr,lpush,lpop", "-n", &n, "-c", "8", "-P", "16"]);
+        drop(run);
+        if failed || rows.len() != tests.len() {
+            println!("kv -m {mib}: the benchmark failed ({} of {} tests)", rows.len(), tests.len());
+            continue;
+        }
+        println!(
+            "kv -m {mib}: serves redis-benchmark -c 8 -P 16 -n {requests} (the smallest tried that does)"
+        );
+        break;
     }
     ExitCode::SUCCESS
 }

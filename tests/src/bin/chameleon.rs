@@ -98,8 +98,10 @@ fn image(args: &[String]) -> Result<ExitCode, String> {
         spec.cmdline
     );
     let mut vm = Vm::boot_image(&out, format).memory_mib(env_number("MEM", 64)?);
-    if app == "httpd" {
-        vm = vm.net(Net::User { host_port: env_number("PORT", 8080)? });
+    match app {
+        "httpd" => vm = vm.net(Net::User { host_port: env_number("PORT", 8080)?, guest_port: 80 }),
+        "kv" => vm = vm.net(Net::User { host_port: env_number("PORT", 6379)?, guest_port: 6379 }),
+        _ => {}
     }
     let bios = vm.clone().accel(host_accel()).command_line();
     let uefi = vm.firmware(Firmware::Ovmf).accel(host_accel()).command_line();
@@ -129,7 +131,9 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
     let accel = env("ACCEL").unwrap_or_else(|| host_accel().to_owned());
     let memory = env_number("MEM", 64)?;
-    let port = env_number("PORT", 8080)?;
+    // The port the app serves, and the host port that reaches it by default.
+    let (guest_port, default_port) = if app == "kv" { (6379, 6379) } else { (80, 8080) };
+    let port = env_number("PORT", default_port)?;
     let mut cmdline = env("CMDLINE").unwrap_or_default();
     let namespace = match env("NET").as_deref().unwrap_or("user") {
         "user" => None,
@@ -153,16 +157,27 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
     let url = match &namespace {
         None => {
-            vm = vm.net(Net::User { host_port: port });
-            format!("http://127.0.0.1:{port}/")
+            vm = vm.net(Net::User { host_port: port, guest_port });
+            match app {
+                "kv" => format!("127.0.0.1:{port} (redis-cli -p {port})"),
+                _ => format!("http://127.0.0.1:{port}/"),
+            }
         }
         Some(ns) => {
             vm = ns.wrap(vm).net(Net::Tap);
             if !cmdline.split_whitespace().any(|w| w.starts_with("ip=")) {
                 cmdline = format!("ip={}/24 {cmdline}", Namespace::GUEST_IP);
             }
-            let url = format!("http://{}/", Namespace::GUEST_IP);
-            format!("{url} inside the namespace (ip netns exec {} curl {url})", ns.name())
+            let ip = Namespace::GUEST_IP;
+            match app {
+                "kv" => {
+                    format!("{ip}:6379 inside the namespace (ip netns exec {} redis-cli -h {ip})", ns.name())
+                }
+                _ => format!(
+                    "http://{ip}/ inside the namespace (ip netns exec {} curl http://{ip}/)",
+                    ns.name()
+                ),
+            }
         }
     };
     for arg in qemu_args {
@@ -171,8 +186,8 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     let vm = vm.cmdline(cmdline.trim_end());
 
     eprintln!("$ {}", vm.command_line());
-    if app == "httpd" {
-        eprintln!("chameleon: httpd will answer at {url} once it prints 'listening' (Ctrl-C stops QEMU)");
+    if app == "httpd" || app == "kv" {
+        eprintln!("chameleon: {app} will answer at {url} once it prints 'listening' (Ctrl-C stops QEMU)");
     }
     let mut qemu = vm.spawn_foreground().map_err(|e| e.to_string())?;
     leave_interrupt_to_qemu();

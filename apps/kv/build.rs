@@ -1,0 +1,3 @@
+fn main() {
+    linker::link_kernel_image();
+}
