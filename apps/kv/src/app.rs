@@ -175,10 +175,10 @@ async fn session(shared: &Shared, stream: &mut TcpStream, client: &mut kv::serve
                     if after == After::Close {
                         return flush(stream, &mut out, shared.send).await.err().unwrap_or(End::Close);
                     }
-                    if out.len() >= WRITE_BATCH {
-                        if let Err(end) = flush(stream, &mut out, shared.send).await {
-                            return end;
-                        }
+                    if out.len() >= WRITE_BATCH
+                        && let Err(end) = flush(stream, &mut out, shared.send).await
+                    {
+                        return end;
                     }
                 }
                 Ok(Parsed::Incomplete { need }) => break need,
