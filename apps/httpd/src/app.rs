@@ -3,8 +3,6 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
-use core::future::{Future, poll_fn};
-use core::task::Poll;
 use core::time::Duration;
 
 use http::{Body, ByteRange, Method, ParseError};
@@ -311,32 +309,6 @@ fn serve_file(req: &http::Request<'_>, file: &'static File, out: &mut Vec<u8>) -
     }
 }
 
-/// The client is gone, or took no data for the send timeout: drop the connection.
-struct SendFailed;
-
-/// Writes `data` in pieces, each of which must be taken within `limit`.
-async fn send(stream: &mut TcpStream, data: &[u8], limit: Duration) -> Result<(), SendFailed> {
-    for piece in data.chunks(SEND_PIECE) {
-        let mut write = core::pin::pin!(stream.write_all(piece));
-        // One try without a timer first: most pieces fit in the send buffer at once,
-        // and arming a timer costs a clock read and a timer-table entry.
-        match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-            Poll::Ready(Ok(())) => continue,
-            Poll::Ready(Err(_)) => return Err(SendFailed),
-            Poll::Pending => {}
-        }
-        match timeout(limit, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(SendFailed),
-            Err(_) => {
-                log::debug!("httpd: send timeout: the client took nothing for {limit:?}");
-                return Err(SendFailed);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Appends to the request buffer, whose capacity doubles as a `Vec`'s would but stops at
 /// the most a head can need (the connection's memory stays within its budget).
 fn append(buf: &mut Vec<u8>, data: &[u8]) {
@@ -379,8 +351,8 @@ async fn serve(mut stream: TcpStream, config: Config) {
                     discard = answer.discard;
                     open = answer.open;
                     if !answer.body.is_empty() {
-                        if send(&mut stream, &out, config.send).await.is_err()
-                            || send(&mut stream, answer.body, config.send).await.is_err()
+                        if stream.write_all_within(&out, SEND_PIECE, config.send).await.is_err()
+                            || stream.write_all_within(answer.body, SEND_PIECE, config.send).await.is_err()
                         {
                             stream.abort();
                             return;
@@ -401,7 +373,7 @@ async fn serve(mut stream: TcpStream, config: Config) {
             }
         }
         if !out.is_empty() {
-            if send(&mut stream, &out, config.send).await.is_err() {
+            if stream.write_all_within(&out, SEND_PIECE, config.send).await.is_err() {
                 stream.abort();
                 return;
             }
@@ -447,7 +419,7 @@ async fn serve(mut stream: TcpStream, config: Config) {
             Err(_) => {
                 log::debug!("httpd: request head not complete within {:?}", config.header);
                 error(&mut out, 408, false, true);
-                if send(&mut stream, &out, config.send).await.is_ok() {
+                if stream.write_all_within(&out, SEND_PIECE, config.send).await.is_ok() {
                     stream.close().await;
                 }
                 return;

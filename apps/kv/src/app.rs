@@ -7,8 +7,6 @@ extern crate alloc;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use core::future::{Future, poll_fn};
-use core::task::Poll;
 use core::time::Duration;
 
 use kernel::app::{self, AppResult, Args, TcpListener, TcpStream, println, timeout};
@@ -98,30 +96,6 @@ impl Shared {
     }
 }
 
-/// The client is gone, or took no data for the send timeout.
-struct SendFailed;
-
-async fn send(stream: &mut TcpStream, data: &[u8], limit: Duration) -> Result<(), SendFailed> {
-    for piece in data.chunks(SEND_PIECE) {
-        let mut write = core::pin::pin!(stream.write_all(piece));
-        // Most pieces fit in the send buffer at once: try before arming a timer.
-        match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-            Poll::Ready(Ok(())) => continue,
-            Poll::Ready(Err(_)) => return Err(SendFailed),
-            Poll::Pending => {}
-        }
-        match timeout(limit, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(SendFailed),
-            Err(_) => {
-                log::debug!("kv: send timeout: the client took no reply data for {limit:?}");
-                return Err(SendFailed);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Why a connection ends.
 enum End {
     /// The client closed, or asked to (`QUIT`), or sent what the protocol refuses: the
@@ -135,7 +109,7 @@ async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, limit: Duration) -> Re
     if out.is_empty() {
         return Ok(());
     }
-    send(stream, out, limit).await.map_err(|_| End::Abort)?;
+    stream.write_all_within(out, SEND_PIECE, limit).await.map_err(|_| End::Abort)?;
     out.clear();
     if out.capacity() > KEEP_CAPACITY {
         out.shrink_to(WRITE_BATCH);

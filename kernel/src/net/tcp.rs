@@ -78,6 +78,8 @@ pub enum NetError {
     ConnectionClosed,
     /// The memory budget has no room for another socket.
     NoRoom,
+    /// The peer took no data for the time [`TcpStream::write_all_within`] allowed.
+    TimedOut,
 }
 
 impl core::fmt::Display for NetError {
@@ -88,6 +90,7 @@ impl core::fmt::Display for NetError {
             NetError::BadDestination => write!(f, "invalid destination (address 0.0.0.0 or port 0)"),
             NetError::ConnectionClosed => write!(f, "connection closed"),
             NetError::NoRoom => write!(f, "no room for another socket"),
+            NetError::TimedOut => write!(f, "the peer took no data in time"),
         }
     }
 }
@@ -410,6 +413,28 @@ impl TcpStream {
             })?
         })
         .await
+    }
+
+    /// Writes all of `data` in pieces of `piece` bytes, each of which the peer must take
+    /// within `limit` (as nginx's `send_timeout`): a slow reader that keeps taking data is
+    /// served, one that stops gets [`NetError::TimedOut`].
+    pub async fn write_all_within(
+        &mut self,
+        data: &[u8],
+        piece: usize,
+        limit: Duration,
+    ) -> Result<(), NetError> {
+        for piece in data.chunks(piece.max(1)) {
+            let mut write = core::pin::pin!(self.write_all(piece));
+            // One try without a timer first: most pieces fit in the send buffer at once,
+            // and arming a timer costs a clock read and a timer-table entry.
+            if let Poll::Ready(written) = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                written?;
+                continue;
+            }
+            crate::executor::timeout(limit, write).await.map_err(|_| NetError::TimedOut)??;
+        }
+        Ok(())
     }
 
     /// Closes the sending side and waits until everything sent was acknowledged, or
