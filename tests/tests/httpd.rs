@@ -434,7 +434,7 @@ fn idle_header_and_send_timeouts() {
     let mut client = Client::connect(port);
     client.send(&b"GET /big.txt HTTP/1.1\r\nHost: x\r\n\r\n".repeat(300));
     std::thread::sleep(Duration::from_secs(6));
-    srv.run.wait_for("httpd: send timeout").expect("the server gives up on the reader");
+    srv.run.wait_for("net: send timeout").expect("the server gives up on the reader");
     client.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     while client.fill() {}
     assert!(client.pending.len() < 300 * big.len(), "all {} bytes arrived", client.pending.len());

@@ -432,7 +432,10 @@ impl TcpStream {
                 written?;
                 continue;
             }
-            crate::executor::timeout(limit, write).await.map_err(|_| NetError::TimedOut)??;
+            crate::executor::timeout(limit, write).await.map_err(|_| {
+                log::debug!("net: send timeout: the peer took no data for {limit:?}");
+                NetError::TimedOut
+            })??;
         }
         Ok(())
     }
