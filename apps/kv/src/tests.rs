@@ -153,6 +153,25 @@ fn connection_commands() {
 }
 
 #[test]
+fn commands_are_found_by_name_in_any_case_and_only_by_their_whole_name() {
+    use crate::commands::{COMMANDS, lookup};
+    for spec in COMMANDS {
+        let upper = spec.name.to_ascii_uppercase();
+        assert_eq!(lookup(upper.as_bytes()).map(|s| s.name), Some(spec.name));
+        assert_eq!(lookup(spec.name.as_bytes()).map(|s| s.name), Some(spec.name));
+    }
+    assert_eq!(lookup(b"IncrByFloat").map(|s| s.name), Some("incrbyfloat"));
+    for unknown in [&b""[..], b"ge", b"gett", b"get\0", b"\0get", b"incrbyfloatincrbyfloat", b"g\xc3\xa9t"] {
+        assert!(lookup(unknown).is_none(), "{:?}", unknown.escape_ascii().to_string());
+    }
+    let mut s = session();
+    assert_eq!(
+        s.args(&[b"get\0", b"k"]),
+        "(error) ERR unknown command 'get\0', with args beginning with: 'k' "
+    );
+}
+
+#[test]
 fn server_commands() {
     let mut s = session();
     s.check(&[

@@ -26,7 +26,7 @@ use tests::{
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS] [--tap] [--nic virtio,vmxnet3,e1000,e1000e|all]\n       bench soak [--minutes N]\n       bench xen-http [--duration SECONDS] [--rounds N]\n       bench kv [--requests N] [--keys N]"
+        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS] [--tap] [--nic virtio,vmxnet3,e1000,e1000e|all]\n       bench soak [--minutes N]\n       bench xen-http [--duration SECONDS] [--rounds N]\n       bench kv [--requests N] [--keys N] [--rounds N]"
     );
     ExitCode::from(2)
 }
@@ -70,16 +70,17 @@ fn main() -> ExitCode {
         return xen_http(secs, rounds);
     }
     if cmd == "kv" {
-        let (mut requests, mut keys) = (100_000, 1_000_000);
+        let (mut requests, mut keys, mut rounds) = (100_000, 1_000_000, 3);
         let mut it = rest.iter();
         while let Some(a) = it.next() {
             match (a.as_str(), it.next().and_then(|n| n.parse::<u32>().ok())) {
                 ("--requests", Some(n)) if n > 0 => requests = n,
                 ("--keys", Some(n)) => keys = n,
+                ("--rounds", Some(n)) if n > 0 => rounds = n as usize,
                 _ => return usage(),
             }
         }
-        return kv(requests, keys);
+        return kv(requests, keys, rounds);
     }
     if cmd == "soak" {
         return match rest {
@@ -1080,9 +1081,12 @@ fn memory_per_key(port: u16, load: &Path, keys: u32) -> Option<f64> {
 /// kv vs Debian's redis-server in a Linux guest (Debian's cloud kernel, small
 /// initramfs, no persistence), both under QEMU TCG with 512 MiB and QEMU's user network:
 /// `redis-benchmark -t set,get,incr,lpush,lpop -n REQUESTS` at `-c 1`, `-c 8` and
-/// `-c 8 -P 16`; then `used_memory` per key for `keys` keys of 16-byte names and 32-byte
-/// values; then the smallest `-m` with which kv serves the pipelined benchmark.
-fn kv(requests: u32, keys: u32) -> ExitCode {
+/// `-c 8 -P 16`. Both guests run at once, and each round runs every mode against one
+/// then the other (the order alternating between rounds), so that the machine's changing
+/// load falls on both alike; each test's figure is its median over the rounds. Then
+/// `used_memory` per key for `keys` keys of 16-byte names and 32-byte values; then the
+/// smallest `-m` with which kv serves the pipelined benchmark.
+fn kv(requests: u32, keys: u32, rounds: usize) -> ExitCode {
     require_qemu();
     let kv = build_app("kv");
     let root = tests::workspace_root();
@@ -1095,86 +1099,109 @@ fn kv(requests: u32, keys: u32) -> ExitCode {
         key_load(&load, keys);
     }
     const MEMORY_MIB: u32 = 512;
-    type Guest<'a> = (&'static str, Box<dyn Fn(u16) -> Vm + 'a>);
-    let guests: Vec<Guest> = vec![
+    let guests: [(&str, Vm); 2] = [
         (
             "chameleon kv",
-            Box::new(|port| {
-                Vm::new(&kv)
-                    .memory_mib(MEMORY_MIB)
-                    .cmdline("log=warn ip=10.0.2.15/24 gw=10.0.2.2 -- maxmemory=400mb")
-                    .net(Net::User { host_port: port, guest_port: 6379 })
-            }),
+            Vm::new(&kv)
+                .memory_mib(MEMORY_MIB)
+                .cmdline("log=warn ip=10.0.2.15/24 gw=10.0.2.2 -- maxmemory=400mb"),
         ),
         (
             "linux redis-server",
-            Box::new(|port| {
-                Vm::new(linux_dir.join("vmlinuz"))
-                    .memory_mib(MEMORY_MIB)
-                    .cmdline("console=ttyS0 quiet server=redis")
-                    .arg("-initrd")
-                    .arg(linux_dir.join("initrd.cpio.gz").to_string_lossy())
-                    .net(Net::User { host_port: port, guest_port: 6379 })
-            }),
+            Vm::new(linux_dir.join("vmlinuz"))
+                .memory_mib(MEMORY_MIB)
+                .cmdline("console=ttyS0 quiet server=redis")
+                .arg("-initrd")
+                .arg(linux_dir.join("initrd.cpio.gz").to_string_lossy()),
         ),
     ];
+    let mut running = Vec::new();
+    for (name, vm) in guests {
+        let port = free_port();
+        let vm = vm
+            .net(Net::User { host_port: port, guest_port: 6379 })
+            .verbose(false)
+            .timeout(Duration::from_secs(3 * 3600));
+        eprintln!("$ {}", vm.command_line());
+        let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
+        first_pong(port, run.started, Duration::from_secs(120)).expect("the guest answers PING");
+        running.push((name, port, run));
+    }
     let n = requests.to_string();
     let modes: [(&str, Vec<&str>); 3] =
         [("-c 1", vec!["-c", "1"]), ("-c 8", vec!["-c", "8"]), ("-c 8 -P 16", vec!["-c", "8", "-P", "16"])];
     let tests = ["SET", "GET", "INCR", "LPUSH", "LPOP"];
-    // Per guest: its name, per mode the tests' req/s, and bytes per key.
-    type Row<'a> = (&'a str, Vec<Vec<(String, f64)>>, Option<f64>);
-    let mut table: Vec<Row> = Vec::new();
-    for (name, make) in &guests {
-        let port = free_port();
-        let vm = make(port).verbose(false).timeout(Duration::from_secs(3 * 3600));
-        eprintln!("$ {}", vm.command_line());
-        let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
-        first_pong(port, run.started, Duration::from_secs(120)).expect("the guest answers PING");
-        let mut results = Vec::new();
-        for (mode, args) in &modes {
+    // req/s per round, per guest, mode and test.
+    let mut rps = vec![vec![vec![Vec::new(); tests.len()]; modes.len()]; running.len()];
+    for round in 0..rounds {
+        for (m, (mode, args)) in modes.iter().enumerate() {
             let mut all = vec!["-t", "set,get,incr,lpush,lpop", "-n", &n];
             all.extend_from_slice(args);
-            eprintln!("bench kv: {name}: redis-benchmark {}", all.join(" "));
-            let (rows, failed) = redis_benchmark(port, &all);
-            assert!(!failed && rows.len() == tests.len(), "{name} {mode}: redis-benchmark failed: {rows:?}");
-            results.push(rows);
-        }
-        let per_key = (keys > 0)
-            .then(|| {
-                let _ = Command::new("redis-cli").args(["-p", &port.to_string(), "FLUSHALL"]).output();
-                eprintln!("bench kv: {name}: loading {keys} keys");
-                memory_per_key(port, &load, keys)
-            })
-            .flatten();
-        drop(run);
-        table.push((name, results, per_key));
-    }
-    println!(
-        "kv: redis-benchmark -t set,get,incr,lpush,lpop -n {requests}, QEMU TCG, -m {MEMORY_MIB}, user network"
-    );
-    println!("{:<20} {:<12} {:>8} {:>12}", "guest", "mode", "test", "req/s");
-    for (name, results, _) in &table {
-        for ((mode, _), rows) in modes.iter().zip(results) {
-            for (test, rps) in rows {
-                println!("{name:<20} {mode:<12} {test:>8} {rps:>12.0}");
+            for turn in 0..running.len() {
+                let g = (turn + round) % running.len();
+                let (name, port, _) = &running[g];
+                eprintln!(
+                    "bench kv: round {}/{rounds}: {name}: redis-benchmark {}",
+                    round + 1,
+                    all.join(" ")
+                );
+                let (rows, failed) = redis_benchmark(*port, &all);
+                assert!(
+                    !failed && rows.len() == tests.len(),
+                    "{name} {mode}: redis-benchmark failed: {rows:?}"
+                );
+                for (t, (test, value)) in rows.iter().enumerate() {
+                    assert_eq!(test, tests[t], "redis-benchmark's tests in their usual order");
+                    rps[g][m][t].push(*value);
+                }
             }
         }
     }
-    if let [(_, ours, our_key), (linux, theirs, their_key)] = table.as_slice() {
-        for (i, (mode, _)) in modes.iter().enumerate() {
-            let ratios: Vec<String> = ours[i]
-                .iter()
-                .zip(&theirs[i])
-                .map(|((test, a), (_, b))| format!("{test} {:.1}x", a / b))
-                .collect();
-            println!("ratio chameleon kv/{linux} req/s, {mode}: {}", ratios.join(", "));
+    let per_key: Vec<Option<f64>> = running
+        .iter()
+        .map(|(name, port, _)| {
+            (keys > 0)
+                .then(|| {
+                    let _ = Command::new("redis-cli").args(["-p", &port.to_string(), "FLUSHALL"]).output();
+                    eprintln!("bench kv: {name}: loading {keys} keys");
+                    memory_per_key(*port, &load, keys)
+                })
+                .flatten()
+        })
+        .collect();
+    let names: Vec<&str> = running.iter().map(|(name, ..)| *name).collect();
+    drop(running);
+    println!(
+        "kv: redis-benchmark -t set,get,incr,lpush,lpop -n {requests}, QEMU TCG, -m {MEMORY_MIB}, user network, \
+         {rounds} rounds, both guests up, turns alternating"
+    );
+    println!("{:<20} {:<12} {:>8} {:>12}   each round", "guest", "mode", "test", "median req/s");
+    for (g, name) in names.iter().enumerate() {
+        for (m, (mode, _)) in modes.iter().enumerate() {
+            for (t, test) in tests.iter().enumerate() {
+                let each: Vec<String> = rps[g][m][t].iter().map(|v| format!("{v:.0}")).collect();
+                let median = stats(rps[g][m][t].clone()).median;
+                println!("{name:<20} {mode:<12} {test:>8} {median:>12.0}   {}", each.join(" "));
+            }
         }
-        if let (Some(a), Some(b)) = (our_key, their_key) {
-            println!(
-                "used_memory per key ({keys} keys, 16-byte names, 32-byte values): kv {a:.1} B, redis {b:.1} B"
-            );
-        }
+    }
+    for (m, (mode, _)) in modes.iter().enumerate() {
+        let ratios: Vec<String> = tests
+            .iter()
+            .enumerate()
+            .map(|(t, test)| {
+                let median = |g: usize| stats(rps[g][m][t].clone()).median;
+                let lowest =
+                    (0..rounds).map(|r| rps[0][m][t][r] / rps[1][m][t][r]).fold(f64::INFINITY, f64::min);
+                format!("{test} {:.1}x (lowest round {lowest:.1}x)", median(0) / median(1))
+            })
+            .collect();
+        println!("ratio {}/{} median req/s, {mode}: {}", names[0], names[1], ratios.join(", "));
+    }
+    if let [Some(a), Some(b)] = per_key[..] {
+        println!(
+            "used_memory per key ({keys} keys, 16-byte names, 32-byte values): kv {a:.1} B, redis {b:.1} B"
+        );
     }
     // The smallest guest that serves the pipelined benchmark without an error.
     for mib in [3u32, 4, 5, 6, 8, 10, 12, 16, 24, 32] {
