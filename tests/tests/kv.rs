@@ -249,6 +249,21 @@ assert r.expire("name", 100) and 99 <= r.ttl("name") <= 100 and r.persist("name"
 for i in range(250):
     r.set(f"scan:{i}", i)
 assert sorted(r.scan_iter(match="scan:*", count=17)) == sorted(f"scan:{i}" for i in range(250))
+# A scan while a second client adds keys, the table growing under it several times: every
+# key there throughout comes back (some maybe twice, as Redis allows).
+w = redis.Redis(port=PORT, decode_responses=True)
+seen, added = set(), 0
+for key in r.scan_iter(match="scan:*", count=5):
+    seen.add(key)
+    if added < 6000:
+        p = w.pipeline(transaction=False)
+        for _ in range(200):
+            p.set(f"grow:{added}", 1)
+            added += 1
+        p.execute()
+assert added == 6000, added
+assert seen == {f"scan:{i}" for i in range(250)}, sorted({f"scan:{i}" for i in range(250)} - seen)[:5]
+assert r.delete(*[f"grow:{i}" for i in range(6000)]) == 6000
 assert r.type("h") == "hash" and r.exists("h", "nope") == 1
 assert r.rename("a", "c") and r.get("c") == "1"
 try:

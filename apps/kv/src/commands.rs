@@ -840,7 +840,7 @@ fn scan(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
         i += 2;
     }
     let mut found: Vec<Bytes> = Vec::new();
-    let next = ctx.server.db.scan(cursor.min(usize::MAX as u64) as usize, count, ctx.env.now_ms, |e| {
+    let next = ctx.server.db.scan(cursor, count, ctx.env.now_ms, |e| {
         let matched = pattern.is_none_or(|p| glob::matches(p, &e.key))
             && kind.is_none_or(|k| eq(k, e.value.type_name()));
         if matched {
@@ -848,7 +848,9 @@ fn scan(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
         }
     });
     reply::array(ctx.out, 2);
-    reply::bulk_integer(ctx.out, next as i64);
+    let mut text = Vec::new();
+    let _ = write!(FmtVec(&mut text), "{next}");
+    reply::bulk(ctx.out, &text);
     reply::array(ctx.out, found.len());
     for key in found {
         reply::bulk(ctx.out, &key);

@@ -3,8 +3,9 @@
 //! server's timer drives (Redis's two mechanisms).
 //!
 //! The table is a `hashbrown::HashTable` rather than a map because its bucket indexes are
-//! stable while nothing is inserted: the sweep, `SCAN` and `RANDOMKEY` walk or pick
-//! buckets by index, with no second structure to keep in step.
+//! stable until the table is rebuilt: the sweep, `SCAN` and `RANDOMKEY` walk or pick
+//! buckets by index, with no second structure to keep in step. The store counts the
+//! rebuilds (`Db::layout`), so that a `SCAN` cursor from before one is recognised.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
@@ -234,6 +235,13 @@ impl Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoRoom;
 
+/// The low bits of a `SCAN` cursor are a bucket index (hashbrown's tables stay far below
+/// 2^40 buckets); the bits above, the low bits of the table's layout count, short of the
+/// top bit so that clients that read cursors as signed 64-bit numbers read them right.
+const CURSOR_INDEX_BITS: u32 = 40;
+const CURSOR_INDEX_MASK: u64 = (1 << CURSOR_INDEX_BITS) - 1;
+const CURSOR_LAYOUT_MASK: u64 = u64::MAX >> (CURSOR_INDEX_BITS + 1);
+
 #[derive(Debug, Default)]
 pub struct Db {
     /// Entries are boxed: a bucket is then 9 bytes (pointer and control byte), and the
@@ -244,6 +252,9 @@ pub struct Db {
     volatile: usize,
     /// The bucket the active sweep looks at next.
     sweep_at: usize,
+    /// How many times the table was rebuilt (grown, rehashed in place or replaced):
+    /// entries stay in their buckets between two rebuilds, and only then.
+    layout: u64,
     /// Keys removed because they expired (`INFO stats` `expired_keys`).
     pub expired: u64,
 }
@@ -287,10 +298,19 @@ impl Db {
     }
 
     /// Makes room for one more key; fails (and changes nothing) when the table must grow
-    /// and the heap cannot give it room.
+    /// and the heap cannot give it room. Every insertion comes through here first, so
+    /// this is the one place the table is rebuilt: hashbrown rebuilds (grows, or rehashes
+    /// in place to clear tombstones) only when an insertion finds no room left
+    /// (`capacity() == len()`); the test `entries_move_only_when_the_layout_changes`
+    /// holds it to that.
     pub fn reserve_one(&mut self) -> Result<(), NoRoom> {
+        if self.table.capacity() > self.table.len() {
+            return Ok(());
+        }
         let hasher = &self.hasher;
-        self.table.try_reserve(1, |e| hasher.hash_one(&*e.key)).map_err(|_| NoRoom)
+        self.table.try_reserve(1, |e| hasher.hash_one(&*e.key)).map_err(|_| NoRoom)?;
+        self.layout += 1;
+        Ok(())
     }
 
     /// Stores `value` under `key`, replacing whatever was there, with expiry `expire_at`.
@@ -354,6 +374,7 @@ impl Db {
     pub fn clear(&mut self) {
         // A fresh table gives the memory back; `clear` would keep the buckets.
         self.table = HashTable::new();
+        self.layout += 1;
         self.volatile = 0;
         self.sweep_at = 0;
     }
@@ -363,16 +384,22 @@ impl Db {
         self.table.iter().filter(move |e| !e.is_expired(now)).map(|e| &*e.key)
     }
 
-    /// Visits the live entries from bucket `cursor` on, stopping once `count` were
+    /// Visits the live entries from where `cursor` says on, stopping once `count` were
     /// visited or the table ends; returns the next cursor, 0 at the end (as `SCAN`).
     ///
-    /// A cursor is a bucket index, so a scan sees every key that stays put, but keys
-    /// may be missed or repeated if the table grows during the scan (Redis's own cursor
-    /// survives growth; this one does not).
-    pub fn scan(&self, cursor: usize, count: usize, now: u64, mut visit: impl FnMut(&Entry)) -> usize {
+    /// A cursor is a bucket index with the table's layout above it. Entries stay in
+    /// their buckets while the layout holds, so a walk through the buckets finds every
+    /// entry that was there throughout; a cursor from an older layout (the table was
+    /// rebuilt between two calls) starts the walk over. So every key present for a whole
+    /// scan is returned, some possibly twice (as Redis allows). The table doubles when it
+    /// grows, so however many keys are added a scan starts over only a few times.
+    /// (Redis's own cursor, over chained buckets, carries on through growth instead.)
+    pub fn scan(&self, cursor: u64, count: usize, now: u64, mut visit: impl FnMut(&Entry)) -> u64 {
+        let layout = self.layout & CURSOR_LAYOUT_MASK;
+        let from = if cursor >> CURSOR_INDEX_BITS == layout { cursor & CURSOR_INDEX_MASK } else { 0 };
         let buckets = self.table.num_buckets();
         let mut seen = 0;
-        let mut i = cursor;
+        let mut i = usize::try_from(from).unwrap_or(usize::MAX);
         while i < buckets && seen < count {
             if let Some(entry) = self.table.get_bucket(i).filter(|e| !e.is_expired(now)) {
                 visit(entry);
@@ -380,7 +407,8 @@ impl Db {
             }
             i += 1;
         }
-        if i >= buckets { 0 } else { i }
+        // Not 0 unless the walk ended: at least one bucket was walked, so `i` > 0.
+        if i >= buckets { 0 } else { layout << CURSOR_INDEX_BITS | i as u64 }
     }
 
     /// A live key at random: buckets are drawn until one holds a live entry (expired
@@ -558,6 +586,115 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 500);
+    }
+
+    /// Where each key sits now.
+    fn buckets_of(db: &Db) -> std::collections::HashMap<Vec<u8>, usize> {
+        db.table
+            .iter()
+            .map(|e| {
+                let key = e.key.to_vec();
+                let bucket = db.table.find_bucket_index(db.hash(&key), |f| *f.key == *key).unwrap();
+                (key, bucket)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn entries_move_only_when_the_layout_changes() {
+        let mut db = Db::default();
+        let mut rng = Rng::new(9);
+        let (mut next_key, mut rebuilt) = (0u32, 0);
+        let mut before = buckets_of(&db);
+        let mut filling = true;
+        for step in 0..2500 {
+            let layout = db.layout;
+            // Fill the table to its capacity, then empty most of it, and again: removals
+            // from full stretches leave tombstones, insertions reuse them, and filling
+            // past capacity rebuilds the table. (hashbrown rehashes in place instead of
+            // growing only when tombstones are over half the table, which random keys
+            // hardly ever make; `reserve_one` counts either kind alike.)
+            if filling && db.len() >= db.table.capacity() + rng.below(2) {
+                filling = false;
+            } else if !filling && db.len() <= db.table.capacity() * 2 / 5 {
+                filling = true;
+            }
+            if filling {
+                db.set(&next_key.to_le_bytes(), s("v"), NO_EXPIRY).unwrap();
+                next_key += 1;
+            } else {
+                let keys: Vec<Vec<u8>> = db.keys(0).map(<[u8]>::to_vec).collect();
+                db.remove(&keys[rng.below(keys.len())]);
+            }
+            let after = buckets_of(&db);
+            if db.layout == layout {
+                for (key, bucket) in &after {
+                    if let Some(old) = before.get(key) {
+                        assert_eq!(old, bucket, "step {step}: an entry moved with the layout unchanged");
+                    }
+                }
+            } else {
+                rebuilt += 1;
+            }
+            before = after;
+        }
+        assert!(rebuilt >= 5, "the table was rebuilt {rebuilt} times: the walk checked too little");
+    }
+
+    #[test]
+    fn a_scan_returns_every_key_present_throughout_while_the_table_grows() {
+        // Many scans, each of a table that grows several times under it. A cursor that
+        // was only a bucket index missed about 5 of these 30,000 keys (the entries that a
+        // rebuild moved from ahead of the cursor to behind it).
+        for trial in 0..100u32 {
+            let mut db = Db::default();
+            let old = |i: u32| format!("old:{trial}:{i}").into_bytes();
+            for i in 0..300 {
+                db.set(&old(i), s("x"), NO_EXPIRY).unwrap();
+            }
+            let (layout, mut seen) = (db.layout, std::collections::HashSet::new());
+            let (mut cursor, mut calls, mut added) = (0, 0, 0u32);
+            loop {
+                cursor = db.scan(cursor, 3, 0, |e| {
+                    seen.insert(e.key.to_vec());
+                });
+                calls += 1;
+                if cursor == 0 {
+                    break;
+                }
+                if added < 5000 {
+                    for _ in 0..40 {
+                        db.set(format!("new:{added}").as_bytes(), s("y"), NO_EXPIRY).unwrap();
+                        added += 1;
+                    }
+                    db.remove(format!("new:{}", added - 7).as_bytes());
+                }
+                assert!(calls < 100_000, "the scan does not end");
+            }
+            assert!(db.layout >= layout + 4, "the table was rebuilt during the scan");
+            for i in 0..300 {
+                assert!(seen.contains(&old(i)), "trial {trial}: old:{i} missed");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cursor_from_another_layout_starts_over() {
+        let mut db = Db::default();
+        for i in 0..50u32 {
+            db.set(&i.to_le_bytes(), s("x"), NO_EXPIRY).unwrap();
+        }
+        let cursor = db.scan(0, 10, 0, |_| {});
+        assert_ne!(cursor, 0);
+        assert_eq!(cursor >> CURSOR_INDEX_BITS, db.layout & CURSOR_LAYOUT_MASK);
+        assert!(cursor < 1 << 63);
+        let stale = cursor ^ (1 << CURSOR_INDEX_BITS);
+        let (mut from_stale, mut from_start) = (Vec::new(), Vec::new());
+        db.scan(stale, 10, 0, |e| from_stale.push(e.key.to_vec()));
+        db.scan(0, 10, 0, |e| from_start.push(e.key.to_vec()));
+        assert_eq!(from_stale, from_start);
+        // A cursor past the table's end ends the scan.
+        assert_eq!(db.scan(cursor | CURSOR_INDEX_MASK, 10, 0, |_| panic!("visited")), 0);
     }
 
     #[test]
