@@ -26,7 +26,7 @@ use tests::{
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS] [--tap] [--nic virtio,vmxnet3,e1000,e1000e|all]\n       bench soak [--minutes N]\n       bench xen-http [--duration SECONDS] [--rounds N]\n       bench kv [--requests N] [--keys N] [--rounds N]"
+        "usage: bench boot [--runs N] [--image PATH]\n       bench pvops [--no-kvm]\n       bench first200 [--runs N]\n       bench http [--duration SECONDS] [--tap] [--nic virtio,vmxnet3,e1000,e1000e|all]\n       bench soak [--minutes N]\n       bench xen-http [--duration SECONDS] [--rounds N]\n       bench kv [--requests N] [--keys N] [--rounds N] [--tap]"
     );
     ExitCode::from(2)
 }
@@ -70,9 +70,13 @@ fn main() -> ExitCode {
         return xen_http(secs, rounds);
     }
     if cmd == "kv" {
-        let (mut requests, mut keys, mut rounds) = (100_000, 1_000_000, 3);
+        let (mut requests, mut keys, mut rounds, mut tap) = (100_000, 1_000_000, 3, false);
         let mut it = rest.iter();
         while let Some(a) = it.next() {
+            if a == "--tap" {
+                tap = true;
+                continue;
+            }
             match (a.as_str(), it.next().and_then(|n| n.parse::<u32>().ok())) {
                 ("--requests", Some(n)) if n > 0 => requests = n,
                 ("--keys", Some(n)) => keys = n,
@@ -80,7 +84,7 @@ fn main() -> ExitCode {
                 _ => return usage(),
             }
         }
-        return kv(requests, keys, rounds);
+        return kv(requests, keys, rounds, tap);
     }
     if cmd == "soak" {
         return match rest {
@@ -505,6 +509,15 @@ impl Target {
                 c
             }
         }
+    }
+    /// `program` (redis-cli, redis-benchmark) pointed at the guest's Redis port.
+    fn redis(&self, program: &str) -> Command {
+        let mut c = self.command(program);
+        match self {
+            Target::Port(p) => c.args(["-p", &p.to_string()]),
+            Target::Namespace(_) => c.args(["-h", Namespace::GUEST_IP]),
+        };
+        c
     }
 }
 
@@ -1003,18 +1016,27 @@ fn xen_http(secs: u32, rounds: usize) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Waits until a Redis server on the host port answers PING (each try gives up fast:
-/// QEMU's user network accepts before the guest listens, see `first_200`).
-fn first_pong(port: u16, started: Instant, limit: Duration) -> Option<Duration> {
+/// Waits until the guest's Redis server answers PING (each try gives up fast: QEMU's
+/// user network accepts before the guest listens, see `first_200`).
+fn first_pong(target: &Target, started: Instant, limit: Duration) -> Option<Duration> {
     use std::io::{Read, Write};
     while started.elapsed() < limit {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
-            let _ = s.write_all(b"PING\r\n");
-            let mut buf = [0u8; 7];
-            if s.read(&mut buf).is_ok_and(|n| n == 7 && &buf == b"+PONG\r\n") {
-                return Some(started.elapsed());
-            }
+        let answered = match target {
+            Target::Port(port) => std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok_and(|mut s| {
+                let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+                let mut buf = [0u8; 7];
+                s.write_all(b"PING\r\n").is_ok()
+                    && s.read(&mut buf).is_ok_and(|n| n == 7 && &buf == b"+PONG\r\n")
+            }),
+            // A guest that is not up yet may not answer a SYN: each try is cut short.
+            Target::Namespace(_) => target
+                .command("timeout")
+                .args(["1", "redis-cli", "-h", Namespace::GUEST_IP, "PING"])
+                .output()
+                .is_ok_and(|o| o.stdout == b"PONG\n"),
+        };
+        if answered {
+            return Some(started.elapsed());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -1023,9 +1045,10 @@ fn first_pong(port: u16, started: Instant, limit: Duration) -> Option<Duration> 
 
 /// The tests `redis-benchmark --csv` reported, with their requests per second; and
 /// whether its output holds an error.
-fn redis_benchmark(port: u16, args: &[&str]) -> (Vec<(String, f64)>, bool) {
-    let out = Command::new("redis-benchmark")
-        .args(["-p", &port.to_string(), "--csv"])
+fn redis_benchmark(target: &Target, args: &[&str]) -> (Vec<(String, f64)>, bool) {
+    let out = target
+        .redis("redis-benchmark")
+        .arg("--csv")
         .args(args)
         .output()
         .expect("redis-benchmark runs (apt-get install redis-tools)");
@@ -1044,8 +1067,8 @@ fn redis_benchmark(port: u16, args: &[&str]) -> (Vec<(String, f64)>, bool) {
 }
 
 /// A Redis INFO field through redis-cli.
-fn info_field(port: u16, field: &str) -> Option<u64> {
-    let out = Command::new("redis-cli").args(["-p", &port.to_string(), "INFO", "memory"]).output().ok()?;
+fn info_field(target: &Target, field: &str) -> Option<u64> {
+    let out = target.redis("redis-cli").args(["INFO", "memory"]).output().ok()?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().parse().ok())
@@ -1062,31 +1085,28 @@ fn key_load(path: &Path, keys: u32) {
 }
 
 /// Bytes of `used_memory` per key after loading `load` (`keys` keys) into an empty server.
-fn memory_per_key(port: u16, load: &Path, keys: u32) -> Option<f64> {
-    let before = info_field(port, "used_memory")?;
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "--pipe"])
-        .stdin(std::fs::File::open(load).ok()?)
-        .output()
-        .ok()?;
+fn memory_per_key(target: &Target, load: &Path, keys: u32) -> Option<f64> {
+    let before = info_field(target, "used_memory")?;
+    let out = target.redis("redis-cli").arg("--pipe").stdin(std::fs::File::open(load).ok()?).output().ok()?;
     let report = String::from_utf8_lossy(&out.stdout);
     if !report.contains(&format!("errors: 0, replies: {keys}")) {
         eprintln!("bench kv: loading the keys failed: {report}");
         return None;
     }
-    let after = info_field(port, "used_memory")?;
+    let after = info_field(target, "used_memory")?;
     Some(after.saturating_sub(before) as f64 / f64::from(keys))
 }
 
 /// kv vs Debian's redis-server in a Linux guest (Debian's cloud kernel, small
-/// initramfs, no persistence), both under QEMU TCG with 512 MiB and QEMU's user network:
+/// initramfs, no persistence), both under QEMU TCG with 512 MiB, on QEMU's user network
+/// or (`tap`) each on a tap device in a network namespace of its own:
 /// `redis-benchmark -t set,get,incr,lpush,lpop -n REQUESTS` at `-c 1`, `-c 8` and
 /// `-c 8 -P 16`. Both guests run at once, and each round runs every mode against one
 /// then the other (the order alternating between rounds), so that the machine's changing
 /// load falls on both alike; each test's figure is its median over the rounds. Then
 /// `used_memory` per key for `keys` keys of 16-byte names and 32-byte values; then the
 /// smallest `-m` with which kv serves the pipelined benchmark.
-fn kv(requests: u32, keys: u32, rounds: usize) -> ExitCode {
+fn kv(requests: u32, keys: u32, rounds: usize, tap: bool) -> ExitCode {
     require_qemu();
     let kv = build_app("kv");
     let root = tests::workspace_root();
@@ -1099,33 +1119,40 @@ fn kv(requests: u32, keys: u32, rounds: usize) -> ExitCode {
         key_load(&load, keys);
     }
     const MEMORY_MIB: u32 = 512;
+    let (kv_ip, linux_ip) = match tap {
+        true => (format!("ip={}/24", Namespace::GUEST_IP), format!(" guest_ip={}/24", Namespace::GUEST_IP)),
+        false => ("ip=10.0.2.15/24 gw=10.0.2.2".to_owned(), String::new()),
+    };
     let guests: [(&str, Vm); 2] = [
         (
             "chameleon kv",
-            Vm::new(&kv)
-                .memory_mib(MEMORY_MIB)
-                .cmdline("log=warn ip=10.0.2.15/24 gw=10.0.2.2 -- maxmemory=400mb"),
+            Vm::new(&kv).memory_mib(MEMORY_MIB).cmdline(format!("log=warn {kv_ip} -- maxmemory=400mb")),
         ),
         (
             "linux redis-server",
             Vm::new(linux_dir.join("vmlinuz"))
                 .memory_mib(MEMORY_MIB)
-                .cmdline("console=ttyS0 quiet server=redis")
+                .cmdline(format!("console=ttyS0 quiet server=redis{linux_ip}"))
                 .arg("-initrd")
                 .arg(linux_dir.join("initrd.cpio.gz").to_string_lossy()),
         ),
     ];
+    // Per guest: its name, where it is reached, its namespace (dropped after the guest) and
+    // the running QEMU.
     let mut running = Vec::new();
-    for (name, vm) in guests {
-        let port = free_port();
-        let vm = vm
-            .net(Net::User { host_port: port, guest_port: 6379 })
-            .verbose(false)
-            .timeout(Duration::from_secs(3 * 3600));
+    for (i, (name, vm)) in guests.into_iter().enumerate() {
+        let (vm, target, ns) = if tap {
+            let ns = namespace(&format!("chmkv{i}-"));
+            (ns.wrap(vm).net(Net::Tap), Target::Namespace(ns.name().to_owned()), Some(ns))
+        } else {
+            let port = free_port();
+            (vm.net(Net::User { host_port: port, guest_port: 6379 }), Target::Port(port), None)
+        };
+        let vm = vm.verbose(false).timeout(Duration::from_secs(3 * 3600));
         eprintln!("$ {}", vm.command_line());
         let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
-        first_pong(port, run.started, Duration::from_secs(120)).expect("the guest answers PING");
-        running.push((name, port, run));
+        first_pong(&target, run.started, Duration::from_secs(120)).expect("the guest answers PING");
+        running.push((name, target, run, ns));
     }
     let n = requests.to_string();
     let modes: [(&str, Vec<&str>); 3] =
@@ -1139,13 +1166,13 @@ fn kv(requests: u32, keys: u32, rounds: usize) -> ExitCode {
             all.extend_from_slice(args);
             for turn in 0..running.len() {
                 let g = (turn + round) % running.len();
-                let (name, port, _) = &running[g];
+                let (name, target, ..) = &running[g];
                 eprintln!(
                     "bench kv: round {}/{rounds}: {name}: redis-benchmark {}",
                     round + 1,
                     all.join(" ")
                 );
-                let (rows, failed) = redis_benchmark(*port, &all);
+                let (rows, failed) = redis_benchmark(target, &all);
                 assert!(
                     !failed && rows.len() == tests.len(),
                     "{name} {mode}: redis-benchmark failed: {rows:?}"
@@ -1159,20 +1186,21 @@ fn kv(requests: u32, keys: u32, rounds: usize) -> ExitCode {
     }
     let per_key: Vec<Option<f64>> = running
         .iter()
-        .map(|(name, port, _)| {
+        .map(|(name, target, ..)| {
             (keys > 0)
                 .then(|| {
-                    let _ = Command::new("redis-cli").args(["-p", &port.to_string(), "FLUSHALL"]).output();
+                    let _ = target.redis("redis-cli").arg("FLUSHALL").output();
                     eprintln!("bench kv: {name}: loading {keys} keys");
-                    memory_per_key(*port, &load, keys)
+                    memory_per_key(target, &load, keys)
                 })
                 .flatten()
         })
         .collect();
     let names: Vec<&str> = running.iter().map(|(name, ..)| *name).collect();
     drop(running);
+    let network = if tap { "tap devices in network namespaces" } else { "user network" };
     println!(
-        "kv: redis-benchmark -t set,get,incr,lpush,lpop -n {requests}, QEMU TCG, -m {MEMORY_MIB}, user network, \
+        "kv: redis-benchmark -t set,get,incr,lpush,lpop -n {requests}, QEMU TCG, -m {MEMORY_MIB}, {network}, \
          {rounds} rounds, both guests up, turns alternating"
     );
     println!("{:<20} {:<12} {:>8} {:>12}   each round", "guest", "mode", "test", "median req/s");
@@ -1203,7 +1231,8 @@ fn kv(requests: u32, keys: u32, rounds: usize) -> ExitCode {
             "used_memory per key ({keys} keys, 16-byte names, 32-byte values): kv {a:.1} B, redis {b:.1} B"
         );
     }
-    // The smallest guest that serves the pipelined benchmark without an error.
+    // The smallest guest that serves the pipelined benchmark without an error (over the
+    // user network: the figure is about memory).
     for mib in [3u32, 4, 5, 6, 8, 10, 12, 16, 24, 32] {
         let port = free_port();
         let vm = Vm::new(&kv)
@@ -1212,13 +1241,14 @@ fn kv(requests: u32, keys: u32, rounds: usize) -> ExitCode {
             .net(Net::User { host_port: port, guest_port: 6379 })
             .verbose(false)
             .timeout(Duration::from_secs(1800));
+        let target = Target::Port(port);
         let Ok(run) = vm.spawn() else { continue };
-        if first_pong(port, run.started, Duration::from_secs(60)).is_none() {
+        if first_pong(&target, run.started, Duration::from_secs(60)).is_none() {
             println!("kv -m {mib}: does not boot or serve");
             continue;
         }
         let (rows, failed) =
-            redis_benchmark(port, &["-t", "set,get,incr,lpush,lpop", "-n", &n, "-c", "8", "-P", "16"]);
+            redis_benchmark(&target, &["-t", "set,get,incr,lpush,lpop", "-n", &n, "-c", "8", "-P", "16"]);
         drop(run);
         if failed || rows.len() != tests.len() {
             println!("kv -m {mib}: the benchmark failed ({} of {} tests)", rows.len(), tests.len());
