@@ -848,9 +848,8 @@ fn scan(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
         }
     });
     reply::array(ctx.out, 2);
-    let mut text = Vec::new();
-    let _ = write!(FmtVec(&mut text), "{next}");
-    reply::bulk(ctx.out, &text);
+    // Cursors stay below 2^63 (see `Db::scan`), so they are written as every integer is.
+    reply::bulk_integer(ctx.out, next as i64);
     reply::array(ctx.out, found.len());
     for key in found {
         reply::bulk(ctx.out, &key);
