@@ -1,4 +1,4 @@
-//! A single-core async executor: tasks run when woken; between bursts the CPU polls
+//! A single-core async executor: tasks run when woken; between bursts the CPU may poll
 //! the network card for a while (see [`pv::haltpoll`]), then halts until a device
 //! interrupt or the next timer deadline. Apps reach it through [`crate::app`].
 //!

@@ -85,12 +85,15 @@ pub struct Started {
     /// Where its wall clock comes from, when not from the clock source's own (the
     /// pvclock's, Xen's shared info) or the CMOS clock.
     pub wall_clock: Option<&'static str>,
+    /// The hypervisor promises this vCPU a physical CPU of its own (KVM's REALTIME
+    /// hint), so spinning while idle takes time from nobody.
+    pub dedicated_cpu: bool,
 }
 
 impl Started {
     /// A start that gave this table and nothing else to say.
     pub const fn with(ops: PvOps) -> Self {
-        Started { ops, warning: None, timer: None, wall_clock: None }
+        Started { ops, warning: None, timer: None, wall_clock: None, dedicated_cpu: false }
     }
 }
 

@@ -2,7 +2,9 @@
 //! ends: the vCPU exits, the host puts its thread to sleep, and the next interrupt must
 //! wake that thread and inject. When work usually comes back within a short time, as
 //! with a client waiting on each answer, spinning on the device for that long answers
-//! sooner and spares the device model its interrupt.
+//! sooner and spares the device model its interrupt. That holds only while the
+//! spinning vCPU takes no time from the threads bringing the work: the kernel polls
+//! where the hypervisor promises a physical CPU per vCPU, or when told to.
 //!
 //! The window adapts to how long idle periods turn out to be: it doubles while work
 //! arrives within the longest window (polling would have caught it, or did), and halves

@@ -1,6 +1,7 @@
 //! The KVM backend: kvmclock (pvclock through `MSR_KVM_SYSTEM_TIME_NEW`) for time and
-//! the TSC rate, the kvmclock wall clock, PV EOI and steal time; native for the rest
-//! (KVM's idle is the native `hlt`, which exits to the host).
+//! the TSC rate, the kvmclock wall clock, PV EOI and steal time, and the REALTIME hint
+//! (which lets the idle loop poll); native for the rest (KVM's idle is the native `hlt`,
+//! which exits to the host).
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,6 +19,8 @@ const MSR_PV_EOI_EN: u32 = 0x4b56_4d04;
 pub const FEATURE_CLOCKSOURCE2: u32 = 1 << 3;
 pub const FEATURE_STEAL_TIME: u32 = 1 << 5;
 pub const FEATURE_PV_EOI: u32 = 1 << 6;
+/// In the feature leaf's EDX: vCPUs are never preempted for long (the host pins them).
+pub const HINT_REALTIME: u32 = 1 << 0;
 
 static SYSTEM_TIME: HostShared<32> = HostShared::new();
 static WALL_CLOCK: HostShared<16> = HostShared::new();
@@ -72,8 +75,9 @@ fn claim(probe: &Probe<'_>) -> Claim {
 
 /// Registers the shared pages with the host and returns the backend's table.
 fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
-    // Leaf base+1 EAX: the feature bits.
+    // Leaf base+1: EAX the feature bits, EDX the hints.
     let features = probe.hypervisor.map_or(0, |h| h.features[0]);
+    let hints = probe.hypervisor.map_or(0, |h| h.features[3]);
     if features & FEATURE_CLOCKSOURCE2 == 0 {
         return Err("KVM without kvmclock (CLOCKSOURCE2)");
     }
@@ -97,11 +101,14 @@ fn start(probe: &Probe<'_>) -> Result<Started, &'static str> {
     WALL_BASE_NS.store(wall, Ordering::Relaxed);
     tsc::set_khz(pvclock::record(&SYSTEM_TIME, 0).tsc_khz(), crate::clock::TscSource::Pvclock);
     let eoi = if features & FEATURE_PV_EOI != 0 { pv_eoi as extern "C" fn() } else { apic::eoi };
-    Ok(Started::with(PvOps {
-        time: TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns, steal_ns },
-        apic: ApicOps { eoi, ..native::OPS.apic },
-        ..native::OPS
-    }))
+    Ok(Started {
+        dedicated_cpu: hints & HINT_REALTIME != 0,
+        ..Started::with(PvOps {
+            time: TimeOps { monotonic_ns, tsc_khz, wall_clock_base_ns, steal_ns },
+            apic: ApicOps { eoi, ..native::OPS.apic },
+            ..native::OPS
+        })
+    })
 }
 
 pub const BACKEND: Backend = Backend { vendor: Some(Vendor::Kvm), ..Backend::new("kvm", claim, start) };

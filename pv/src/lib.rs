@@ -62,6 +62,8 @@ pub struct Report {
     pub timer: Option<&'static str>,
     /// The wall clock's source, when the backend names one.
     pub wall_clock: Option<&'static str>,
+    /// See [`backend::Started::dedicated_cpu`].
+    pub dedicated_cpu: bool,
 }
 
 impl Report {
@@ -123,5 +125,6 @@ pub unsafe fn init(
         backend_warning: started.warning,
         timer: started.timer,
         wall_clock: started.wall_clock,
+        dedicated_cpu: started.dedicated_cpu,
     })
 }

@@ -705,6 +705,13 @@ impl Running {
         self.poll_exit().is_none()
     }
 
+    /// The last `n` serial lines received so far, joined with `\n` (for a report when
+    /// a guest stops answering).
+    pub fn console_tail(&mut self, n: usize) -> String {
+        self.drain_queued();
+        join_lines(&self.lines[self.lines.len().saturating_sub(n)..])
+    }
+
     /// QEMU's stderr collected so far.
     pub fn qemu_stderr(&self) -> String {
         self.qemu_stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -41,12 +41,19 @@ fn site() -> PathBuf {
     workspace_root().join("apps/httpd/site")
 }
 
+/// Also the idle loop's polling, which under TCG runs only when asked for.
 #[test]
 fn legacy_virtio_with_static_address() {
-    let srv = boot("ip=10.0.2.15/24 gw=10.0.2.2", "virtio-net-pci,netdev=n0,disable-modern=on", "pc");
-    let (head, body) = curl(srv.port, "/", &[]);
-    assert!(head.starts_with("HTTP/1.1 200"));
-    assert_eq!(body.len(), 612);
+    let srv =
+        boot("ip=10.0.2.15/24 gw=10.0.2.2 haltpoll=400", "virtio-net-pci,netdev=n0,disable-modern=on", "pc");
+    for _ in 0..20 {
+        let (head, body) = curl(srv.port, "/", &[]);
+        assert!(head.starts_with("HTTP/1.1 200"));
+        assert_eq!(body.len(), 612);
+    }
+    assert!(
+        srv.run.lines.iter().any(|l| l.text.contains("idle: polls up to 400 us before halting (haltpoll=)"))
+    );
     assert!(srv.run.lines.iter().any(|l| l.text.contains("virtio-net (legacy PCI)")));
     assert!(srv.run.lines.iter().any(|l| l.text.contains("ip 10.0.2.15/24 gw Some([10, 0, 2, 2]) (static)")));
 }

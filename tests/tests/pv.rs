@@ -26,6 +26,8 @@ fn tcg_runs_native_with_every_site_patched() {
     assert!(total > 0, "no call sites recorded");
     assert_eq!(patched, total, "{}", out.output());
     out.assert_line("hypervisor=tcg pv=native");
+    // TCG promises no CPU of the guest's own.
+    out.assert_line("idle: halts at once (the vCPU may share its CPU)");
 }
 
 #[test]
@@ -163,12 +165,29 @@ fn kvm_detected_with_kvmclock() {
     out.assert_exit(0);
     out.assert_line("pv: hypervisor=kvm backend=kvm patched=");
     out.assert_line("time: clock from pvclock");
+    out.assert_line("idle: halts at once (the vCPU may share its CPU)");
     // Every log line reads kvmclock: the stamps must move forward.
     let stamps = out.log_timestamps();
     assert!(
         stamps.len() >= 3 && stamps.windows(2).all(|w| w[0] <= w[1]) && stamps.last() > stamps.first(),
         "{stamps:?}"
     );
+}
+
+/// KVM's REALTIME hint (a physical CPU per vCPU) turns the idle loop's polling on, and
+/// `haltpoll=` still has the last word.
+#[test]
+fn kvm_dedicated_cpu_hint_turns_idle_polling_on() {
+    for (cmdline, line) in [
+        ("", "idle: polls up to 400 us before halting (the vCPU has a CPU of its own)"),
+        ("haltpoll=0", "idle: halts at once (haltpoll=)"),
+    ] {
+        let Some(vm) = kvm(cmdline) else { return };
+        let out = run_to_exit(vm.arg("-cpu").arg("host,-arch-capabilities,kvm-hint-dedicated=on"));
+        out.assert_exit(0);
+        out.assert_line("pv: hypervisor=kvm backend=kvm patched=");
+        out.assert_line(line);
+    }
 }
 
 #[test]

@@ -34,8 +34,9 @@ pub struct Settings<'a> {
     /// as microvm and Firecracker pass them; checked by the virtio-mmio code.
     pub virtio_mmio: [Option<&'a str>; 8],
     /// `haltpoll=USECS`: the longest the idle loop polls for work before halting
-    /// (adaptive below that; 0: always halt at once).
-    pub halt_poll_us: u32,
+    /// (adaptive below that; 0: always halt at once). Default: [`DEFAULT_HALT_POLL_US`]
+    /// where the hypervisor promises the vCPU a physical CPU of its own, else 0.
+    pub halt_poll_us: Option<u32>,
     /// `max_conns=N`: the most TCP connections apps may hold at once (default: as many
     /// as memory holds at their worst; a larger value is cut down to that).
     pub max_conns: Option<usize>,
@@ -50,9 +51,11 @@ pub struct Settings<'a> {
     pub app_args: &'a str,
 }
 
-/// The default `haltpoll=`: longer than a client's round trip through QEMU's device
-/// model (about 0.25 ms under TCG), short enough not to matter when idle, since the
-/// window shrinks when polls do not pay.
+/// The poll window on a dedicated vCPU: longer than a client's round trip through
+/// QEMU's device model (about 0.25 ms under TCG), short enough not to matter when idle,
+/// since the window shrinks when polls do not pay. Where the vCPU shares a physical CPU
+/// (no promise from the hypervisor), the spinning vCPU takes time from the device model
+/// and the clients that would bring the work, and halting at once answers sooner.
 pub const DEFAULT_HALT_POLL_US: u32 = 400;
 
 impl Default for Settings<'_> {
@@ -65,7 +68,7 @@ impl Default for Settings<'_> {
             ip: None,
             gateway: None,
             virtio_mmio: [None; 8],
-            halt_poll_us: DEFAULT_HALT_POLL_US,
+            halt_poll_us: None,
             max_conns: None,
             nic: None,
             net_irq: IrqLimit::default(),
@@ -238,7 +241,7 @@ pub fn parse<'a>(
                 }
             },
             "haltpoll" => match value.parse::<u32>() {
-                Ok(us) if us <= 1_000_000 => settings.halt_poll_us = us,
+                Ok(us) if us <= 1_000_000 => settings.halt_poll_us = Some(us),
                 _ => warn(Warning::BadValue { key, value, expected: "microseconds, 0 to 1000000" }),
             },
             "max_conns" => match value.parse::<usize>() {
@@ -423,12 +426,13 @@ mod tests {
 
     #[test]
     fn halt_poll_window() {
-        assert_eq!(parse_all("").0.halt_poll_us, DEFAULT_HALT_POLL_US);
-        assert_eq!(parse_all("haltpoll=0").0.halt_poll_us, 0);
-        assert_eq!(parse_all("haltpoll=1000000").0.halt_poll_us, 1_000_000);
+        // Unset: the platform decides.
+        assert_eq!(parse_all("").0.halt_poll_us, None);
+        assert_eq!(parse_all("haltpoll=0").0.halt_poll_us, Some(0));
+        assert_eq!(parse_all("haltpoll=1000000").0.halt_poll_us, Some(1_000_000));
         for bad in ["haltpoll=1000001", "haltpoll=-1", "haltpoll=fast", "haltpoll="] {
             let (s, w) = parse_all(bad);
-            assert_eq!(s.halt_poll_us, DEFAULT_HALT_POLL_US, "{bad}");
+            assert_eq!(s.halt_poll_us, None, "{bad}");
             assert_eq!(w.len(), 1, "{bad}");
         }
     }

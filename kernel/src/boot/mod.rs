@@ -450,7 +450,17 @@ fn run(b: Booted<'_>) -> ! {
         log::warn!("{} command-line setting(s) ignored", b.parsed.warnings);
     }
 
-    crate::executor::set_halt_poll_us(settings.halt_poll_us);
+    // Poll before halting only where that spins on a CPU of our own, or when asked to.
+    let (halt_poll_us, why) = match settings.halt_poll_us {
+        Some(us) => (us, "haltpoll="),
+        None if pv.dedicated_cpu => (cmdline::DEFAULT_HALT_POLL_US, "the vCPU has a CPU of its own"),
+        None => (0, "the vCPU may share its CPU"),
+    };
+    crate::executor::set_halt_poll_us(halt_poll_us);
+    match halt_poll_us {
+        0 => log::info!("idle: halts at once ({why})"),
+        us => log::info!("idle: polls up to {us} us before halting ({why})"),
+    }
     if let Some(name) = settings.selftest {
         exit(selftest::run(name, &facts, pv.backend()));
     }
