@@ -24,6 +24,7 @@ fn testbed() -> Option<&'static Testbed> {
             .image("hello", build_app("hello"))
             .image("httpd", build_app("httpd"))
             .image("udp-echo", build_app("udp-echo"))
+            .image("kv", build_app("kv"))
             .linux_domu();
         match Testbed::boot(options) {
             Ok(testbed) => Booted::Up(Box::new(testbed)),
@@ -295,6 +296,64 @@ fn udp_echo_as_pv_domu() {
 #[test]
 fn udp_echo_as_pvh_domu() {
     udp_echo_as_domu("udp-pvh", DomuType::Pvh, "10.0.9.6");
+}
+
+/// kv over netfront, PV and PVH, spoken to from dom0 with RESP and inline commands
+/// through busybox nc (dom0 has no redis-cli): replies byte for byte, a pipeline of
+/// 10,000 commands in one write, and a key that expires by the domU's Xen clock.
+fn kv_as_domu(name: &str, kind: DomuType, ip: &str) {
+    let Some(tb) = testbed() else { return };
+    create_at(tb, name, "kv", kind, ip, "");
+    console_with(tb, name, "kv: listening on port 6379");
+    let session = |requests: &str| {
+        // QUIT ends the session, so nc returns once the replies are in.
+        ok(tb, &format!("printf '{requests}QUIT\\r\\n' | timeout 60 nc {ip} 6379 | tr -d '\\r'"))
+    };
+    let replies = session(
+        "*3\\r\\n$3\\r\\nSET\\r\\n$4\\r\\nname\\r\\n$2\\r\\nkv\\r\\n\
+         *2\\r\\n$3\\r\\nGET\\r\\n$4\\r\\nname\\r\\nPING\\r\\nINCR n\\r\\nINCRBY n 41\\r\\n\
+         GET\\r\\nSET t v PX 1500\\r\\nEXISTS t\\r\\n",
+    );
+    assert_eq!(
+        replies.lines().collect::<Vec<_>>(),
+        [
+            "+OK",
+            "$2",
+            "kv",
+            "+PONG",
+            ":1",
+            ":42",
+            "-ERR wrong number of arguments for 'get' command",
+            "+OK",
+            ":1",
+            "+OK"
+        ],
+        "{replies}"
+    );
+    // 10,000 inline INCRs in one write: bash's printf repeats its format per argument.
+    let counted = ok(
+        tb,
+        &format!(
+            "printf 'INCR c\\r\\n%.0s' $(seq 10000) > /tmp/incr.txt; printf 'QUIT\\r\\n' >> /tmp/incr.txt; \
+             timeout 120 nc {ip} 6379 < /tmp/incr.txt | tr -d '\\r' > /tmp/incr.out; \
+             echo \"$(grep -c '^:' /tmp/incr.out) $(grep '^:' /tmp/incr.out | tail -n 1)\""
+        ),
+    );
+    assert_eq!(counted, "10000 :10000", "replies to the pipeline, and the last");
+    // `t` was set to expire 1.5 s after it was written.
+    ok(tb, "sleep 2");
+    assert_eq!(session("EXISTS t\\r\\nEXISTS name\\r\\n").lines().collect::<Vec<_>>(), [":0", ":1", "+OK"]);
+    ask_to_end(tb, name, false);
+}
+
+#[test]
+fn kv_as_pv_domu() {
+    kv_as_domu("kv-pv", DomuType::Pv, "10.0.9.9");
+}
+
+#[test]
+fn kv_as_pvh_domu() {
+    kv_as_domu("kv-pvh", DomuType::Pvh, "10.0.9.10");
 }
 
 /// One client in dom0: fetches `$1` until /run/tb/load-on goes, or for 3 minutes at

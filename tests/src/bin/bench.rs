@@ -1054,9 +1054,10 @@ fn first_pong(target: &Target, started: Instant, limit: Duration) -> Option<Dura
     None
 }
 
-/// The tests `redis-benchmark --csv` reported, with their requests per second; and
-/// whether its output holds an error or it ran out of time (`limit`).
-fn redis_benchmark(target: &Target, limit: Duration, args: &[&str]) -> (Vec<(String, f64)>, bool) {
+/// The tests `redis-benchmark --csv` reported, with their requests per second; and,
+/// when its output holds an error or it ran out of time (`limit`), its exit status and
+/// last lines.
+fn redis_benchmark(target: &Target, limit: Duration, args: &[&str]) -> (Vec<(String, f64)>, Option<String>) {
     let out = target
         .redis_within(limit, "redis-benchmark")
         .arg("--csv")
@@ -1074,7 +1075,11 @@ fn redis_benchmark(target: &Target, limit: Duration, args: &[&str]) -> (Vec<(Str
         .collect();
     let failed =
         !out.status.success() || text.contains("ERR") || text.contains("Error") || text.contains("OOM");
-    (rows, failed)
+    let lines: Vec<&str> = text.lines().collect();
+    let why = failed.then(|| {
+        format!("{}; it printed:\n{}", out.status, lines[lines.len().saturating_sub(10)..].join("\n"))
+    });
+    (rows, why)
 }
 
 /// A Redis INFO field through redis-cli.
@@ -1192,10 +1197,13 @@ fn kv(requests: u32, keys: u32, rounds: usize, tap: bool) -> ExitCode {
                     all.join(" ")
                 );
                 let (rows, failed) = redis_benchmark(target, benchmark_limit, &all);
-                if failed || rows.len() != tests.len() {
+                if failed.is_some() || rows.len() != tests.len() {
                     // Returning (not panicking: release builds abort) drops the guests
                     // and their namespaces; their consoles say what went wrong.
-                    eprintln!("bench kv: {name} {mode}: redis-benchmark failed or timed out: {rows:?}");
+                    eprintln!(
+                        "bench kv: {name} {mode}: redis-benchmark failed: {rows:?}, {}",
+                        failed.unwrap_or_default()
+                    );
                     for (name, _, run, _) in &mut running {
                         eprintln!(
                             "--- {name}: console, last lines ---\n{}\n--- QEMU's stderr ---\n{}",
@@ -1281,8 +1289,9 @@ fn kv(requests: u32, keys: u32, rounds: usize, tap: bool) -> ExitCode {
             &["-t", "set,get,incr,lpush,lpop", "-n", &n, "-c", "8", "-P", "16"],
         );
         drop(run);
-        if failed || rows.len() != tests.len() {
-            println!("kv -m {mib}: the benchmark failed ({} of {} tests)", rows.len(), tests.len());
+        if failed.is_some() || rows.len() != tests.len() {
+            let last = failed.as_deref().and_then(|why| why.lines().last()).unwrap_or_default();
+            println!("kv -m {mib}: the benchmark failed ({} of {} tests): {last}", rows.len(), tests.len());
             continue;
         }
         println!(
