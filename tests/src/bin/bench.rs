@@ -1054,17 +1054,69 @@ fn first_pong(target: &Target, started: Instant, limit: Duration) -> Option<Dura
     None
 }
 
-/// The tests `redis-benchmark --csv` reported, with their requests per second; and,
-/// when its output holds an error or it ran out of time (`limit`), its exit status and
-/// last lines.
-fn redis_benchmark(target: &Target, limit: Duration, args: &[&str]) -> (Vec<(String, f64)>, Option<String>) {
-    let out = target
+/// What one `redis-benchmark --csv` run gave.
+struct BenchmarkRun {
+    /// The tests it reported, with their requests per second.
+    rows: Vec<(String, f64)>,
+    /// Its exit status and last lines, when its output holds an error or it was stopped.
+    failure: Option<String>,
+    /// It was stopped because the server stopped answering PING on new connections.
+    stalled: bool,
+}
+
+/// Runs `redis-benchmark --csv ARGS` against `target`, stopping it after `limit` or once
+/// the server has not answered a PING on a new connection three times in a row, 10 s
+/// apart. (QEMU 7.2's virtio-net can stop delivering to a Linux guest under load with
+/// receive buffers posted, waiting for a notification the guest never sends; the guest
+/// then answers nothing, and redis-benchmark would wait for ever.)
+fn redis_benchmark(target: &Target, limit: Duration, args: &[&str]) -> BenchmarkRun {
+    use std::io::Read;
+    let mut child = target
         .redis_within(limit, "redis-benchmark")
         .arg("--csv")
         .args(args)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("redis-benchmark runs (apt-get install redis-tools)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    // Read while it runs, so a full pipe never holds it up.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let answers = || {
+        target
+            .redis_within(Duration::from_secs(5), "redis-cli")
+            .arg("PING")
+            .output()
+            .is_ok_and(|o| o.stdout == b"PONG\n")
+    };
+    let (mut silent, mut next_probe, mut stalled) = (0, Instant::now() + Duration::from_secs(10), false);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("redis-benchmark's status") {
+            break status;
+        }
+        if Instant::now() >= next_probe {
+            silent = if answers() { 0 } else { silent + 1 };
+            next_probe = Instant::now() + Duration::from_secs(10);
+            if silent == 3 {
+                stalled = true;
+                // `timeout` passes a TERM on to redis-benchmark (a KILL would leave it
+                // running, holding the pipes).
+                let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+                break child.wait().expect("redis-benchmark's status");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
     let rows = text
         .lines()
         .filter_map(|l| {
@@ -1073,13 +1125,17 @@ fn redis_benchmark(target: &Target, limit: Duration, args: &[&str]) -> (Vec<(Str
             Some((name.to_owned(), rps))
         })
         .collect();
-    let failed =
-        !out.status.success() || text.contains("ERR") || text.contains("Error") || text.contains("OOM");
+    let failed = stalled
+        || !status.success()
+        || text.contains("ERR")
+        || text.contains("Error")
+        || text.contains("OOM");
     let lines: Vec<&str> = text.lines().collect();
-    let why = failed.then(|| {
-        format!("{}; it printed:\n{}", out.status, lines[lines.len().saturating_sub(10)..].join("\n"))
+    let failure = failed.then(|| {
+        let why = if stalled { "stopped: the server answers no PING" } else { "ended" };
+        format!("{why} ({status}); it printed:\n{}", lines[lines.len().saturating_sub(10)..].join("\n"))
     });
-    (rows, why)
+    BenchmarkRun { rows, failure, stalled }
 }
 
 /// A Redis INFO field through redis-cli.
@@ -1111,6 +1167,45 @@ fn memory_per_key(target: &Target, load: &Path, keys: u32) -> Option<f64> {
     }
     let after = info_field(target, "used_memory")?;
     Some(after.saturating_sub(before) as f64 / f64::from(keys))
+}
+
+/// How many times `bench kv` boots a guest again after it stopped answering.
+const MAX_RESTARTS: usize = 3;
+
+/// A guest of `bench kv`: where it is reached, how it was started (to boot it again), its
+/// namespace (dropped after the guest) and the running QEMU.
+struct KvGuest {
+    name: &'static str,
+    target: Target,
+    vm: Vm,
+    run: tests::Running,
+    // Declared after `run`, so the namespace goes after QEMU.
+    _ns: Option<Namespace>,
+    restarts: usize,
+}
+
+impl KvGuest {
+    fn boot(name: &'static str, vm: Vm, target: Target, ns: Option<Namespace>) -> Result<KvGuest, String> {
+        let run = Self::start(name, &vm, &target)?;
+        Ok(KvGuest { name, target, vm, run, _ns: ns, restarts: 0 })
+    }
+
+    /// Kills QEMU and boots the guest again, on the same port or namespace.
+    fn reboot(&mut self) -> Result<(), String> {
+        self.run.kill();
+        self.run = Self::start(self.name, &self.vm, &self.target)?;
+        self.restarts += 1;
+        Ok(())
+    }
+
+    /// Spawns `vm` and waits until it answers PING.
+    fn start(name: &str, vm: &Vm, target: &Target) -> Result<tests::Running, String> {
+        let mut run = vm.clone().spawn().map_err(|e| e.to_string())?;
+        if first_pong(target, run.started, Duration::from_secs(120)).is_none() {
+            return Err(format!("{name} does not answer PING; its console:\n{}", run.console_tail(40)));
+        }
+        Ok(run)
+    }
 }
 
 /// kv vs Debian's redis-server in a Linux guest (Debian's cloud kernel, small
@@ -1153,9 +1248,7 @@ fn kv(requests: u32, keys: u32, rounds: usize, tap: bool) -> ExitCode {
                 .arg(linux_dir.join("initrd.cpio.gz").to_string_lossy()),
         ),
     ];
-    // Per guest: its name, where it is reached, its namespace (dropped after the guest) and
-    // the running QEMU.
-    let mut running = Vec::new();
+    let mut running: Vec<KvGuest> = Vec::new();
     for (i, (name, vm)) in guests.into_iter().enumerate() {
         let (vm, target, ns) = if tap {
             let ns = namespace(&format!("chmkv{i}-"));
@@ -1166,13 +1259,12 @@ fn kv(requests: u32, keys: u32, rounds: usize, tap: bool) -> ExitCode {
         };
         let vm = vm.verbose(false).timeout(Duration::from_secs(3 * 3600));
         eprintln!("$ {}", vm.command_line());
-        let run = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
-        let answered = first_pong(&target, run.started, Duration::from_secs(120)).is_some();
-        running.push((name, target, run, ns));
-        if !answered {
-            let (name, _, run, _) = running.last_mut().expect("just pushed");
-            eprintln!("bench kv: {name} does not answer PING; its console:\n{}", run.console_tail(40));
-            return ExitCode::FAILURE;
+        match KvGuest::boot(name, vm, target, ns) {
+            Ok(guest) => running.push(guest),
+            Err(e) => {
+                eprintln!("bench kv: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     let n = requests.to_string();
@@ -1190,25 +1282,42 @@ fn kv(requests: u32, keys: u32, rounds: usize, tap: bool) -> ExitCode {
             all.extend_from_slice(args);
             for turn in 0..running.len() {
                 let g = (turn + round) % running.len();
-                let (name, target, ..) = &running[g];
+                let name = running[g].name;
                 eprintln!(
                     "bench kv: round {}/{rounds}: {name}: redis-benchmark {}",
                     round + 1,
                     all.join(" ")
                 );
-                let (rows, failed) = redis_benchmark(target, benchmark_limit, &all);
-                if failed.is_some() || rows.len() != tests.len() {
+                let mut run = redis_benchmark(&running[g].target, benchmark_limit, &all);
+                // A guest that stopped answering is booted again and the test repeated
+                // (a few times at most), and the summary says so.
+                while run.stalled && running[g].restarts < MAX_RESTARTS {
+                    eprintln!(
+                        "bench kv: {name} {mode}: stopped answering; booting it again. {}\n--- its console, last \
+                         lines ---\n{}",
+                        run.failure.as_deref().unwrap_or_default(),
+                        running[g].run.console_tail(20)
+                    );
+                    if let Err(e) = running[g].reboot() {
+                        eprintln!("bench kv: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                    run = redis_benchmark(&running[g].target, benchmark_limit, &all);
+                }
+                let rows = run.rows;
+                if run.failure.is_some() || rows.len() != tests.len() {
                     // Returning (not panicking: release builds abort) drops the guests
                     // and their namespaces; their consoles say what went wrong.
                     eprintln!(
                         "bench kv: {name} {mode}: redis-benchmark failed: {rows:?}, {}",
-                        failed.unwrap_or_default()
+                        run.failure.unwrap_or_default()
                     );
-                    for (name, _, run, _) in &mut running {
+                    for guest in &mut running {
                         eprintln!(
-                            "--- {name}: console, last lines ---\n{}\n--- QEMU's stderr ---\n{}",
-                            run.console_tail(40),
-                            run.qemu_stderr()
+                            "--- {}: console, last lines ---\n{}\n--- QEMU's stderr ---\n{}",
+                            guest.name,
+                            guest.run.console_tail(40),
+                            guest.run.qemu_stderr()
                         );
                     }
                     return ExitCode::FAILURE;
@@ -1222,23 +1331,27 @@ fn kv(requests: u32, keys: u32, rounds: usize, tap: bool) -> ExitCode {
     }
     let per_key: Vec<Option<f64>> = running
         .iter()
-        .map(|(name, target, ..)| {
+        .map(|guest| {
             (keys > 0)
                 .then(|| {
-                    let _ = target.redis("redis-cli").arg("FLUSHALL").output();
-                    eprintln!("bench kv: {name}: loading {keys} keys");
-                    memory_per_key(target, &load, keys)
+                    let _ = guest.target.redis("redis-cli").arg("FLUSHALL").output();
+                    eprintln!("bench kv: {}: loading {keys} keys", guest.name);
+                    memory_per_key(&guest.target, &load, keys)
                 })
                 .flatten()
         })
         .collect();
-    let names: Vec<&str> = running.iter().map(|(name, ..)| *name).collect();
+    let names: Vec<&str> = running.iter().map(|guest| guest.name).collect();
+    let restarts: Vec<usize> = running.iter().map(|guest| guest.restarts).collect();
     drop(running);
     let network = if tap { "tap devices in network namespaces" } else { "user network" };
     println!(
         "kv: redis-benchmark -t set,get,incr,lpush,lpop -n {requests}, QEMU TCG, -m {MEMORY_MIB}, {network}, \
          {rounds} rounds, both guests up, turns alternating"
     );
+    for (name, n) in names.iter().zip(&restarts).filter(|(_, n)| **n > 0) {
+        println!("{name}: stopped answering and was booted again {n} time(s); its tests were repeated");
+    }
     println!("{:<20} {:<12} {:>8} {:>12}   each round", "guest", "mode", "test", "median req/s");
     for (g, name) in names.iter().enumerate() {
         for (m, (mode, _)) in modes.iter().enumerate() {
@@ -1283,7 +1396,7 @@ fn kv(requests: u32, keys: u32, rounds: usize, tap: bool) -> ExitCode {
             println!("kv -m {mib}: does not boot or serve");
             continue;
         }
-        let (rows, failed) = redis_benchmark(
+        let BenchmarkRun { rows, failure: failed, .. } = redis_benchmark(
             &target,
             benchmark_limit,
             &["-t", "set,get,incr,lpush,lpop", "-n", &n, "-c", "8", "-P", "16"],
