@@ -524,6 +524,10 @@ impl Target {
         self.point_at_redis(&mut c);
         c
     }
+    /// Whether the guest answers redis-cli's PING on a new connection within `limit`.
+    fn pings(&self, limit: Duration) -> bool {
+        self.redis_within(limit, "redis-cli").arg("PING").output().is_ok_and(|o| o.stdout == b"PONG\n")
+    }
     fn point_at_redis(&self, c: &mut Command) {
         match self {
             Target::Port(p) => c.args(["-p", &p.to_string()]),
@@ -1040,11 +1044,7 @@ fn first_pong(target: &Target, started: Instant, limit: Duration) -> Option<Dura
                     && s.read(&mut buf).is_ok_and(|n| n == 7 && &buf == b"+PONG\r\n")
             }),
             // A guest that is not up yet may not answer a SYN: each try is cut short.
-            Target::Namespace(_) => target
-                .command("timeout")
-                .args(["1", "redis-cli", "-h", Namespace::GUEST_IP, "PING"])
-                .output()
-                .is_ok_and(|o| o.stdout == b"PONG\n"),
+            Target::Namespace(_) => target.pings(Duration::from_secs(1)),
         };
         if answered {
             return Some(started.elapsed());
@@ -1091,20 +1091,13 @@ fn redis_benchmark(target: &Target, limit: Duration, args: &[&str]) -> Benchmark
     };
     let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let answers = || {
-        target
-            .redis_within(Duration::from_secs(5), "redis-cli")
-            .arg("PING")
-            .output()
-            .is_ok_and(|o| o.stdout == b"PONG\n")
-    };
     let (mut silent, mut next_probe, mut stalled) = (0, Instant::now() + Duration::from_secs(10), false);
     let status = loop {
         if let Some(status) = child.try_wait().expect("redis-benchmark's status") {
             break status;
         }
         if Instant::now() >= next_probe {
-            silent = if answers() { 0 } else { silent + 1 };
+            silent = if target.pings(Duration::from_secs(5)) { 0 } else { silent + 1 };
             next_probe = Instant::now() + Duration::from_secs(10);
             if silent == 3 {
                 stalled = true;
